@@ -1,0 +1,261 @@
+"""Every error the orchestrator raises, under one root, with the data a caller needs to act on it.
+
+The CLI has a single handler: it prints ``Error: <message>`` and exits with the class's
+``exit_code``. Library callers catch :class:`OrchestratorError` and read the fields.
+
+    OrchestratorError                      exit 4  (could not run)
+    ├── InputError                         exit 2  (bad input: nothing was changed)
+    │   ├── ManifestError(path,line,job,field)
+    │   │   └── ManifestErrors(errors)     all problems of one manifest at once
+    │   ├── PriceUnknown(model,detail)     a request the price table cannot price
+    │   └── ConfigError                    bad flag, missing API key, ...
+    ├── LedgerError
+    │   ├── LedgerBusy(pid)                another `run` holds the ledger
+    │   └── IllegalTransition(key,from,to) a bug: the state machine forbids it
+    ├── ApiError(status,message)           Krea answered with an error status
+    │   ├── Rejected                       400 / 422 / 404 on create: never retried
+    │   │   └── ModelRetired(replacement)  410: the model is past its sunset date
+    │   ├── Unauthorized                   401 / 403: the key is wrong
+    │   ├── InsufficientFunds              402: top up the API balance
+    │   ├── RateLimited(retry_after_s)     429: concurrency + backlog full, or request rate
+    │   ├── NotFound                       404 on a job
+    │   ├── ServerError                    5xx
+    │   └── BadResponse                    2xx whose body is not what the spec promises
+    ├── TransportError(sent)               no HTTP answer at all
+    │   ├── NotSent                        refused / DNS / connect timeout: safe to resend
+    │   └── ConnectionLost                 sent, then reset / timed out: outcome unknown
+    ├── DownloadError(url)
+    │   ├── Truncated(expected,got)
+    │   ├── NotMp4
+    │   ├── UrlExpired                     the media host refused a once-good URL
+    │   └── DiskFull(path,needed)
+    ├── StoppedByBudget / StoppedByFunds   exit 3
+    └── Interrupted                        exit 130
+
+Messages never contain the API key: errors carry a status and a URL path, never a request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+EXIT_OK = 0
+EXIT_JOBS_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_STOPPED = 3
+EXIT_CANNOT_RUN = 4
+EXIT_INTERRUPTED = 130
+
+
+class OrchestratorError(Exception):
+    """The orchestrator could not do what was asked."""
+
+    exit_code = EXIT_CANNOT_RUN
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or (self.__doc__ or type(self).__name__).strip())
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0])
+
+
+class InputError(OrchestratorError):
+    """The input is invalid; nothing was changed."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class ManifestError(InputError):
+    """The manifest is invalid."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str = "",
+        line: int | None = None,
+        job: str | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.path, self.line, self.job, self.field, self.reason = path, line, job, field, message
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        where = self.path or "<manifest>"
+        if self.line is not None:
+            where += f":{self.line}"
+        parts = [where]
+        if self.job is not None:
+            parts.append(f"job {self.job!r}")
+        if self.field is not None:
+            parts.append(f"field {self.field!r}")
+        return ": ".join([*parts, self.reason])
+
+
+class ManifestErrors(InputError):
+    """The manifest has several problems; each is reported."""
+
+    def __init__(self, errors: Sequence[ManifestError]) -> None:
+        self.errors = list(errors)
+        count = len(self.errors)
+        head = f"{count} problem{'s' if count != 1 else ''} in the manifest:"
+        super().__init__("\n".join([head, *(f"  {e.message}" for e in self.errors)]))
+
+
+class PriceUnknown(InputError):
+    """No price is known for this request; add a price override to the manifest."""
+
+    def __init__(self, model: str, detail: str) -> None:
+        self.model, self.detail = model, detail
+        super().__init__(
+            f"no price for {model} ({detail}); add it under `prices:` in the manifest "
+            f"(see README, Costs)"
+        )
+
+
+class ConfigError(InputError):
+    """A setting is missing or invalid."""
+
+
+class LedgerError(OrchestratorError):
+    """The ledger cannot be used."""
+
+
+class LedgerBusy(LedgerError):
+    """Another `orchestrator run` is using this ledger."""
+
+    def __init__(self, path: str, pid: int | None) -> None:
+        self.path, self.pid = path, pid
+        owner = f"pid {pid}" if pid else "another process"
+        super().__init__(f"ledger {path} is in use by {owner}; wait for it or stop it first")
+
+
+class IllegalTransition(LedgerError):
+    """A state change the state machine forbids (a bug, never user error)."""
+
+    def __init__(self, key: str, from_state: str, to_state: str) -> None:
+        self.key, self.from_state, self.to_state = key, from_state, to_state
+        super().__init__(f"job {key}: illegal transition {from_state} -> {to_state}")
+
+
+class ApiError(OrchestratorError):
+    """Krea answered with an error."""
+
+    def __init__(self, status: int, message: str, *, path: str = "") -> None:
+        self.status, self.reason, self.path = status, message, path
+        super().__init__(f"{path or 'Krea API'}: HTTP {status}: {message}")
+
+
+class Rejected(ApiError):
+    """Krea refused the request as invalid; resending it cannot help."""
+
+
+class ModelRetired(Rejected):
+    """The model is past its sunset date."""
+
+    def __init__(self, status: int, message: str, *, path: str = "", replacement: str = "") -> None:
+        self.replacement = replacement
+        hint = f" (use {replacement} instead)" if replacement else ""
+        super().__init__(status, message + hint, path=path)
+
+
+class Unauthorized(ApiError):
+    """Krea refused the API key; check KREA_API_KEY."""
+
+
+class InsufficientFunds(ApiError):
+    """Krea's API balance cannot cover the request; top it up at krea.ai/app/api."""
+
+
+class RateLimited(ApiError):
+    """Krea's concurrency + backlog (or request rate) is full."""
+
+    def __init__(
+        self, status: int, message: str, *, path: str = "", retry_after_s: float | None = None
+    ) -> None:
+        self.retry_after_s = retry_after_s
+        super().__init__(status, message, path=path)
+
+
+class NotFound(ApiError):
+    """Krea does not know this job (or it belongs to another key)."""
+
+
+class ServerError(ApiError):
+    """Krea answered 5xx."""
+
+
+class BadResponse(ApiError):
+    """Krea answered 2xx with a body that is not what the spec promises."""
+
+
+class TransportError(OrchestratorError):
+    """No HTTP answer was received."""
+
+    sent = True
+
+    def __init__(self, detail: str, *, path: str = "") -> None:
+        self.detail, self.path = detail, path
+        super().__init__(f"{path or 'Krea API'}: {detail}")
+
+
+class NotSent(TransportError):
+    """The request never left (connection refused, DNS failure, connect timeout)."""
+
+    sent = False
+
+
+class ConnectionLost(TransportError):
+    """The request was sent but no answer came back (reset, read timeout)."""
+
+
+class DownloadError(OrchestratorError):
+    """A result file could not be downloaded."""
+
+    def __init__(self, message: str, *, url: str = "") -> None:
+        self.url = url
+        super().__init__(message)
+
+
+class Truncated(DownloadError):
+    """The download ended before the announced length."""
+
+    def __init__(self, expected: int, got: int, *, url: str = "") -> None:
+        self.expected, self.got = expected, got
+        super().__init__(f"download truncated: {got} of {expected} bytes", url=url)
+
+
+class NotMp4(DownloadError):
+    """The downloaded file is not a complete MP4."""
+
+
+class UrlExpired(DownloadError):
+    """The media host refused a result URL; a fresh one must be fetched."""
+
+
+class DiskFull(DownloadError):
+    """There is no space left for a download."""
+
+    def __init__(self, path: str, needed: int | None = None) -> None:
+        self.target, self.needed = path, needed
+        need = f"; {needed:,} bytes needed" if needed else ""
+        super().__init__(f"no space left on the device for {path}{need}")
+
+
+class StoppedByBudget(OrchestratorError):
+    """The budget cap stopped the run; raise it with --budget to go on."""
+
+    exit_code = EXIT_STOPPED
+
+
+class StoppedByFunds(OrchestratorError):
+    """Krea answered 402: the API balance is exhausted; top up at krea.ai/app/api, then rerun."""
+
+    exit_code = EXIT_STOPPED
+
+
+class Interrupted(OrchestratorError):
+    """Interrupted; run the same command again to resume."""
+
+    exit_code = EXIT_INTERRUPTED

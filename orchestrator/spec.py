@@ -1,0 +1,221 @@
+"""Krea's published OpenAPI document, read once: video endpoints, request schemas, price tables.
+
+The document (``orchestrator/data/krea-openapi.json``, a snapshot of api.krea.ai/openapi.json) is
+the single source of truth for what a request may contain. This module only *reads* it: the
+compute-unit tables come back as raw cells, and each side (``costs`` for the client,
+``simulator.billing`` for the server) interprets them with its own code.
+
+Validation lives here because it is the contract itself: the manifest checks a request before
+anything is sent, and the simulator refuses the same request the same way Krea would.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any, cast
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+
+VIDEO_PREFIX = "/generate/video/"
+#: The snapshot's date, from our digest of it (shared/krea-api.md): the spec carries none.
+SPEC_DATE = "2026-05"
+#: Krea's published USD prices are compute units times this factor (see krea-api.md §2).
+USD_PER_CU = "0.0018335"
+
+
+@dataclass(frozen=True)
+class PriceTable:
+    """A compute-unit table from an endpoint's description, as raw text cells."""
+
+    columns: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One video endpoint: ``model`` is its path under /generate/video/ (``kling/kling-2.5``)."""
+
+    model: str
+    summary: str
+    request_schema: dict[str, Any]
+    price_table: PriceTable | None
+    aliases: dict[str, str]  #: deprecated camelCase field -> snake_case field
+    alias_sunset: str | None  #: the date after which the aliases stop working
+    deprecated: bool
+
+    @property
+    def path(self) -> str:
+        return VIDEO_PREFIX + self.model
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return tuple(self.request_schema.get("properties", {}))
+
+    @property
+    def required(self) -> tuple[str, ...]:
+        return tuple(self.request_schema.get("required", ()))
+
+    def default(self, name: str) -> Any:
+        """The schema's default for a field, or None."""
+        return self.request_schema.get("properties", {}).get(name, {}).get("default")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One reason a request body is invalid, naming the field it is about."""
+
+    field: str | None
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}" if self.field else self.message
+
+
+class Spec:
+    """The parsed document."""
+
+    def __init__(self, document: dict[str, Any], sha256: str) -> None:
+        self.document = document
+        self.sha256 = sha256
+        self.endpoints: dict[str, Endpoint] = {
+            path.removeprefix(VIDEO_PREFIX): _endpoint(path, item["post"])
+            for path, item in document["paths"].items()
+            if path.startswith(VIDEO_PREFIX) and "post" in item
+        }
+
+    def endpoint(self, model: str) -> Endpoint | None:
+        return self.endpoints.get(model.strip("/"))
+
+    def response_schema(self, path: str, method: str, status: int) -> dict[str, Any]:
+        """The JSON schema of a documented response (for contract tests)."""
+        operation = self.document["paths"][path][method.lower()]
+        content = operation["responses"][str(status)]["content"]
+        schema: dict[str, Any] = content["application/json"]["schema"]
+        return schema
+
+
+@cache
+def load_spec() -> Spec:
+    """The packaged OpenAPI document, parsed once per process."""
+    raw = resources.files("orchestrator").joinpath("data/krea-openapi.json").read_bytes()
+    return Spec(json.loads(raw), hashlib.sha256(raw).hexdigest())
+
+
+def _endpoint(path: str, operation: dict[str, Any]) -> Endpoint:
+    schema = operation["requestBody"]["content"]["application/json"]["schema"]
+    aliases = operation.get("x-krea-deprecated-field-aliases", [])
+    return Endpoint(
+        model=path.removeprefix(VIDEO_PREFIX),
+        summary=operation.get("summary", ""),
+        request_schema=schema,
+        price_table=parse_price_table(operation.get("description", "")),
+        aliases={a["from"]: a["to"] for a in aliases},
+        alias_sunset=min((a["sunset_date"] for a in aliases), default=None),
+        deprecated=bool(operation.get("deprecated", False)),
+    )
+
+
+def parse_price_table(description: str) -> PriceTable | None:
+    """The first markdown table with a 'Compute Units' column, or None."""
+    lines = [ln.strip() for ln in description.splitlines() if ln.strip().startswith("|")]
+    if len(lines) < 3:
+        return None
+    header = _cells(lines[0])
+    if "Compute Units" not in header:
+        return None
+    rows = tuple(tuple(_cells(ln)) for ln in lines[2:] if not re.fullmatch(r"[|\-\s:]+", ln))
+    return PriceTable(columns=tuple(header), rows=rows)
+
+
+def _cells(line: str) -> list[str]:
+    return [cell.strip() for cell in line.strip().strip("|").split("|")]
+
+
+@cache
+def _validator(model: str) -> Draft202012Validator:
+    endpoint = load_spec().endpoints[model]
+    return Draft202012Validator(endpoint.request_schema)
+
+
+def request_problems(model: str, body: Any) -> list[Problem]:
+    """Every reason ``body`` is not a valid request for ``model``, one per field, in field order."""
+    if not isinstance(body, dict):
+        return [Problem(None, "the request body must be a JSON object")]
+    found: dict[str | None, Problem] = {}
+    ranked = sorted(_validator(model).iter_errors(body), key=lambda e: e.validator == "type")
+    for error in ranked:
+        for problem in _describe(error, model):
+            found.setdefault(problem.field, problem)  # one message per field: the most specific
+    return sorted(found.values(), key=lambda p: p.field or "")
+
+
+def _describe(error: ValidationError, model: str) -> list[Problem]:
+    where = _field_path(error.absolute_path)
+    if error.validator == "additionalProperties":
+        return _unknown_fields(error, model, where)
+    if error.validator == "required":
+        missing = str(error.message).split("'")[1]
+        return [Problem(_join(where, missing), "is required")]
+    choices = list(_choices(error))
+    if choices:
+        shown = ", ".join(_show(c) for c in choices)
+        return [Problem(where or None, f"must be one of {shown} (got {_show(error.instance)})")]
+    if error.validator == "type":
+        got = _show(error.instance)
+        return [Problem(where or None, f"must be of type {error.validator_value} (got {got})")]
+    return [Problem(where or None, str(error.message))]
+
+
+def _unknown_fields(error: ValidationError, model: str, where: str) -> list[Problem]:
+    properties = cast(dict[str, Any], error.schema).get("properties", {})
+    allowed = ", ".join(sorted(properties))
+    aliases = load_spec().endpoints[model].aliases
+    problems = []
+    for name in sorted(set(cast(dict[str, Any], error.instance)) - set(properties)):
+        renamed = f"; Krea renamed it to {aliases[name]!r}" if name in aliases else ""
+        message = f"unknown field for {model}{renamed} (allowed: {allowed})"
+        problems.append(Problem(_join(where, name), message))
+    return problems
+
+
+def _choices(error: ValidationError) -> Iterator[Any]:
+    """Allowed values of an enum / const / anyOf-of-consts constraint."""
+    value = cast(Any, error.validator_value)
+    if error.validator == "enum":
+        yield from value
+    elif error.validator == "const":
+        yield value
+    elif error.validator in ("anyOf", "oneOf") and all(
+        "const" in s or "enum" in s or "anyOf" in s for s in value
+    ):
+        yield from _consts(value)
+
+
+def _consts(schemas: list[dict[str, Any]]) -> Iterator[Any]:
+    for schema in schemas:
+        if "const" in schema:
+            yield schema["const"]
+        yield from schema.get("enum", ())
+        yield from _consts(schema.get("anyOf", []))
+
+
+def _field_path(parts: Any) -> str:
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _join(where: str, name: str) -> str:
+    return f"{where}.{name}" if where else name
+
+
+def _show(value: Any) -> str:
+    return repr(value) if isinstance(value, str) else json.dumps(value)
