@@ -1,0 +1,70 @@
+"""A local server that speaks Krea's video API, including its unpleasant parts, for tests.
+
+It is a real aiohttp server on loopback: the client under test talks HTTP to it exactly as it
+would to api.krea.ai, and tests read the ground truth (what was created, billed, faulted) from
+the ``/_sim/`` routes or the ``RunningSimulator`` handle. It imports only ``orchestrator.spec``
+and ``orchestrator.jobs`` (the contract and ``canonical_json``), never the client side, so it
+cannot share a bug with the code it checks.
+
+    async with running_simulator(concurrency=2, time_scale=0) as sim:
+        ...  # POST to f"{sim.url}/generate/video/kling/kling-2.5", then sim.advance(120)
+
+Modules: ``options`` (every knob), ``clock`` (virtual time), ``accounts`` (per-token state),
+``lifecycle`` (the job walk), ``outcomes`` (fates and durations), ``billing`` (prices),
+``admission`` (POST checks), ``gate`` (auth, faults, counting), ``app``/``cdn``/``control``
+(routes), ``media`` (MP4 bytes), ``webhooks``, ``assets``, ``stats``, ``runner``, ``command``.
+
+Choices where Krea's behaviour is UNCONFIRMED (see shared/krea-api.md); each is one option away
+from the other reading where that matters:
+
+* **429** means "concurrency *and* backlog are full": jobs beyond ``concurrency`` are accepted
+  as ``backlogged`` until ``concurrency + backlog`` unfinished jobs exist. The optional request
+  rate limit (``rate_limit_rps``) also answers 429, with a different message. No job is ever
+  created by a 429.
+* **Retry-After** is absent unless ``retry_after_s`` is set; its value is in *simulated* seconds
+  (rounded up), or an HTTP-date / garbage with ``retry_after_form``.
+* **402**: with ``reserve_in_flight`` (default) a POST is refused when the balance minus the
+  prices of the account's unfinished jobs is below the new job's price; otherwise only when the
+  balance itself is below the price. Money is taken only when a job completes; jobs in flight
+  always finish, so a balance can end slightly negative in the non-reserving mode. The balance
+  is ``balance_usd`` minus the bill, so changing ``balance_usd`` live acts as a top-up.
+* **DELETE /jobs/{id}** cancels ``backlogged``, ``queued``, ``scheduled`` and ``processing``
+  jobs (200 with the cancelled job; never billed). Krea documents cancelling only for queued and
+  processing; from ``sampling`` on, and for finished jobs, the simulator answers 409
+  ``{error}`` and changes nothing. Cancelled jobs stay visible in GET and in the list.
+* **Timestamps** are ISO-8601 UTC with milliseconds and ``Z``, from the simulated clock;
+  ``created_at`` is strictly increasing per account (1 ms apart at least) so the list cursor
+  ("created before T") can never skip or repeat a job.
+* **type** is ``"video"`` for every job; ``GET /jobs?types=`` filters on it.
+* **Unfinished jobs in GET**: the GET schema types ``completed_at`` as a string and ``result`` as
+  an object, while Krea's examples show nulls. Default (``pending_shape="spec"``): no
+  ``completed_at`` and ``result: {}`` until the job ends; ``"null"`` gives both as null. The POST
+  answer always has both null, as its schema requires.
+* **Failures** carry ``error: {code, message}`` at the top level *and* in ``result.error``;
+  codes ``moderation``, ``provider_error``, ``timeout``, ``system_cancelled``.
+* **Previews**: ``intermediate-complete`` jobs show the preview URL in ``result.urls``.
+* **Webhooks**: one POST of the GET-shaped job per terminal status, no retries, no signature.
+* **Validation**: 400 ``{error}`` by default; ``validation_status=422`` answers
+  ``{error, detail: [{loc: ["body", field], msg}]}``. camelCase aliases work only until their
+  sunset date on the simulated clock (``start_time`` sets it).
+* **Media URLs** are public (no token) and never expire unless ``url_ttl_s`` is set.
+
+The ``/_sim/`` routes exist for tests and benchmarks only; they have no auth and are never
+faulted or counted.
+"""
+
+from __future__ import annotations
+
+from orchestrator.simulator.media import media_bytes_for, media_file, media_sha256_for
+from orchestrator.simulator.options import SimulatorOptions
+from orchestrator.simulator.runner import RunningSimulator, running_simulator, serve
+
+__all__ = [
+    "RunningSimulator",
+    "SimulatorOptions",
+    "media_bytes_for",
+    "media_file",
+    "media_sha256_for",
+    "running_simulator",
+    "serve",
+]

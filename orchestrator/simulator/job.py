@@ -1,0 +1,134 @@
+"""One simulated Krea job: its record, Krea's status words, and its JSON as Krea shows it.
+
+The record keeps what Krea would know (status, timestamps, result) next to what only the
+simulator exposes under ``/_sim/`` (the request, its hash, the price and the charge), so the two
+renderings below come from the same facts.
+
+Timestamps are integer epoch milliseconds for ``created_at`` (the list cursor compares them
+exactly) and float epoch seconds for the rest (they come from the event heap).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from orchestrator.simulator.clock import iso_ms, to_ms
+from orchestrator.simulator.outcomes import ERROR_MESSAGES, Plan
+
+STATUSES = (
+    "backlogged",
+    "queued",
+    "scheduled",
+    "processing",
+    "sampling",
+    "intermediate-complete",
+    "completed",
+    "failed",
+    "cancelled",
+)
+TERMINAL = frozenset({"completed", "failed", "cancelled"})
+#: Statuses DELETE may cancel; later ones answer 409 (see the package docstring).
+CANCELLABLE = frozenset({"backlogged", "queued", "scheduled", "processing"})
+#: The ``type`` of every video job (UNCONFIRMED value; Krea uses job-type names here).
+JOB_TYPE = "video"
+
+
+@dataclass(slots=True, eq=False)
+class SimJob:
+    """A job and everything the simulator knows about it."""
+
+    job_id: str
+    account: str
+    model: str
+    request: dict[str, Any]
+    body_sha256: str
+    created_ms: int
+    price_micro: int
+    plan: Plan
+    webhook_url: str | None
+    status: str = "backlogged"
+    started_s: float | None = None  #: left the backlog
+    finished_s: float | None = None  #: reached a terminal status
+    charged_micro: int = 0
+    error_code: str | None = None
+    walk: tuple[tuple[float, str], ...] = ()  #: (offset from start, status) steps
+    step: int = 0  #: index of the current step in ``walk``
+    version: int = 0  #: bumped on every change; stale heap events carry an old one
+
+    @property
+    def created_at(self) -> str:
+        return iso_ms(self.created_ms)
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    @property
+    def running(self) -> bool:
+        """Started and not finished (holds one of the account's concurrency slots)."""
+        return self.started_s is not None and self.finished_s is None
+
+    @property
+    def error(self) -> dict[str, str] | None:
+        if self.error_code is None:
+            return None
+        return {"code": self.error_code, "message": ERROR_MESSAGES[self.error_code]}
+
+
+def creation_json(job: SimJob) -> dict[str, Any]:
+    """The POST answer: the pending job, exactly the spec's five fields plus ``type``."""
+    return {
+        "job_id": job.job_id,
+        "status": job.status,
+        "created_at": job.created_at,
+        "completed_at": None,
+        "result": None,
+        "type": JOB_TYPE,
+    }
+
+
+def api_json(job: SimJob, urls: list[str] | None, pending_shape: str) -> dict[str, Any]:
+    """The job as ``GET /jobs/{id}``, list items and webhooks show it.
+
+    ``pending_shape`` "spec" omits ``completed_at`` and gives ``result: {}`` until the job ends
+    (what the GET schema allows); "null" gives both as null (what Krea's examples show).
+    """
+    out: dict[str, Any] = {"job_id": job.job_id, "status": job.status, "created_at": job.created_at}
+    if job.finished_s is not None:
+        out["completed_at"] = iso_ms(to_ms(job.finished_s))
+    elif pending_shape == "null":
+        out["completed_at"] = None
+    result: dict[str, Any] = {"urls": urls} if urls else {}
+    error = job.error
+    if error is not None:
+        result["error"] = error
+    out["result"] = None if not result and pending_shape == "null" and not job.terminal else result
+    out["type"] = JOB_TYPE
+    if error is not None:
+        out["error"] = error
+    return out
+
+
+def sim_json(job: SimJob) -> dict[str, Any]:
+    """The job as ``GET /_sim/jobs`` shows it: ground truth for tests and benchmarks."""
+    return {
+        "job_id": job.job_id,
+        "account": job.account,
+        "model": job.model,
+        "request": job.request,
+        "body_sha256": job.body_sha256,
+        "status": job.status,
+        "created_at": job.created_at,
+        "started_at": _iso_or_none(job.started_s),
+        "completed_at": _iso_or_none(job.finished_s),
+        "price_micro": job.price_micro,
+        "charged_micro": job.charged_micro,
+        "webhook_url": job.webhook_url,
+        "outcome": job.plan.outcome,
+        "error_code": job.error_code,
+    }
+
+
+def _iso_or_none(epoch_s: float | None) -> str | None:
+    return None if epoch_s is None else iso_ms(to_ms(epoch_s))

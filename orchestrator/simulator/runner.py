@@ -1,0 +1,156 @@
+"""Running the simulator: the async context manager tests use, and the blocking ``serve``.
+
+Besides the aiohttp site, a running simulator owns one background task, the *waker*: it sleeps
+until the real moment the next lifecycle event is due (never, with a manual clock) and applies
+it, so webhooks fire on time even when nobody is polling. Anything that may move the next event
+earlier (a new job, ``advance``, ``configure``) sets the waker's event so it recomputes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from aiohttp import web
+from aiohttp.log import access_logger
+
+from orchestrator.simulator.accounts import account_id
+from orchestrator.simulator.app import build_app
+from orchestrator.simulator.control import all_jobs
+from orchestrator.simulator.options import SimulatorOptions
+from orchestrator.simulator.service import Service
+from orchestrator.simulator.stats import snapshot
+
+_MIN_SLEEP_S = 0.0005
+#: How long stopping waits for answers in flight (slow faults, slow media) before cutting them.
+_SHUTDOWN_S = 2.0
+
+
+class RunningSimulator:
+    """Handle on a live simulator: its URL, options, clock and ground truth."""
+
+    def __init__(self, service: Service, url: str) -> None:
+        self._service = service
+        self.url = url
+
+    @property
+    def options(self) -> SimulatorOptions:
+        return self._service.options
+
+    def configure(self, **changes: Any) -> SimulatorOptions:
+        """Change options live (fault rates, concurrency, outage, ...)."""
+        return self._service.configure(**changes)
+
+    def advance(self, seconds: float) -> float:
+        """Move the simulated clock forward; returns the new simulated time."""
+        return self._service.advance(seconds)
+
+    def now(self) -> float:
+        """Simulated time, epoch seconds."""
+        return self._service.tick()
+
+    def stats(self) -> dict[str, Any]:
+        """The ``GET /_sim/stats`` document."""
+        self._service.tick()
+        return snapshot(self._service)
+
+    def jobs(self) -> list[dict[str, Any]]:
+        """The ``GET /_sim/jobs`` list."""
+        return all_jobs(self._service)
+
+    async def drain_webhooks(self) -> None:
+        """Wait until every webhook delivery started so far has finished (either way)."""
+        await self._service.webhooks.drain()
+
+    @staticmethod
+    def account_id(token: str) -> str:
+        """The account id a token maps to (``sha256(token).hexdigest()[:16]``)."""
+        return account_id(token)
+
+
+@asynccontextmanager
+async def running_simulator(**options: Any) -> AsyncIterator[RunningSimulator]:
+    """Start a simulator on the running loop; stop it (and its webhooks) on exit."""
+    service = Service(SimulatorOptions(**options))
+    app = build_app(service)
+    access_log = access_logger if service.options.access_log else None
+    runner = web.AppRunner(
+        app, access_log=access_log, handle_signals=False, shutdown_timeout=_SHUTDOWN_S
+    )
+    await runner.setup()
+    waker: asyncio.Task[None] | None = None
+    try:
+        site = web.TCPSite(runner, service.options.host, service.options.port)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        service.base_url = f"http://{_url_host(host)}:{port}"
+        waker = asyncio.get_running_loop().create_task(_wake_loop(service))
+        yield RunningSimulator(service, service.base_url)
+    finally:
+        if waker is not None:
+            waker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await waker
+        await runner.cleanup()
+        await service.webhooks.close()
+
+
+async def _wake_loop(service: Service) -> None:
+    wake = asyncio.Event()
+    service.on_change = wake.set
+    while True:
+        wake.clear()
+        service.tick()
+        at_s = service.lifecycle.next_event_s()
+        delay = None if at_s is None else service.clock.real_delay(at_s)
+        if delay is None:
+            await wake.wait()
+            continue
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), max(delay, _MIN_SLEEP_S))
+
+
+def _url_host(host: str) -> str:
+    if host in ("0.0.0.0", "::", ""):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
+
+
+def serve(options: SimulatorOptions) -> None:
+    """Run until interrupted; print the URL and a ready-to-paste curl example first."""
+    asyncio.run(_serve(options))
+
+
+async def _serve(options: SimulatorOptions) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(signum, stop.set)
+    async with running_simulator(**_fields(options)) as sim:
+        print(banner(sim.url, options), flush=True)
+        await stop.wait()
+    print("simulator stopped", file=sys.stderr)
+
+
+def banner(url: str, options: SimulatorOptions) -> str:
+    """The startup text: where it listens and a curl command that creates a job."""
+    token = "<one of your --tokens>" if options.tokens else "sim-token"
+    return (
+        f"Krea simulator listening on {url}"
+        f" (time scale {options.time_scale}, seed {options.seed})\n"
+        f"Try:\n  curl -s -X POST {url}/generate/video/kling/kling-2.5 \\\n"
+        f"    -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' \\\n"
+        """    -d '{"prompt": "a red fox running through fresh snow"}'\n"""
+        f"Then: curl -s -H 'Authorization: Bearer {token}' {url}/jobs\n"
+        f"Ground truth (tests and benchmarks only): {url}/_sim/stats"
+    )
+
+
+def _fields(options: SimulatorOptions) -> dict[str, Any]:
+    return {name: getattr(options, name) for name in options.__dataclass_fields__}

@@ -1,0 +1,148 @@
+"""The simulated Krea back end: one object composing clock, accounts, lifecycle, faults and media.
+
+HTTP handlers (``app``, ``cdn``, ``control``) and the test-facing ``RunningSimulator`` talk only
+to this object. It is plain synchronous code driven from the event loop, so a handler sees a
+consistent state between two awaits without any locking.
+
+Media URLs: ``{base}/videos/{job_id}.mp4`` (and ``/previews/`` for intermediate results). With
+``url_ttl_s`` each rendering of a job issues a fresh URL carrying ``expires`` (simulated epoch
+seconds) and an HMAC ``sig`` over path and expiry; the key derives from the seed, so runs are
+reproducible.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+from orchestrator.simulator.accounts import Accounts
+from orchestrator.simulator.assets import Asset
+from orchestrator.simulator.clock import VirtualClock, date_of
+from orchestrator.simulator.faults import FaultPlan
+from orchestrator.simulator.job import SimJob, api_json
+from orchestrator.simulator.lifecycle import Lifecycle
+from orchestrator.simulator.options import SimulatorOptions
+from orchestrator.simulator.outcomes import (
+    MODERATION,
+    PROVIDER_ERROR,
+    SYSTEM_CANCELLED,
+    TIMEOUT,
+    Planner,
+)
+from orchestrator.simulator.stats import Counters
+from orchestrator.simulator.webhooks import WebhookSender
+
+
+class Service:
+    """Everything the simulated Krea knows, and the operations on it."""
+
+    def __init__(self, options: SimulatorOptions) -> None:
+        self.options = options
+        start_s = options.start_epoch_s
+        self.clock = VirtualClock(time.time() if start_s is None else start_s, options.time_scale)
+        self.started_date = date_of(self.clock.now())
+        self.accounts = Accounts()
+        self.planner = Planner(options.seed)
+        self.faults = FaultPlan(options.seed)
+        self.webhooks = WebhookSender()
+        self.counters = Counters()
+        self.assets: dict[str, Asset] = {}
+        self.base_url = ""
+        self.on_change: Callable[[], None] = lambda: None  #: the runner's waker
+        self._url_key = hashlib.sha256(f"krea-simulator urls {options.seed}".encode()).digest()
+        self.lifecycle = Lifecycle(
+            self.accounts, lambda: self.options, self._on_terminal, lambda: self.on_change()
+        )
+
+    # -- time -----------------------------------------------------------------------------------
+    def tick(self) -> float:
+        """Apply every due event and return the simulated time."""
+        now = self.clock.now()
+        self.lifecycle.run_until(now)
+        return now
+
+    def advance(self, seconds: float) -> float:
+        """Move the simulated clock forward and apply what became due."""
+        self.clock.advance(seconds)
+        now = self.tick()
+        self.on_change()
+        return now
+
+    def configure(self, **changes: Any) -> SimulatorOptions:
+        """Apply option changes live (validated; unknown names raise ``TypeError``)."""
+        new = self.options.changed(**changes)
+        old, self.options = self.options, new
+        now = self.tick()
+        if new.time_scale != old.time_scale:
+            self.clock.set_scale(new.time_scale)
+        if new.seed != old.seed:
+            self.planner = Planner(new.seed)
+            self.faults.reseed(new.seed)
+        if new.concurrency > old.concurrency:
+            self.lifecycle.fill_all(now)
+        self.on_change()
+        return new
+
+    # -- jobs -----------------------------------------------------------------------------------
+    def outcome_rates(self) -> dict[str, float]:
+        o = self.options
+        return {
+            MODERATION: o.moderation_rate,
+            PROVIDER_ERROR: o.provider_error_rate,
+            TIMEOUT: o.timeout_rate,
+            SYSTEM_CANCELLED: o.system_cancel_rate,
+            "intermediate": o.intermediate_rate,
+        }
+
+    def find(self, account: str, job_id: str) -> SimJob | None:
+        """The account's job with this id; another account's job is as good as missing."""
+        job = self.lifecycle.jobs.get(job_id)
+        return job if job is not None and job.account == account else None
+
+    def render(self, job: SimJob, now_s: float) -> dict[str, Any]:
+        """The job as Krea's GET shows it, with freshly issued media URLs."""
+        return api_json(job, self._urls(job, now_s), self.options.pending_shape)
+
+    def _urls(self, job: SimJob, now_s: float) -> list[str] | None:
+        if job.status == "completed":
+            return [self.media_url(f"/videos/{job.job_id}.mp4", now_s)]
+        if job.status == "intermediate-complete":
+            return [self.media_url(f"/previews/{job.job_id}.mp4", now_s)]
+        return None
+
+    def _on_terminal(self, job: SimJob) -> None:
+        if job.charged_micro:
+            self.counters.billed_micro += job.charged_micro
+        if job.webhook_url:
+            copies = 2 if self.options.webhook_duplicates else 1
+            at_s = job.finished_s if job.finished_s is not None else self.clock.now()
+            self.webhooks.send(job.webhook_url, self.render(job, at_s), copies)
+
+    # -- media URLs -----------------------------------------------------------------------------
+    def media_url(self, path: str, now_s: float) -> str:
+        """A public URL for ``path``, signed with an expiry when ``url_ttl_s`` is set."""
+        ttl = self.options.url_ttl_s
+        if ttl is None:
+            return self.base_url + path
+        expires = math.ceil(now_s + ttl)
+        return f"{self.base_url}{path}?expires={expires}&sig={self._sign(path, expires)}"
+
+    def url_problem(self, path: str, expires: str | None, sig: str | None) -> str | None:
+        """Why a media URL may not be served now, or None when it may."""
+        if sig is None and expires is None:
+            return "This URL requires a signature." if self.options.url_ttl_s else None
+        if sig is None or expires is None or not expires.isdigit():
+            return "Malformed signed URL."
+        if not hmac.compare_digest(sig, self._sign(path, int(expires))):
+            return "Invalid signature."
+        if self.clock.now() > int(expires):
+            return "This URL has expired."
+        return None
+
+    def _sign(self, path: str, expires: int) -> str:
+        message = f"{path}|{expires}".encode()
+        return hmac.new(self._url_key, message, hashlib.sha256).hexdigest()[:32]
