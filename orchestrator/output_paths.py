@@ -1,0 +1,145 @@
+"""Output paths: render a job's path template, and refuse any path that could escape or collide.
+
+A manifest's ``output`` template decides where each MP4 lands under the output directory, and
+the manifest may be hostile (RELIABILITY.md P6.5). So a rendered path is accepted only if it is
+a plain relative POSIX path that stays inside the output directory on every OS we run on:
+
+* ``/`` separators only; no backslash, no absolute path, no empty, ``.`` or ``..`` segment;
+* no control characters (NUL included), line separators or bidi overrides, and none of the
+  characters Windows forbids (``< > : " | ? *``);
+* no Windows device names (CON, PRN, AUX, NUL, COM1-9, LPT1-9, any case, with or without an
+  extension) and no segment ending in a dot or a space;
+* at most 240 characters in all and 255 UTF-8 bytes per segment;
+* normalised to Unicode NFC, and ``.mp4`` is appended when the path does not already end with
+  it (any case), so ``{batch}/{id}`` works and ``x.mov`` becomes ``x.mov.mp4``.
+
+Two jobs collide when their paths are equal after NFC + casefold (:func:`collision_key`): on a
+case-insensitive filesystem one would overwrite the other, so the manifest refuses both.
+
+Placeholders are plain names only (``{id}``, ``{duration}``); attribute access, indexing,
+conversions and nested fields are refused, so a template can never reach into Python objects.
+Values are slugged (:func:`slug`): ``16:9`` becomes ``16x9``, ``/`` becomes ``_``.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+import unicodedata
+from collections.abc import Mapping
+from functools import cache
+from typing import Any
+
+DEFAULT_TEMPLATE = "{batch}/{id}.mp4"
+MAX_PATH_CHARS = 240
+MAX_SEGMENT_BYTES = 255
+EXTENSION = ".mp4"
+
+_DEVICES = frozenset(
+    {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"}
+    | {f"{name}{n}" for name in ("COM", "LPT") for n in range(1, 10)}
+)
+_FORBIDDEN = frozenset('\\<>:"|?*')
+_BAD_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
+_PLAIN = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9._-]*[A-Za-z0-9_])?")
+_SAFE_ASCII = re.compile(r"[ !#-)+-.0-9;=@-\[\]-{}~/]*")  # printable ASCII except \\ < > : " | ? *
+_BIDI = frozenset("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def slug(value: Any) -> str:
+    """A value as safe path/id text: ``16:9`` -> ``16x9``, ``a/b`` -> ``a_b``, 5.0 -> ``5``."""
+    text = _text(value)
+    if _PLAIN.fullmatch(text) and "--" not in text:
+        return text  # the common case (ids, numbers): nothing to change
+    text = unicodedata.normalize("NFC", text).replace(":", "x").replace("/", "_")
+    kept = "".join(c if c.isalnum() or c in "._-" else "-" for c in text)
+    while "--" in kept:
+        kept = kept.replace("--", "-")
+    return kept.strip("-.") or "_"
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+@cache
+def template_fields(template: str) -> tuple[str, ...]:
+    """The placeholder names of ``template``; ValueError when it is malformed or unsafe."""
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as error:
+        raise ValueError(f"malformed output template {template!r}: {error}") from None
+    names = []
+    for _, name, spec, conversion in parts:
+        if name is None:
+            continue
+        if not name.isidentifier():
+            raise ValueError(f"placeholder {{{name}}} must be a plain name like {{id}}")
+        if conversion or spec:
+            raise ValueError(
+                f"placeholder {{{name}}}: conversions and format specs are not supported"
+            )
+        names.append(name)
+    return tuple(names)
+
+
+def render(template: str, values: Mapping[str, Any]) -> str:
+    """The template with each placeholder replaced by its slugged value (names must be known)."""
+    pieces = []
+    for literal, name in _parsed(template):
+        pieces.append(literal)
+        if name is not None:
+            if name not in values:
+                raise ValueError(f"unknown placeholder {{{name}}} in the output template")
+            pieces.append(slug(values[name]))
+    return "".join(pieces)
+
+
+@cache
+def _parsed(template: str) -> tuple[tuple[str, str | None], ...]:
+    return tuple((literal, name) for literal, name, _, _ in string.Formatter().parse(template))
+
+
+def check_path(path: str) -> str:
+    """The safe, NFC-normalised form of a rendered path; ValueError says why it is refused."""
+    text = unicodedata.normalize("NFC", path)
+    _check_characters(text)
+    segments = text.split("/")
+    if not all(segments):
+        raise ValueError(f"output path {text!r} must be relative, without empty segments")
+    if not text.casefold().endswith(EXTENSION):
+        text += EXTENSION
+        segments[-1] += EXTENSION
+    for segment in segments:
+        _check_segment(segment)
+    if len(text) > MAX_PATH_CHARS:
+        raise ValueError(f"output path is {len(text)} characters long (limit {MAX_PATH_CHARS})")
+    return text
+
+
+def collision_key(path: str) -> str:
+    """Paths equal under this key would overwrite each other on some filesystem."""
+    return unicodedata.normalize("NFC", path).casefold()
+
+
+def _check_characters(text: str) -> None:
+    if _SAFE_ASCII.fullmatch(text):
+        return
+    for char in text:
+        if char in _FORBIDDEN or char in _BIDI or unicodedata.category(char) in _BAD_CATEGORIES:
+            raise ValueError(f"output path {text!r} contains the forbidden character {char!r}")
+
+
+def _check_segment(segment: str) -> None:
+    if segment in (".", "..") or segment.endswith((".", " ")):
+        raise ValueError(f"output path segment {segment!r} must not be '..' or end in a dot/space")
+    if segment.split(".")[0].strip().upper() in _DEVICES:
+        raise ValueError(f"output path segment {segment!r} is a reserved device name on Windows")
+    if len(segment.encode()) > MAX_SEGMENT_BYTES:
+        raise ValueError(f"output path segment is longer than {MAX_SEGMENT_BYTES} bytes")

@@ -1,0 +1,206 @@
+"""Drafts -> JobSpecs: the per-job checks of a manifest, each failure reported with its line.
+
+For every expanded job, in order: local media files are checked and hashed (local_files.py),
+the request is validated against Krea's schema, the job is priced (prices.py), its output path
+is rendered and proven safe and unique (output_paths.py), and its stable key is computed
+(``jobs.job_key``). A job with any problem produces no JobSpec; the manifest then refuses to load.
+
+Validation is the expensive part, so its verdict is cached by (model, request without
+``prompt``), and the prompt is checked on its own against its schema (type string, minLength,
+maxLength). A 100,000-job manifest whose jobs differ only in their prompts therefore costs one
+schema validation, not 100,000. This relies on no request schema tying ``prompt`` to another
+field (true of every endpoint in the spec; ``tests/unit/test_manifest.py`` keeps it so).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from orchestrator import local_files, output_paths
+from orchestrator.entries import Draft, Problems
+from orchestrator.errors import PriceUnknown
+from orchestrator.jobs import JobSpec, canonical_json, job_key
+from orchestrator.prices import PriceOverrides, price_micro
+from orchestrator.spec import Problem, load_spec, request_problems
+from orchestrator.yaml_safe import YamlMap
+
+
+class Planner:
+    """Turns drafts into JobSpecs for one manifest, remembering ids and paths already taken."""
+
+    def __init__(
+        self,
+        batch: str,
+        overrides: PriceOverrides,
+        problems: Problems,
+        base_dir: str,
+        defaults: YamlMap | None = None,
+    ) -> None:
+        self.batch, self.overrides, self.problems = batch, overrides, problems
+        self.defaults = defaults  #: the manifest's ``defaults:``, for the lines of its fields
+        self.hasher = local_files.FileHasher(base_dir)
+        self.verdicts: dict[tuple[str, str], list[Problem]] = {}
+        self.ids: dict[str, int] = {}
+        self.paths: dict[str, tuple[str, int]] = {}
+        self.template_problems: set[tuple[int | None, str]] = set()
+
+    def plan(self, draft: Draft, seq: int) -> JobSpec | None:
+        """The JobSpec for ``draft`` at position ``seq``, or None after reporting why not."""
+        if not self._claim_id(draft):
+            return None
+        request, checked, files = self._local_files(draft)
+        if not self._valid(draft, checked):
+            return None
+        price = self._price(draft, checked)
+        path = self._output_path(draft, draft.request, seq)  # placeholders see the YAML values
+        if request is None or price is None or path is None:
+            return None
+        return JobSpec(
+            key=job_key(self.batch, draft.entry_id, draft.model, request),
+            batch=self.batch,
+            entry_id=draft.entry_id,
+            model=draft.model,
+            request=request,
+            price_micro=price,
+            output_path=path,
+            seq=seq,
+            line=draft.line,
+            files=files,
+        )
+
+    def _report(self, draft: Draft, message: str, field: str | None = None) -> None:
+        line = self._field_line(draft, field)
+        self.problems.add(message, line, job=draft.entry_id, field=field)
+
+    def _field_line(self, draft: Draft, field: str | None) -> int:
+        """The line of the field a problem is about, wherever it was set; else the entry's."""
+        name = _head(field or "")
+        entry = draft.entry
+        defaults = self.defaults or YamlMap(0)
+        sources = (
+            entry,
+            entry.get("params"),
+            entry.get("expand"),
+            defaults,
+            defaults.get("params"),
+        )
+        for source in sources:
+            if isinstance(source, YamlMap) and name in source.key_lines:
+                return source.key_lines[name]
+        return draft.line
+
+    def _claim_id(self, draft: Draft) -> bool:
+        first = self.ids.get(draft.entry_id)
+        if first is None:
+            self.ids[draft.entry_id] = draft.line
+            return True
+        if first != draft.line:
+            hint = "give each entry its own `id:`, or use `takes:` for repeats"
+            message = (
+                f"duplicate job id {draft.entry_id!r} (lines {first} and {draft.line}); {hint}"
+            )
+        else:
+            message = f"two expanded values give the same job id {draft.entry_id!r}"
+        self._report(draft, message, "expand" if first == draft.line else None)
+        return False
+
+    def _local_files(
+        self, draft: Draft
+    ) -> tuple[dict[str, Any] | None, dict[str, Any], dict[str, str]]:
+        """(request to send, request to validate, files) with local paths replaced by hashes."""
+        request: dict[str, Any] = dict(draft.request)
+        checked, files, ok = request, {}, True
+        for trail, written in local_files.local_refs(draft.model, draft.request):
+            try:
+                digest, absolute = self.hasher.digest(written)
+                files[digest] = absolute
+            except ValueError as error:
+                self._report(draft, str(error), local_files.where(trail))
+                digest, ok = "unreadable", False  # validate the rest of the request anyway
+            request = local_files.replace(request, trail, local_files.ASSET_PREFIX + digest)
+            checked = local_files.replace(checked, trail, local_files.VALIDATION_URL + digest)
+        return (request if ok else None), checked, files
+
+    def _valid(self, draft: Draft, request: dict[str, Any]) -> bool:
+        rest = {k: v for k, v in request.items() if k != "prompt"}
+        cache_key = (draft.model, canonical_json(rest))
+        verdict = self.verdicts.get(cache_key)
+        if verdict is None:
+            verdict = self.verdicts[cache_key] = _problems_except_prompt(draft.model, request)
+        problems = [*verdict, *prompt_problems(draft.model, request)]
+        for problem in problems:
+            self._report(draft, problem.message, problem.field)
+        return not problems
+
+    def _price(self, draft: Draft, request: dict[str, Any]) -> int | None:
+        try:
+            return price_micro(draft.model, request, self.overrides)
+        except PriceUnknown as error:
+            hint = f"add a price for {draft.model} under `prices:` (see README, Costs)"
+            self._report(draft, f"cannot price this job: {error.detail}; {hint}")
+            return None
+
+    def _output_path(self, draft: Draft, request: dict[str, Any], seq: int) -> str | None:
+        try:
+            names = output_paths.template_fields(draft.template)
+            values = {name: self._placeholder(name, draft, request, seq) for name in names}
+            path = output_paths.check_path(output_paths.render(draft.template, values))
+        except ValueError as error:
+            if (draft.template_line, str(error)) not in self.template_problems:
+                self.template_problems.add((draft.template_line, str(error)))  # once per template
+                self.problems.add(
+                    str(error), draft.template_line, job=draft.entry_id, field="output"
+                )
+            return None
+        taken = self.paths.setdefault(
+            output_paths.collision_key(path), (draft.entry_id, draft.line)
+        )
+        if taken[0] != draft.entry_id:
+            message = f"output path {path!r} is also the path of job {taken[0]!r} (line {taken[1]})"
+            self.problems.add(message, draft.line, job=draft.entry_id, field="output")
+            return None
+        return path
+
+    def _placeholder(self, name: str, draft: Draft, request: dict[str, Any], seq: int) -> Any:
+        """A template placeholder's value: the job's own names, a request field, or its default."""
+        own = {"batch": self.batch, "id": draft.entry_id, "base_id": draft.base_id}
+        numbers = {"take": draft.take, "index": seq + 1}
+        if name in own or name in numbers:
+            return own.get(name, numbers.get(name))
+        if name == "model":
+            return draft.model
+        if name in request:
+            return request[name]
+        default = load_spec().endpoints[draft.model].default(name)
+        if default is None:
+            known = "batch, id, base_id, take, index, model, or a request field"
+            raise ValueError(f"unknown placeholder {{{name}}} in the output template ({known})")
+        return default
+
+
+def _head(field: str) -> str:
+    return re.split(r"[.\[]", field, maxsplit=1)[0]
+
+
+def _problems_except_prompt(model: str, request: dict[str, Any]) -> list[Problem]:
+    """Schema problems of every field but ``prompt`` (checked per job by prompt_problems)."""
+    return [p for p in request_problems(model, request) if _head(p.field or "") != "prompt"]
+
+
+def prompt_problems(model: str, request: dict[str, Any]) -> list[Problem]:
+    """The prompt's own checks: present if required, a string, within min/maxLength."""
+    endpoint = load_spec().endpoints[model]
+    schema = endpoint.request_schema.get("properties", {}).get("prompt", {})
+    if "prompt" not in request:
+        return [Problem("prompt", "is required")] if "prompt" in endpoint.required else []
+    prompt = request["prompt"]
+    if not isinstance(prompt, str):
+        return [Problem("prompt", f"must be of type string (got {json.dumps(prompt)})")]
+    if len(prompt) < schema.get("minLength", 0):
+        return [Problem("prompt", f"must be at least {schema['minLength']} characters long")]
+    if "maxLength" in schema and len(prompt) > schema["maxLength"]:
+        limit = schema["maxLength"]
+        return [Problem("prompt", f"is {len(prompt)} characters long (limit {limit})")]
+    return []
