@@ -1,0 +1,565 @@
+"""The SQLite ledger: every job's state, remote id and file, durable before the next remote call.
+
+It is the only module (with ``migrations``) that contains SQL. Why it is built this way:
+
+* **WAL + synchronous=FULL**, set on every connection: a commit survives a crash *and* power loss,
+  which matters because a lost intent row could mean paying twice (RELIABILITY P1.1).
+* **One writer**: ``run`` holds an exclusive ``flock`` on ``<ledger>.lock`` (:class:`LedgerLock`);
+  ``status`` and ``report`` open the file read-only and may run beside it (P1.6).
+* **One statement per transition**: :meth:`Ledger.transition` is a compare-and-set ``UPDATE``
+  checked against ``jobs.TRANSITIONS``; a trigger appends the event row in the same statement, so
+  each transition is atomic and durable when the call returns (autocommit).
+* Multi-statement units use ``BEGIN IMMEDIATE`` under an ``asyncio.Lock``, and never await anything
+  but the database inside (P1.3-P1.5): no HTTP can happen inside a transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import json
+import os
+import sqlite3
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from orchestrator.clock import now_utc
+from orchestrator.errors import IllegalTransition, LedgerBusy, LedgerError
+from orchestrator.jobs import JobRecord, JobSpec, JobState, can_transition, canonical_json
+from orchestrator.migrations import migrate
+
+#: Columns a transition may set besides state, cause and detail.
+SETTABLE = frozenset(
+    {
+        "remote_id",
+        "remote_status",
+        "remote_created_at",
+        "attempts",
+        "result_url",
+        "bytes",
+        "sha256",
+        "last_error",
+        "floor",
+        "intent_at",
+        "answered_at",
+        "completed_at",
+        "done_at",
+        "output_path",
+        "price_micro",
+    }
+)
+JOB_COLUMNS = (
+    "key, batch, entry_id, model, request, state, price_micro, seq, output_path, remote_id, "
+    "remote_status, remote_created_at, attempts, result_url, bytes, sha256, last_error, floor, "
+    "intent_at, answered_at, created_at, updated_at"
+)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A batch as the ledger knows it: where its manifest and files are."""
+
+    name: str
+    manifest_path: str
+    manifest_sha256: str
+    out_dir: str
+    budget_micro: int | None = None
+
+
+@dataclass(frozen=True)
+class Move:
+    """One transition to apply: ``key`` from ``expect`` to ``to``, setting ``fields``."""
+
+    key: str
+    expect: JobState
+    to: JobState
+    cause: str
+    fields: dict[str, Any] = field(default_factory=dict)
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
+class Event:
+    """One row of the append-only history."""
+
+    seq: int
+    job_key: str
+    batch: str
+    at: str
+    from_state: str | None
+    to_state: str
+    cause: str
+    remote_id: str | None
+    remote_status: str | None
+    price_micro: int | None
+    detail: str | None
+
+
+@dataclass(frozen=True)
+class PlanSync:
+    """What syncing a manifest into the ledger changed."""
+
+    added: int
+    kept: int
+    dropped: int  #: pending rows no longer in the manifest (they will not be sent)
+
+
+class LedgerLock:
+    """An exclusive, crash-safe claim on a ledger: the kernel drops it when the process dies."""
+
+    def __init__(self, ledger_path: Path) -> None:
+        self.path = Path(f"{ledger_path}.lock")
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = _read_pid(fd)
+            os.close(fd)
+            raise LedgerBusy(str(self.path.with_suffix("")), pid) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the flock; the file stays (harmless, reused)
+            self._fd = None
+
+
+def _read_pid(fd: int) -> int | None:
+    text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+    return int(text) if text.isdigit() else None
+
+
+class Ledger:
+    """An open ledger file. Use :meth:`open` (async context manager)."""
+
+    def __init__(self, db: aiosqlite.Connection, path: Path, readonly: bool) -> None:
+        self._db = db
+        self.path = path
+        self.readonly = readonly
+        self._lock = asyncio.Lock()  # serialises every use of the one connection (P1.5)
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls, path: str | os.PathLike[str], *, readonly: bool = False
+    ) -> AsyncIterator[Ledger]:
+        """Open (creating and migrating unless ``readonly``) and close on exit."""
+        ledger_path = Path(path)
+        target = _connect_target(ledger_path, readonly)
+        try:
+            db = await aiosqlite.connect(target, uri=readonly, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise LedgerError(f"cannot open ledger {ledger_path}: {exc}") from None
+        try:
+            await _configure(db, readonly)
+            yield cls(db, ledger_path, readonly)
+        finally:
+            await db.close()
+
+    # -- transactions -------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[aiosqlite.Connection]:
+        """One multi-statement unit: BEGIN IMMEDIATE ... COMMIT, rolled back on any exception."""
+        async with self._lock:
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                await self._db.execute("ROLLBACK")
+                raise
+            await self._db.execute("COMMIT")
+
+    async def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        async with self._lock:
+            return list(await self._db.execute_fetchall(sql, params))
+
+    async def _execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        async with self._lock:
+            cursor = await self._db.execute(sql, params)
+            return int(cursor.rowcount)
+
+    # -- batches ------------------------------------------------------------------------------
+
+    async def save_batch(self, batch: Batch) -> None:
+        now = now_utc()
+        await self._execute(
+            "INSERT INTO batches (name, manifest_path, manifest_sha256, out_dir, budget_micro, "
+            "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET "
+            "manifest_path=excluded.manifest_path, manifest_sha256=excluded.manifest_sha256, "
+            "out_dir=excluded.out_dir, budget_micro=excluded.budget_micro, "
+            "updated_at=excluded.updated_at",
+            (
+                batch.name,
+                batch.manifest_path,
+                batch.manifest_sha256,
+                batch.out_dir,
+                batch.budget_micro,
+                now,
+                now,
+            ),
+        )
+
+    async def batch(self, name: str) -> Batch | None:
+        rows = await self._fetch(
+            "SELECT name, manifest_path, manifest_sha256, out_dir, budget_micro FROM batches "
+            "WHERE name = ?",
+            (name,),
+        )
+        return Batch(*rows[0]) if rows else None
+
+    async def batch_names(self) -> list[str]:
+        return [row[0] for row in await self._fetch("SELECT name FROM batches ORDER BY created_at")]
+
+    # -- the plan -----------------------------------------------------------------------------
+
+    async def sync_plan(
+        self, batch: str, specs: Sequence[JobSpec], seconds: dict[str, float | None]
+    ) -> PlanSync:
+        """Insert new jobs as pending, keep existing ones, and mark what the manifest dropped."""
+        now = now_utc()
+        rows = [
+            (
+                s.key,
+                batch,
+                s.entry_id,
+                s.model,
+                canonical_json(s.request),
+                JobState.PENDING.value,
+                s.seq,
+                s.price_micro,
+                seconds.get(s.key),
+                s.output_path,
+                "planned",
+                now,
+                now,
+            )
+            for s in specs
+        ]
+        async with self._write() as db:
+            before = await _count(db, "SELECT count(*) FROM jobs WHERE batch = ?", (batch,))
+            await db.execute(
+                "UPDATE jobs SET planned = 0 WHERE batch = ? AND planned = 1", (batch,)
+            )
+            await db.executemany(
+                "INSERT INTO jobs (key, batch, entry_id, model, request, state, seq, price_micro, "
+                "seconds, output_path, cause, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET "
+                "planned = 1, seq = excluded.seq, seconds = excluded.seconds, "
+                "output_path = CASE WHEN jobs.state = 'done' THEN jobs.output_path "
+                "                   ELSE excluded.output_path END, "
+                "price_micro = CASE WHEN jobs.state = 'pending' THEN excluded.price_micro "
+                "                   ELSE jobs.price_micro END",
+                rows,
+            )
+            after = await _count(db, "SELECT count(*) FROM jobs WHERE batch = ?", (batch,))
+            dropped = await _count(
+                db,
+                "SELECT count(*) FROM jobs WHERE batch = ? AND planned = 0 AND state = 'pending'",
+                (batch,),
+            )
+        return PlanSync(added=after - before, kept=len(specs) - (after - before), dropped=dropped)
+
+    async def moved_outputs(self, batch: str, specs: Sequence[JobSpec]) -> list[Move]:
+        """Done jobs whose output path the manifest changed: they go back to completed."""
+        wanted = {s.key: s.output_path for s in specs}
+        rows = await self._fetch(
+            "SELECT key, output_path FROM jobs WHERE batch = ? AND state = 'done'", (batch,)
+        )
+        return [
+            Move(
+                key,
+                JobState.DONE,
+                JobState.COMPLETED,
+                "output path changed in the manifest",
+                {"output_path": wanted[key]},
+            )
+            for key, path in rows
+            if key in wanted and wanted[key] != path
+        ]
+
+    # -- reading jobs -------------------------------------------------------------------------
+
+    async def job(self, key: str) -> JobRecord | None:
+        rows = await self._fetch(f"SELECT {JOB_COLUMNS} FROM jobs WHERE key = ?", (key,))
+        return _record(rows[0]) if rows else None
+
+    async def job_by_remote_id(self, remote_id: str) -> JobRecord | None:
+        rows = await self._fetch(
+            f"SELECT {JOB_COLUMNS} FROM jobs WHERE remote_id = ?", (remote_id,)
+        )
+        return _record(rows[0]) if rows else None
+
+    async def jobs(
+        self,
+        *,
+        batch: str | None = None,
+        states: Iterable[JobState] | None = None,
+        planned_only: bool = False,
+        after_seq: int | None = None,
+        limit: int | None = None,
+    ) -> list[JobRecord]:
+        """Jobs in manifest order, filtered."""
+        where, params = _filters(batch, states, planned_only, after_seq)
+        sql = f"SELECT {JOB_COLUMNS} FROM jobs{where} ORDER BY batch, seq"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return [_record(row) for row in await self._fetch(sql, params)]
+
+    async def state_counts(
+        self, batch: str | None = None, *, planned_only: bool = False
+    ) -> dict[JobState, int]:
+        where, params = _filters(batch, None, planned_only, None)
+        rows = await self._fetch(f"SELECT state, count(*) FROM jobs{where} GROUP BY state", params)
+        return {JobState(state): count for state, count in rows}
+
+    async def oldest_in_flight(self, batch: str) -> str | None:
+        """When the oldest job still in flight was sent (its intent time), for `status`."""
+        rows = await self._fetch(
+            "SELECT min(intent_at) FROM jobs WHERE batch = ? AND state IN "
+            "('submitting', 'submitted', 'ambiguous')",
+            (batch,),
+        )
+        return str(rows[0][0]) if rows and rows[0][0] else None
+
+    async def newest_remote_created_at(self) -> str | None:
+        rows = await self._fetch("SELECT max(remote_created_at) FROM jobs")
+        return str(rows[0][0]) if rows and rows[0][0] else None
+
+    async def remote_ids_since(self, created_at: str) -> set[str]:
+        """Remote ids the ledger already holds, created at or after ``created_at``."""
+        rows = await self._fetch(
+            "SELECT remote_id FROM jobs WHERE remote_created_at >= ?", (created_at,)
+        )
+        return {row[0] for row in rows}
+
+    # -- transitions --------------------------------------------------------------------------
+
+    async def transition(
+        self,
+        key: str,
+        to: JobState,
+        *,
+        expect: JobState,
+        cause: str,
+        detail: str | None = None,
+        **fields: Any,
+    ) -> None:
+        """Move one job, durably. Raises IllegalTransition if the move is not allowed or stale."""
+        move = Move(key, expect, to, cause, fields, detail)
+        sql, params = _update(move, now_utc())
+        if await self._execute(sql, params) != 1:
+            raise IllegalTransition(key, expect.value, to.value)
+
+    async def apply(self, moves: Sequence[Move]) -> None:
+        """Several transitions in one transaction (a sweep's worth of status changes)."""
+        if not moves:
+            return
+        now = now_utc()
+        async with self._write() as db:
+            for move in moves:
+                sql, params = _update(move, now)
+                cursor = await db.execute(sql, params)
+                if cursor.rowcount != 1:
+                    raise IllegalTransition(move.key, move.expect.value, move.to.value)
+
+    async def add_orphan(
+        self,
+        batch: str,
+        remote_id: str,
+        *,
+        remote_status: str,
+        created_at: str,
+        price_micro: int,
+        model: str,
+        cause: str,
+    ) -> str:
+        """Record a remote job no entry can claim; returns its ledger key."""
+        key = f"orphan:{remote_id}"
+        now = now_utc()
+        await self._execute(
+            "INSERT INTO jobs (key, batch, entry_id, model, request, state, planned, seq, "
+            "price_micro, remote_id, remote_status, remote_created_at, cause, created_at, "
+            "updated_at) "
+            "VALUES (?, ?, ?, ?, '{}', 'orphan', 0, -1, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT(key) DO NOTHING",
+            (
+                key,
+                batch,
+                key,
+                model,
+                price_micro,
+                remote_id,
+                remote_status,
+                created_at,
+                cause,
+                now,
+                now,
+            ),
+        )
+        return key
+
+    # -- assets -------------------------------------------------------------------------------
+
+    async def asset_url(self, sha256: str) -> str | None:
+        rows = await self._fetch("SELECT url FROM assets WHERE sha256 = ?", (sha256,))
+        return str(rows[0][0]) if rows else None
+
+    async def save_asset(
+        self, sha256: str, url: str, *, asset_id: str | None, size_bytes: int, mime_type: str
+    ) -> None:
+        await self._execute(
+            "INSERT OR REPLACE INTO assets (sha256, url, asset_id, size_bytes, mime_type, "
+            "uploaded_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (sha256, url, asset_id, size_bytes, mime_type, now_utc()),
+        )
+
+    # -- history ------------------------------------------------------------------------------
+
+    async def events(self, *, key: str | None = None, batch: str | None = None) -> list[Event]:
+        clauses, params = [], []
+        if key is not None:
+            clauses.append("job_key = ?")
+            params.append(key)
+        if batch is not None:
+            clauses.append("batch = ?")
+            params.append(batch)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = await self._fetch(
+            "SELECT seq, job_key, batch, at, from_state, to_state, cause, remote_id, "
+            "remote_status, "
+            f"price_micro, detail FROM events{where} ORDER BY seq",
+            params,
+        )
+        return [Event(*row) for row in rows]
+
+    async def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Read-only query for reports (SELECT only)."""
+        if not sql.lstrip().upper().startswith(("SELECT", "WITH")):
+            raise LedgerError("Ledger.rows runs read-only queries only")
+        return [tuple(row) for row in await self._fetch(sql, params)]
+
+    async def pragma(self, name: str) -> Any:
+        rows = await self._fetch(f"PRAGMA {name}")
+        return rows[0][0] if rows else None
+
+
+def _connect_target(path: Path, readonly: bool) -> str:
+    """What to hand sqlite: a read-only URI for readers, the path (parents made) for the writer."""
+    if readonly:
+        if not path.exists():
+            raise LedgerError(f"no ledger at {path} (has `orchestrator run` been used here?)")
+        return f"file:{path}?mode=ro"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return str(path)
+
+
+async def _configure(db: aiosqlite.Connection, readonly: bool) -> None:
+    await db.execute("PRAGMA busy_timeout = 5000")
+    if readonly:
+        await db.execute("PRAGMA query_only = ON")
+        return
+    await db.execute("PRAGMA journal_mode = WAL")
+    await db.execute("PRAGMA synchronous = FULL")
+    await db.execute("PRAGMA foreign_keys = ON")
+    await migrate(db)
+
+
+async def _count(db: aiosqlite.Connection, sql: str, params: Sequence[Any]) -> int:
+    rows = await db.execute_fetchall(sql, params)
+    return int(next(iter(rows))[0])
+
+
+def _update(move: Move, now: str) -> tuple[str, list[Any]]:
+    if not can_transition(move.expect, move.to):
+        raise IllegalTransition(move.key, move.expect.value, move.to.value)
+    unknown = set(move.fields) - SETTABLE
+    if unknown:
+        raise LedgerError(f"not a settable ledger column: {', '.join(sorted(unknown))}")
+    names = ["state", "cause", "detail", "updated_at", *move.fields]
+    values = [move.to.value, move.cause, move.detail, now, *move.fields.values()]
+    assignments = ", ".join(f"{name} = ?" for name in names)
+    sql = f"UPDATE jobs SET {assignments}, rev = rev + 1 WHERE key = ? AND state = ?"
+    return sql, [*values, move.key, move.expect.value]
+
+
+def _filters(
+    batch: str | None, states: Iterable[JobState] | None, planned_only: bool, after_seq: int | None
+) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    if batch is not None:
+        clauses.append("batch = ?")
+        params.append(batch)
+    if states is not None:
+        wanted = [s.value for s in states]
+        clauses.append(f"state IN ({', '.join('?' * len(wanted))})")
+        params.extend(wanted)
+    if planned_only:
+        clauses.append("(planned = 1 OR state != 'pending')")
+    if after_seq is not None:
+        clauses.append("seq > ?")
+        params.append(after_seq)
+    return (f" WHERE {' AND '.join(clauses)}" if clauses else ""), params
+
+
+def _record(row: sqlite3.Row | tuple[Any, ...]) -> JobRecord:
+    (
+        key,
+        batch,
+        entry_id,
+        model,
+        request,
+        state,
+        price_micro,
+        seq,
+        output_path,
+        remote_id,
+        remote_status,
+        remote_created_at,
+        attempts,
+        result_url,
+        size,
+        sha256,
+        last_error,
+        floor,
+        intent_at,
+        answered_at,
+        created_at,
+        updated_at,
+    ) = row
+    return JobRecord(
+        key=key,
+        batch=batch,
+        entry_id=entry_id,
+        model=model,
+        request=json.loads(request),
+        state=JobState(state),
+        price_micro=price_micro,
+        seq=seq,
+        output_path=output_path,
+        remote_id=remote_id,
+        remote_status=remote_status,
+        remote_created_at=remote_created_at,
+        attempts=attempts,
+        result_url=result_url,
+        bytes=size,
+        sha256=sha256,
+        last_error=last_error,
+        floor=floor,
+        intent_at=intent_at,
+        answered_at=answered_at,
+        created_at=created_at,
+        updated_at=updated_at,
+    )

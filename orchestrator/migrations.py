@@ -1,0 +1,170 @@
+"""The ledger's schema as numbered migrations, each applied in one transaction with its record.
+
+A ledger written by an older version is upgraded in place on open; one written by a newer version is
+refused (we would not know what its columns mean). ``PRAGMA user_version`` mirrors the number of the
+last migration applied so ``sqlite3 ledger.db 'pragma user_version'`` tells what a file holds.
+
+The ``events`` table is append-only and written by triggers, never by Python: every insert of a job
+and every change of its ``rev`` (which each transition bumps) adds one event row in the same
+statement, so no code path can change a job without leaving its history behind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import aiosqlite
+
+from orchestrator.clock import now_utc
+from orchestrator.errors import LedgerError
+
+M001_INITIAL = """
+CREATE TABLE batches (
+    name            TEXT PRIMARY KEY,
+    manifest_path   TEXT NOT NULL,
+    manifest_sha256 TEXT NOT NULL,
+    out_dir         TEXT NOT NULL,
+    budget_micro    INTEGER,
+    created_at      TEXT NOT NULL,
+    updated_at      TEXT NOT NULL
+);
+
+CREATE TABLE jobs (
+    key               TEXT PRIMARY KEY,
+    batch             TEXT NOT NULL REFERENCES batches(name),
+    entry_id          TEXT NOT NULL,
+    model             TEXT NOT NULL,
+    request           TEXT NOT NULL,             -- canonical JSON of the body to POST
+    state             TEXT NOT NULL,
+    planned           INTEGER NOT NULL DEFAULT 1, -- 1 while the batch's latest manifest has it
+    seq               INTEGER NOT NULL,          -- manifest order = submission order
+    price_micro       INTEGER NOT NULL,          -- estimated price, micro-USD
+    seconds           REAL,                      -- seconds of video it stands for
+    output_path       TEXT,                      -- relative to the batch's out_dir
+    remote_id         TEXT,
+    remote_status     TEXT,
+    remote_created_at TEXT,
+    attempts          INTEGER NOT NULL DEFAULT 0, -- POSTs that may have created a remote job
+    result_url        TEXT,
+    bytes             INTEGER,
+    sha256            TEXT,
+    last_error        TEXT,
+    floor             TEXT,  -- newest remote created_at known when the intent was committed
+    intent_at         TEXT,  -- local time the intent was committed (before the POST)
+    answered_at       TEXT,  -- local time the POST's outcome became known
+    completed_at      TEXT,  -- Krea's completed_at
+    done_at           TEXT,
+    cause             TEXT NOT NULL,             -- why the latest transition happened
+    detail            TEXT,                      -- details of the latest transition
+    rev               INTEGER NOT NULL DEFAULT 0, -- bumped by every transition
+    created_at        TEXT NOT NULL,
+    updated_at        TEXT NOT NULL
+);
+CREATE INDEX jobs_batch_state_seq ON jobs(batch, state, seq);
+CREATE UNIQUE INDEX jobs_remote_id ON jobs(remote_id) WHERE remote_id IS NOT NULL;
+CREATE INDEX jobs_remote_created ON jobs(remote_created_at) WHERE remote_created_at IS NOT NULL;
+
+CREATE TABLE events (
+    seq           INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_key       TEXT NOT NULL,
+    batch         TEXT NOT NULL,
+    at            TEXT NOT NULL,
+    from_state    TEXT,
+    to_state      TEXT NOT NULL,
+    cause         TEXT NOT NULL,
+    remote_id     TEXT,
+    remote_status TEXT,
+    price_micro   INTEGER,
+    detail        TEXT
+);
+CREATE INDEX events_job ON events(job_key, seq);
+
+CREATE TRIGGER jobs_inserted AFTER INSERT ON jobs BEGIN
+    INSERT INTO events (job_key, batch, at, from_state, to_state, cause, remote_id, remote_status,
+                        price_micro, detail)
+    VALUES (NEW.key, NEW.batch, NEW.updated_at, NULL, NEW.state, NEW.cause, NEW.remote_id,
+            NEW.remote_status, NEW.price_micro, NEW.detail);
+END;
+CREATE TRIGGER jobs_transitioned AFTER UPDATE OF rev ON jobs BEGIN
+    INSERT INTO events (job_key, batch, at, from_state, to_state, cause, remote_id, remote_status,
+                        price_micro, detail)
+    VALUES (NEW.key, NEW.batch, NEW.updated_at, OLD.state, NEW.state, NEW.cause, NEW.remote_id,
+            NEW.remote_status, NEW.price_micro, NEW.detail);
+END;
+CREATE TRIGGER events_no_update BEFORE UPDATE ON events BEGIN
+    SELECT RAISE(ABORT, 'events are append-only');
+END;
+CREATE TRIGGER events_no_delete BEFORE DELETE ON events BEGIN
+    SELECT RAISE(ABORT, 'events are append-only');
+END;
+
+CREATE TABLE assets (
+    sha256      TEXT PRIMARY KEY,
+    url         TEXT NOT NULL,
+    asset_id    TEXT,
+    size_bytes  INTEGER,
+    mime_type   TEXT,
+    uploaded_at TEXT NOT NULL
+);
+"""
+
+#: (version, name, SQL script). Append only: never edit a migration that has shipped.
+MIGRATIONS: list[tuple[int, str, str]] = [
+    (1, "initial schema", M001_INITIAL),
+]
+
+Progress = Callable[[int, str], None]
+
+
+async def migrate(db: aiosqlite.Connection) -> int:
+    """Bring the schema up to date; returns the version now in place."""
+    await db.execute(
+        "CREATE TABLE IF NOT EXISTS migrations "
+        "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+    )
+    rows = await db.execute_fetchall("SELECT max(version) FROM migrations")
+    current = next(iter(rows))[0] or 0
+    newest = MIGRATIONS[-1][0]
+    if current > newest:
+        raise LedgerError(
+            f"this ledger has schema version {current}, newer than this orchestrator knows "
+            f"({newest}); upgrade orchestrator"
+        )
+    for version, name, script in MIGRATIONS:
+        if version > current:
+            await _apply(db, version, name, script)
+    return newest
+
+
+async def _apply(db: aiosqlite.Connection, version: int, name: str, script: str) -> None:
+    statements = [s.strip() for s in _split(script) if s.strip()]
+    await db.execute("BEGIN IMMEDIATE")
+    try:
+        for statement in statements:
+            await db.execute(statement)
+        await db.execute(
+            "INSERT INTO migrations (version, name, applied_at) VALUES (?, ?, ?)",
+            (version, name, now_utc()),
+        )
+        await db.execute(f"PRAGMA user_version = {int(version)}")
+        await db.execute("COMMIT")
+    except BaseException:
+        await db.execute("ROLLBACK")
+        raise
+
+
+def _split(script: str) -> list[str]:
+    """Split a script into statements, keeping each trigger's BEGIN ... END; body whole."""
+    statements: list[str] = []
+    current: list[str] = []
+    in_trigger = False
+    for line in script.splitlines():
+        stripped = line.split("--", 1)[0].rstrip()
+        current.append(stripped)
+        if stripped.lstrip().upper().startswith("CREATE TRIGGER"):
+            in_trigger = True
+        if stripped.endswith(";") and (not in_trigger or stripped.strip().upper() == "END;"):
+            statements.append("\n".join(current))
+            current, in_trigger = [], False
+    statements.append("\n".join(current))
+    return statements

@@ -1,0 +1,205 @@
+"""The ledger: durable settings, atomic transitions with their history, one writer, readers beside it."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from orchestrator.errors import IllegalTransition, LedgerBusy, LedgerError
+from orchestrator.jobs import JobSpec, JobState, job_key
+from orchestrator.ledger import Batch, Ledger, LedgerLock, Move
+
+S = JobState
+
+
+def spec(i: int, batch: str = "b", prompt: str = "p") -> JobSpec:
+    request = {"prompt": f"{prompt} {i}"}
+    return JobSpec(
+        key=job_key(batch, f"j{i}", "kling/kling-2.5", request), batch=batch, entry_id=f"j{i}",
+        model="kling/kling-2.5", request=request, price_micro=366_700, output_path=f"{batch}/j{i}.mp4",
+        seq=i,
+    )  # fmt: skip
+
+
+async def planned(path: Path, count: int = 3) -> list[JobSpec]:
+    specs = [spec(i) for i in range(count)]
+    async with Ledger.open(path) as ledger:
+        await ledger.save_batch(Batch("b", "/m.yaml", "sha", "/out"))
+        await ledger.sync_plan("b", specs, {})
+    return specs
+
+
+async def test_every_connection_is_wal_full_with_a_busy_timeout(tmp_path: Path) -> None:
+    """P1.1: writer and reader both run WAL, synchronous=FULL (writer) and a busy timeout."""
+    path = tmp_path / "l.db"
+    await planned(path)
+    async with Ledger.open(path) as ledger:
+        assert await ledger.pragma("journal_mode") == "wal"
+        assert await ledger.pragma("synchronous") == 2
+        assert await ledger.pragma("busy_timeout") >= 5000
+    async with Ledger.open(path, readonly=True) as reader:
+        assert await reader.pragma("journal_mode") == "wal"
+        assert await reader.pragma("busy_timeout") >= 5000
+
+
+async def test_a_transition_writes_state_and_event_together(tmp_path: Path) -> None:
+    """Each transition is one durable change with its history row, cause and fields."""
+    path = tmp_path / "l.db"
+    specs = await planned(path)
+    key = specs[0].key
+    async with Ledger.open(path) as ledger:
+        await ledger.transition(key, S.SUBMITTING, expect=S.PENDING, cause="intent", floor="F", attempts=1)
+        await ledger.transition(key, S.SUBMITTED, expect=S.SUBMITTING, cause="ok", remote_id="r-1",
+                                remote_status="queued")  # fmt: skip
+        events = await ledger.events(key=key)
+        row = await ledger.job(key)
+    assert [(e.from_state, e.to_state, e.cause) for e in events] == [
+        (None, "pending", "planned"), ("pending", "submitting", "intent"),
+        ("submitting", "submitted", "ok"),
+    ]  # fmt: skip
+    assert events[-1].remote_id == "r-1" and events[-1].price_micro == 366_700
+    assert row is not None and (row.state, row.remote_id, row.floor, row.attempts) == (S.SUBMITTED, "r-1", "F", 1)
+
+
+async def test_illegal_and_stale_transitions_change_nothing(tmp_path: Path) -> None:
+    """A forbidden move, or one from a state the row is no longer in, raises and writes nothing."""
+    path = tmp_path / "l.db"
+    specs = await planned(path)
+    async with Ledger.open(path) as ledger:
+        with pytest.raises(IllegalTransition):
+            await ledger.transition(specs[0].key, S.DONE, expect=S.PENDING, cause="x")
+        with pytest.raises(IllegalTransition):
+            await ledger.transition(specs[0].key, S.SUBMITTED, expect=S.SUBMITTING, cause="x")
+        assert (await ledger.job(specs[0].key)).state is S.PENDING  # type: ignore[union-attr]
+        assert len(await ledger.events(key=specs[0].key)) == 1
+
+
+async def test_a_batch_of_moves_is_all_or_nothing(tmp_path: Path) -> None:
+    """apply(): if one move is stale, the whole transaction rolls back."""
+    path = tmp_path / "l.db"
+    specs = await planned(path)
+    async with Ledger.open(path) as ledger:
+        moves = [Move(specs[0].key, S.PENDING, S.SUBMITTING, "a"), Move(specs[1].key, S.SUBMITTING, S.SUBMITTED, "b")]
+        with pytest.raises(IllegalTransition):
+            await ledger.apply(moves)
+        assert (await ledger.job(specs[0].key)).state is S.PENDING  # type: ignore[union-attr]
+
+
+async def test_cancellation_inside_a_transaction_rolls_back(tmp_path: Path) -> None:
+    """P1.4/P1.5: a task cancelled mid-transaction leaves no partial write behind."""
+    path = tmp_path / "l.db"
+    specs = await planned(path, 50)
+    async with Ledger.open(path) as ledger:
+        task = asyncio.create_task(ledger.apply([Move(s.key, S.PENDING, S.SUBMITTING, "x") for s in specs]))
+        await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        counts = await ledger.state_counts("b")
+    assert counts in ({S.PENDING: 50}, {S.SUBMITTING: 50})  # all or nothing, never a mix
+
+
+async def test_fifty_concurrent_writers_serialise(tmp_path: Path) -> None:
+    """P1.5: fifty tasks sharing the one connection each apply a move; none is lost or interleaved."""
+    path = tmp_path / "l.db"
+    specs = await planned(path, 50)
+    async with Ledger.open(path) as ledger:
+        await asyncio.gather(*(ledger.transition(s.key, S.SUBMITTING, expect=S.PENDING, cause="x") for s in specs))
+        assert await ledger.state_counts("b") == {S.SUBMITTING: 50}
+        assert len(await ledger.events(batch="b")) == 100
+
+
+async def test_events_are_append_only(tmp_path: Path) -> None:
+    """History cannot be edited or deleted, even with raw SQL."""
+    path = tmp_path / "l.db"
+    await planned(path)
+    db = sqlite3.connect(path)
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        db.execute("UPDATE events SET cause = 'x'")
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        db.execute("DELETE FROM events")
+    db.close()
+
+
+async def test_resyncing_the_same_plan_adds_nothing(tmp_path: Path) -> None:
+    """P2.4: the same jobs synced twice map onto the same rows; a new job adds one row."""
+    path = tmp_path / "l.db"
+    specs = await planned(path, 3)
+    async with Ledger.open(path) as ledger:
+        again = await ledger.sync_plan("b", specs, {})
+        more = await ledger.sync_plan("b", [*specs, spec(3)], {})
+        fewer = await ledger.sync_plan("b", specs[:2], {})
+    assert (again.added, again.kept) == (0, 3)
+    assert more.added == 1
+    assert fewer.dropped == 2  # j2 and j3 are pending and no longer planned
+
+
+def test_second_writer_is_refused_with_the_owner_pid(tmp_path: Path) -> None:
+    """P1.6: a second process cannot take the ledger while the first holds it."""
+    path = tmp_path / "l.db"
+    lock = LedgerLock(path)
+    lock.acquire()
+    try:
+        code = (
+            "import sys; from orchestrator.ledger import LedgerLock; from pathlib import Path\n"
+            "from orchestrator.errors import LedgerBusy\n"
+            f"try:\n    LedgerLock(Path({str(path)!r})).acquire()\nexcept LedgerBusy as e:\n"
+            "    print(e); sys.exit(3)\n"
+        )
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    finally:
+        lock.release()
+    assert result.returncode == 3
+    assert "in use by pid" in result.stdout
+
+
+def test_the_lock_dies_with_its_process(tmp_path: Path) -> None:
+    """A SIGKILLed holder leaves no stale lock: the kernel drops flocks of dead processes."""
+    path = tmp_path / "l.db"
+    code = f"from orchestrator.ledger import LedgerLock; from pathlib import Path; LedgerLock(Path({str(path)!r})).acquire(); import os, signal; os.kill(os.getpid(), signal.SIGKILL)"
+    subprocess.run([sys.executable, "-c", code], check=False)
+    lock = LedgerLock(path)
+    lock.acquire()  # must not raise
+    lock.release()
+
+
+async def test_readers_work_while_the_writer_holds_the_lock(tmp_path: Path) -> None:
+    """status/report open read-only and see committed rows while a run writes."""
+    path = tmp_path / "l.db"
+    await planned(path)
+    lock = LedgerLock(path)
+    lock.acquire()
+    try:
+        async with Ledger.open(path) as writer, Ledger.open(path, readonly=True) as reader:
+            assert (await reader.state_counts("b"))[S.PENDING] == 3
+            with pytest.raises(LedgerBusy):
+                LedgerLock(path).acquire()
+            assert writer.readonly is False
+    finally:
+        lock.release()
+
+
+async def test_readonly_refuses_a_missing_ledger(tmp_path: Path) -> None:
+    """status on a folder with no ledger says so instead of creating one."""
+    with pytest.raises(LedgerError, match="no ledger"):
+        async with Ledger.open(tmp_path / "missing.db", readonly=True):
+            pass
+    assert not (tmp_path / "missing.db").exists()
+
+
+async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    """A ledger written by a newer orchestrator is not misread."""
+    path = tmp_path / "l.db"
+    await planned(path)
+    db = sqlite3.connect(path)
+    db.execute("INSERT INTO migrations VALUES (99, 'future', 'now')")
+    db.commit()
+    db.close()
+    with pytest.raises(LedgerError, match="newer"):
+        async with Ledger.open(path):
+            pass
