@@ -6,15 +6,15 @@ half up to micro-dollars). That file is read once; nothing else here touches the
 
 How a request is priced (:func:`price_micro`):
 
-1. Fields the model's table is keyed on (``duration``, ``mode``, ``resolution``,
-   ``generate_audio``, presence of ``video_reference``, ``has_lora``) take the schema default
-   when the request leaves them out.
-2. The row whose values all match is the price. Numbers match numerically (5 == 5.0).
-3. No row (``runway/aleph`` has no table; ``google/veo-3`` lists 5-8 s but accepts 4 s): the
-   manifest's ``prices:`` override for the model applies, either a flat USD per job
+1. A ``prices:`` override in the manifest for the model wins: a flat USD per job
    (``model: 0.75``) or USD per second of the request's duration (``model: {per_second: 0.05}``).
-   An override only fills a gap: it never replaces a price Krea publishes.
-4. Otherwise :class:`PriceUnknown` names the model and the parameters: never a silent zero.
+   Users may know a newer price than the spec snapshot, or need one the table lacks.
+2. Otherwise fields the model's table is keyed on (``duration``, ``mode``, ``resolution``,
+   ``generate_audio``, presence of ``video_reference``, ``has_lora``) take the schema default
+   when the request leaves them out, and the row whose values all match is the price. Numbers
+   match numerically (5 == 5.0).
+3. No row (``runway/aleph`` has no table; ``google/veo-3`` lists 5-8 s but accepts 4 s) and no
+   override: :class:`PriceUnknown` names the model and the parameters, never a silent zero.
 
 Money is integer micro-USD (1e-6 USD) everywhere; Decimal does the one multiplication.
 """
@@ -169,13 +169,13 @@ def price_micro(
     model: str, request: Mapping[str, Any], overrides: PriceOverrides = NO_OVERRIDES
 ) -> int:
     """The price of one job in micro-USD (rules in the module docstring)."""
+    override = overrides.by_model.get(model)
+    if override is not None:  # the user's price wins: Krea may have changed it since the spec
+        return _override_micro(model, request, override)
     prices = tables().models.get(model)
     row = prices.row_for(request) if prices is not None else None
     if row is not None:
         return row.usd_micro
-    override = overrides.by_model.get(model)
-    if override is not None:
-        return _override_micro(model, request, override)
     raise PriceUnknown(model, _describe_gap(model, prices, request))
 
 

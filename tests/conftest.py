@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -15,17 +15,16 @@ StartSimulator = Callable[..., Awaitable[RunningSimulator]]
 
 
 @pytest.fixture(autouse=True)
-def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No test sees the developer's key, API base or output folders."""
     for name in ("KREA_API_KEY", "KREA_API_KEY_FILE", "KREA_API_BASE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("ORCHESTRATOR_HOME", str(tmp_path / "home"))
-    yield
 
 
 @pytest.fixture
 async def simulator() -> AsyncIterator[StartSimulator]:
-    """Factory: ``sim = await simulator(concurrency=2, fault_5xx_rate=0.1)``; stopped after the test."""
+    """Factory: ``sim = await simulator(concurrency=2, ...)``; each is stopped after the test."""
     async with AsyncExitStack() as stack:
 
         async def start(**options: Any) -> RunningSimulator:

@@ -1,4 +1,4 @@
-"""The ledger: durable settings, atomic transitions with their history, one writer, readers beside it."""
+"""The ledger: durable settings, atomic transitions with history, one writer, readers beside."""
 
 from __future__ import annotations
 
@@ -20,10 +20,15 @@ S = JobState
 def spec(i: int, batch: str = "b", prompt: str = "p") -> JobSpec:
     request = {"prompt": f"{prompt} {i}"}
     return JobSpec(
-        key=job_key(batch, f"j{i}", "kling/kling-2.5", request), batch=batch, entry_id=f"j{i}",
-        model="kling/kling-2.5", request=request, price_micro=366_700, output_path=f"{batch}/j{i}.mp4",
+        key=job_key(batch, f"j{i}", "kling/kling-2.5", request),
+        batch=batch,
+        entry_id=f"j{i}",
+        model="kling/kling-2.5",
+        request=request,
+        price_micro=366_700,
+        output_path=f"{batch}/j{i}.mp4",
         seq=i,
-    )  # fmt: skip
+    )
 
 
 async def planned(path: Path, count: int = 3) -> list[JobSpec]:
@@ -53,17 +58,33 @@ async def test_a_transition_writes_state_and_event_together(tmp_path: Path) -> N
     specs = await planned(path)
     key = specs[0].key
     async with Ledger.open(path) as ledger:
-        await ledger.transition(key, S.SUBMITTING, expect=S.PENDING, cause="intent", floor="F", attempts=1)
-        await ledger.transition(key, S.SUBMITTED, expect=S.SUBMITTING, cause="ok", remote_id="r-1",
-                                remote_status="queued")  # fmt: skip
+        await ledger.transition(
+            key, S.SUBMITTING, expect=S.PENDING, cause="intent", floor="F", attempts=1
+        )
+        await ledger.transition(
+            key,
+            S.SUBMITTED,
+            expect=S.SUBMITTING,
+            cause="ok",
+            remote_id="r-1",
+            remote_status="queued",
+        )
         events = await ledger.events(key=key)
         row = await ledger.job(key)
     assert [(e.from_state, e.to_state, e.cause) for e in events] == [
-        (None, "pending", "planned"), ("pending", "submitting", "intent"),
+        (None, "pending", "planned"),
+        ("pending", "submitting", "intent"),
         ("submitting", "submitted", "ok"),
-    ]  # fmt: skip
-    assert events[-1].remote_id == "r-1" and events[-1].price_micro == 366_700
-    assert row is not None and (row.state, row.remote_id, row.floor, row.attempts) == (S.SUBMITTED, "r-1", "F", 1)
+    ]
+    assert events[-1].remote_id == "r-1"
+    assert events[-1].price_micro == 366_700
+    assert row is not None
+    assert (row.state, row.remote_id, row.floor, row.attempts) == (
+        S.SUBMITTED,
+        "r-1",
+        "F",
+        1,
+    )
 
 
 async def test_illegal_and_stale_transitions_change_nothing(tmp_path: Path) -> None:
@@ -84,7 +105,10 @@ async def test_a_batch_of_moves_is_all_or_nothing(tmp_path: Path) -> None:
     path = tmp_path / "l.db"
     specs = await planned(path)
     async with Ledger.open(path) as ledger:
-        moves = [Move(specs[0].key, S.PENDING, S.SUBMITTING, "a"), Move(specs[1].key, S.SUBMITTING, S.SUBMITTED, "b")]
+        moves = [
+            Move(specs[0].key, S.PENDING, S.SUBMITTING, "a"),
+            Move(specs[1].key, S.SUBMITTING, S.SUBMITTED, "b"),
+        ]
         with pytest.raises(IllegalTransition):
             await ledger.apply(moves)
         assert (await ledger.job(specs[0].key)).state is S.PENDING  # type: ignore[union-attr]
@@ -95,7 +119,9 @@ async def test_cancellation_inside_a_transaction_rolls_back(tmp_path: Path) -> N
     path = tmp_path / "l.db"
     specs = await planned(path, 50)
     async with Ledger.open(path) as ledger:
-        task = asyncio.create_task(ledger.apply([Move(s.key, S.PENDING, S.SUBMITTING, "x") for s in specs]))
+        task = asyncio.create_task(
+            ledger.apply([Move(s.key, S.PENDING, S.SUBMITTING, "x") for s in specs])
+        )
         await asyncio.sleep(0)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -105,11 +131,13 @@ async def test_cancellation_inside_a_transaction_rolls_back(tmp_path: Path) -> N
 
 
 async def test_fifty_concurrent_writers_serialise(tmp_path: Path) -> None:
-    """P1.5: fifty tasks sharing the one connection each apply a move; none is lost or interleaved."""
+    """P1.5: fifty tasks sharing one connection each apply a move; none is lost or interleaved."""
     path = tmp_path / "l.db"
     specs = await planned(path, 50)
     async with Ledger.open(path) as ledger:
-        await asyncio.gather(*(ledger.transition(s.key, S.SUBMITTING, expect=S.PENDING, cause="x") for s in specs))
+        await asyncio.gather(
+            *(ledger.transition(s.key, S.SUBMITTING, expect=S.PENDING, cause="x") for s in specs)
+        )
         assert await ledger.state_counts("b") == {S.SUBMITTING: 50}
         assert len(await ledger.events(batch="b")) == 100
 
@@ -151,7 +179,9 @@ def test_second_writer_is_refused_with_the_owner_pid(tmp_path: Path) -> None:
             f"try:\n    LedgerLock(Path({str(path)!r})).acquire()\nexcept LedgerBusy as e:\n"
             "    print(e); sys.exit(3)\n"
         )
-        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+        result = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=False
+        )
     finally:
         lock.release()
     assert result.returncode == 3
@@ -161,7 +191,10 @@ def test_second_writer_is_refused_with_the_owner_pid(tmp_path: Path) -> None:
 def test_the_lock_dies_with_its_process(tmp_path: Path) -> None:
     """A SIGKILLed holder leaves no stale lock: the kernel drops flocks of dead processes."""
     path = tmp_path / "l.db"
-    code = f"from orchestrator.ledger import LedgerLock; from pathlib import Path; LedgerLock(Path({str(path)!r})).acquire(); import os, signal; os.kill(os.getpid(), signal.SIGKILL)"
+    code = (
+        "import os, signal; from pathlib import Path; from orchestrator.ledger import LedgerLock\n"
+        f"LedgerLock(Path({str(path)!r})).acquire(); os.kill(os.getpid(), signal.SIGKILL)"
+    )
     subprocess.run([sys.executable, "-c", code], check=False)
     lock = LedgerLock(path)
     lock.acquire()  # must not raise

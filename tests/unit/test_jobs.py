@@ -19,18 +19,27 @@ from orchestrator.jobs import (
 
 S = JobState
 ALLOWED = {
-    (S.PENDING, S.SUBMITTING), (S.PENDING, S.REJECTED),
-    (S.SUBMITTING, S.SUBMITTED), (S.SUBMITTING, S.PENDING), (S.SUBMITTING, S.REJECTED),
+    (S.PENDING, S.SUBMITTING),
+    (S.PENDING, S.REJECTED),
+    (S.SUBMITTING, S.SUBMITTED),
+    (S.SUBMITTING, S.PENDING),
+    (S.SUBMITTING, S.REJECTED),
     (S.SUBMITTING, S.AMBIGUOUS),
-    (S.AMBIGUOUS, S.SUBMITTED), (S.AMBIGUOUS, S.PENDING),
-    (S.SUBMITTED, S.SUBMITTED), (S.SUBMITTED, S.COMPLETED), (S.SUBMITTED, S.FAILED),
+    (S.AMBIGUOUS, S.SUBMITTED),
+    (S.AMBIGUOUS, S.PENDING),
+    (S.SUBMITTED, S.SUBMITTED),
+    (S.SUBMITTED, S.COMPLETED),
+    (S.SUBMITTED, S.FAILED),
     (S.SUBMITTED, S.CANCELLED),
-    (S.COMPLETED, S.COMPLETED), (S.COMPLETED, S.DOWNLOADING),
-    (S.DOWNLOADING, S.DONE), (S.DOWNLOADING, S.COMPLETED),
+    (S.COMPLETED, S.COMPLETED),
+    (S.COMPLETED, S.DOWNLOADING),
+    (S.DOWNLOADING, S.DONE),
+    (S.DOWNLOADING, S.COMPLETED),
     (S.DONE, S.COMPLETED),
-    (S.FAILED, S.PENDING), (S.CANCELLED, S.PENDING),
+    (S.FAILED, S.PENDING),
+    (S.CANCELLED, S.PENDING),
     (S.ORPHAN, S.ORPHAN),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize(("old", "new"), list(itertools.product(JobState, JobState)))
@@ -57,11 +66,15 @@ def test_terminal_and_in_flight_do_not_overlap() -> None:
 @pytest.mark.parametrize(
     ("status", "state"),
     [
-        ("completed", S.COMPLETED), ("failed", S.FAILED), ("cancelled", S.CANCELLED),
-        ("intermediate-complete", S.SUBMITTED), ("backlogged", S.SUBMITTED),
-        ("sampling", S.SUBMITTED), ("some-new-status", S.SUBMITTED),
+        ("completed", S.COMPLETED),
+        ("failed", S.FAILED),
+        ("cancelled", S.CANCELLED),
+        ("intermediate-complete", S.SUBMITTED),
+        ("backlogged", S.SUBMITTED),
+        ("sampling", S.SUBMITTED),
+        ("some-new-status", S.SUBMITTED),
     ],
-)  # fmt: skip
+)
 def test_remote_status_maps_to_state(status: str, state: JobState) -> None:
     """Only completed/failed/cancelled end a job; unknown statuses count as still running."""
     assert state_for_remote(status) is state

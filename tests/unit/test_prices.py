@@ -169,10 +169,11 @@ def test_per_second_override_needs_a_duration() -> None:
         price_micro("runway/aleph", {"prompt": "p"}, overrides)
 
 
-def test_an_override_never_replaces_a_published_price() -> None:
-    """The table wins: overrides only fill gaps."""
+def test_an_override_replaces_a_published_price() -> None:
+    """Users can override any price: the manifest's figure wins over the spec's table."""
     overrides = PriceOverrides({"kling/kling-2.5": parse_override(9)})
-    assert price_micro("kling/kling-2.5", {"prompt": "p"}, overrides) == 366_700
+    assert price_micro("kling/kling-2.5", {"prompt": "p"}, overrides) == 9_000_000
+    assert price_micro("kling/kling-2.6", {"prompt": "p"}, overrides) == 366_700
 
 
 @pytest.mark.parametrize("value", [-1, "0.5", True, None, float("nan"), {"per_sec": 1}, [1]])

@@ -1,0 +1,67 @@
+"""Settings of one command, resolved once: flag > environment > manifest > default.
+
+The API key lives only in :attr:`Settings.api_key` (``repr=False``) and, later, in the HTTP
+session's default headers; it is never an argument of anything that is retried or logged
+(RELIABILITY P6.6). It comes from ``KREA_API_KEY`` or from a file (``--api-key-file`` /
+``KREA_API_KEY_FILE``), never from a flag that ``--help`` could echo.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from orchestrator.errors import ConfigError
+
+DEFAULT_API_BASE = "https://api.krea.ai"
+DEFAULT_LEDGER = "orchestrator.db"
+DEFAULT_OUT = "out"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a command needs besides the manifest."""
+
+    api_base: str = DEFAULT_API_BASE
+    api_key: str = field(default="", repr=False)
+    ledger_path: Path = Path(DEFAULT_LEDGER)
+    out_dir: Path = Path(DEFAULT_OUT)
+    time_scale: float = 1.0  #: API seconds per real second (only the simulator runs faster)
+    submit_workers: int = 1  #: POSTs in flight at once; 1 keeps crash attribution exact
+    download_workers: int = 4
+    max_in_flight: int | None = None  #: Krea's concurrency + backlog, when known
+    requests_per_second: float | None = None
+    budget_micro: int | None = None
+    retry_failed: int = 0  #: new attempts per failed/cancelled job in this run
+    request_timeout_s: float = 30.0
+    poll_min_s: float = 2.0
+    poll_max_s: float = 30.0
+    webhook_url: str | None = None
+    webhook_listen: str | None = None  #: host:port for the receiver
+    seed: int | None = None  #: for the jitter RNG (tests and benchmarks)
+
+    def with_(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def api_key_from_env(key_file: str | None = None, *, required: bool = True) -> str:
+    """The key from ``KREA_API_KEY``, else from a file; ConfigError when required and absent."""
+    key = os.environ.get("KREA_API_KEY", "").strip()
+    path = key_file or os.environ.get("KREA_API_KEY_FILE")
+    if not key and path:
+        try:
+            key = Path(path).expanduser().read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"cannot read the API key file {path}: {exc.strerror}") from None
+    if required and not key:
+        raise ConfigError(
+            "no API key: set KREA_API_KEY (or KREA_API_KEY_FILE), or use `orchestrator demo` "
+            "to try the tool on the built-in simulator"
+        )
+    return key
+
+
+def home() -> Path:
+    """Where per-user state lives when no path is given (tests redirect it)."""
+    return Path(os.environ.get("ORCHESTRATOR_HOME", Path.home() / ".orchestrator"))

@@ -1,0 +1,141 @@
+"""What the workers of one `run` share: ledger, client, limits, budget and a reporter.
+
+The submitter, reconciler, poller and downloader each own one stage; they meet only here. Keeping
+the shared state in one small object (instead of module globals or a web of references) makes each
+stage testable on its own against a real simulator and a real ledger.
+
+:class:`Reporter` is how stages tell the outside world what happened (the CLI's progress display,
+the plain log, the JSON log): stages call it, it never calls back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from orchestrator.client import KreaClient
+from orchestrator.clock import Clock
+from orchestrator.jobs import JobState
+from orchestrator.ledger import Ledger
+from orchestrator.limits import InFlightWindow, Pacer
+
+
+class Reporter(Protocol):
+    """Receives what the pipeline does; implementations must be quick and must not raise."""
+
+    def start(self, batch: str, counts: dict[JobState, int]) -> None: ...
+
+    def job_changed(
+        self, entry_id: str, old: JobState | None, new: JobState, note: str = ""
+    ) -> None: ...
+
+    def spend_changed(self, billed_micro: int, exposure_micro: int) -> None: ...
+
+    def note(self, message: str, *, level: str = "info") -> None: ...
+
+
+class NullReporter:
+    """Discards everything (library use, tests)."""
+
+    def start(self, batch: str, counts: dict[JobState, int]) -> None:
+        pass
+
+    def job_changed(
+        self, entry_id: str, old: JobState | None, new: JobState, note: str = ""
+    ) -> None:
+        pass
+
+    def spend_changed(self, billed_micro: int, exposure_micro: int) -> None:
+        pass
+
+    def note(self, message: str, *, level: str = "info") -> None:
+        pass
+
+
+@dataclass
+class Budget:
+    """Spend so far against an optional cap, in micro-USD.
+
+    ``billed`` counts remote jobs Krea completed (only those are charged); ``exposure`` counts jobs
+    that may still be charged (submitting, submitted, ambiguous, unfinished orphans). A job may be
+    sent only if billed + exposure + its own price stays within the cap.
+    """
+
+    cap_micro: int | None = None
+    billed_micro: int = 0
+    exposure_micro: int = 0
+    held_back: dict[str, int] = field(default_factory=dict)  #: key -> price, jobs the cap held back
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def fits(self, price_micro: int) -> bool:
+        if self.cap_micro is None:
+            return True
+        return self.billed_micro + self.exposure_micro + price_micro <= self.cap_micro
+
+    def commit(self, key: str, price_micro: int) -> None:
+        """A POST is about to be sent for ``key``."""
+        self.held_back.pop(key, None)
+        self.exposure_micro += price_micro
+
+    def settle(self, price_micro: int, *, billed: bool) -> None:
+        """A job left flight: charged (completed) or free (failed, cancelled, never created)."""
+        self.exposure_micro = max(0, self.exposure_micro - price_micro)
+        if billed:
+            self.billed_micro += price_micro
+        self.changed.set()
+
+
+@dataclass
+class Flags:
+    """Run-wide stop conditions, set by whichever stage meets them."""
+
+    no_funds: str | None = None  #: Krea's 402 message: stop submitting, let the rest finish
+    unauthorized: str | None = None  #: 401/403: nothing can proceed
+    submitting_done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def stop_submitting(self) -> bool:
+        return self.no_funds is not None or self.unauthorized is not None
+
+
+@dataclass
+class Tuning:
+    """Timing of the stages, in API seconds (see ``clock``)."""
+
+    poll_min_s: float = 2.0
+    poll_max_s: float = 30.0
+    completions_per_sweep: float = 8.0
+    straggler_every_s: float = 60.0
+    reconcile_grace_s: float = 5.0
+    backoff_base_s: float = 1.0
+    backoff_cap_s: float = 60.0
+    max_url_refreshes: int = 3
+    download_attempts: int = 8
+    disk_retry_s: float = 30.0
+
+
+@dataclass
+class Pipeline:
+    """Everything one `run` shares; built by ``runner``."""
+
+    ledger: Ledger
+    client: KreaClient
+    batch: str
+    out_dir: Path
+    clock: Clock
+    window: InFlightWindow
+    pacer: Pacer
+    budget: Budget
+    reporter: Reporter = field(default_factory=NullReporter)
+    flags: Flags = field(default_factory=Flags)
+    tuning: Tuning = field(default_factory=Tuning)
+    rng: random.Random = field(default_factory=random.Random)
+    files: dict[str, str] = field(default_factory=dict)  #: sha256 -> local path, for uploads
+    webhook_url: str | None = None
+    retry_failed: int = 0  #: new attempts each failed/cancelled job gets in this run
+    retried: dict[str, int] = field(default_factory=dict)  #: key -> attempts given so far
+    completed: asyncio.Queue[str] = field(default_factory=asyncio.Queue)  #: keys to download
+    submitted: asyncio.Event = field(default_factory=asyncio.Event)  #: a job entered flight

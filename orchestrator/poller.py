@@ -1,0 +1,287 @@
+"""Noticing finished jobs with as few API calls as Krea allows.
+
+Krea's docs suggest one ``GET /jobs/{id}`` per job every few seconds: for a 90-second video that
+is ~18 calls per job. Instead, one ``GET /jobs`` (newest first, up to 1,000 a page) reports every
+job created since the oldest one still in flight, so a **sweep** of one page usually covers the
+whole batch. Jobs older than the pages a sweep reads (a straggler stuck for an hour behind
+thousands of newer ones) get an individual ``GET /jobs/{id}``, at most once a minute each.
+
+When to sweep again is a pure decision (:func:`next_delay`): aim for several completions per
+sweep at the completion rate observed so far, sooner while Krea's backlog for us could run dry,
+never more often than ``poll_min_s`` nor less often than ``poll_max_s``. Before the first
+completion the interval grows geometrically. In webhook mode a delivery is only a hint: the job is
+confirmed with ``GET /jobs/{id}`` before anything changes, and unknown ids are ignored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from orchestrator import errors
+from orchestrator.client import RemoteJob
+from orchestrator.clock import parse_utc
+from orchestrator.jobs import (
+    REMOTE_TERMINAL,
+    JobRecord,
+    JobState,
+    is_known_status,
+    state_for_remote,
+)
+from orchestrator.ledger import Move
+from orchestrator.pipeline import Pipeline, Tuning
+from orchestrator.retry import Action, Backoff, classify_read
+
+S = JobState
+MAX_PAGES = 3
+
+
+def moves_for(tracked: Sequence[JobRecord], seen: dict[str, RemoteJob]) -> list[Move]:
+    """The ledger moves that Krea's view of ``tracked`` jobs calls for (pure)."""
+    moves = []
+    for job in tracked:
+        remote = seen.get(job.remote_id or "")
+        if remote is None or (remote.status == job.remote_status and job.state is not S.SUBMITTED):
+            continue
+        if job.state is S.ORPHAN:
+            moves.append(
+                Move(job.key, S.ORPHAN, S.ORPHAN, "remote status", {"remote_status": remote.status})
+            )
+            continue
+        to = state_for_remote(remote.status)
+        if to is S.SUBMITTED and remote.status == job.remote_status:
+            continue
+        moves.append(Move(job.key, S.SUBMITTED, to, _cause(remote), _fields(remote)))
+    return moves
+
+
+def _cause(remote: RemoteJob) -> str:
+    if remote.status in REMOTE_TERMINAL:
+        return f"Krea: {remote.status}"
+    return (
+        f"Krea: {remote.status}"
+        if is_known_status(remote.status)
+        else f"Krea: unknown status {remote.status!r}"
+    )
+
+
+def _fields(remote: RemoteJob) -> dict[str, object]:
+    fields: dict[str, object] = {"remote_status": remote.status}
+    if remote.status == "completed":
+        fields |= {
+            "result_url": remote.urls[0] if remote.urls else None,
+            "completed_at": remote.completed_at,
+        }
+    if remote.status == "failed" or remote.error_code:
+        reason = ": ".join(x for x in (remote.error_code, remote.error_message) if x)
+        fields["last_error"] = reason or "failed (Krea gave no reason)"
+    return fields
+
+
+@dataclass
+class Pace:
+    """What the next sweep's timing is decided from."""
+
+    completion_rate: float = 0.0  #: jobs finished per API second (moving average)
+    empty_sweeps: int = 0
+
+
+def wanted_entry(wanted: dict[str, JobRecord], key: str) -> str:
+    return next((job.entry_id for job in wanted.values() if job.key == key), key)
+
+
+def next_delay(pace: Pace, *, backlogged: int, tuning: Tuning) -> float:
+    """Seconds until the next sweep (pure; see the module docstring)."""
+    if pace.completion_rate <= 0:
+        delay = tuning.poll_min_s * 1.5**pace.empty_sweeps
+    else:
+        delay = tuning.completions_per_sweep / pace.completion_rate
+        if backlogged:
+            delay = min(delay, 0.5 * backlogged / pace.completion_rate)
+    return min(tuning.poll_max_s, max(tuning.poll_min_s, delay))
+
+
+class Poller:
+    """Mirrors remote statuses of the batch's in-flight jobs into the ledger until none is left."""
+
+    def __init__(self, pipe: Pipeline) -> None:
+        self.pipe = pipe
+        self.pace = Pace()
+        self._hints: set[str] = set()
+        self._wake = asyncio.Event()
+        self._last_get: dict[str, float] = {}
+        self._warned: set[str] = set()
+        self._last_sweep: float | None = None
+        self._backoff = Backoff(
+            pipe.rng, base_s=pipe.tuning.backoff_base_s, cap_s=pipe.tuning.backoff_cap_s
+        )
+
+    def hint(self, remote_id: str) -> None:
+        """A webhook said this job changed: confirm it soon."""
+        self._hints.add(remote_id)
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Return once the submitter is done and no job of the batch is in flight."""
+        while True:
+            tracked = await self._tracked()
+            if not tracked:
+                if self.pipe.flags.submitting_done.is_set() and not await self._unsettled():
+                    return
+                await self._idle()
+                continue
+            try:
+                finished = await self._sweep(tracked)
+                self._backoff.succeeded()
+            except (errors.ApiError, errors.TransportError) as exc:
+                if classify_read(exc).action is not Action.RETRY:
+                    raise
+                self.pipe.reporter.note(
+                    f"status sweep failed, backing off: {exc.message}", level="warning"
+                )
+                await self.pipe.clock.sleep(self._backoff.next_delay(exc))
+                continue
+            now = self.pipe.clock.now()
+            self._learn(finished, now - (self._last_sweep if self._last_sweep is not None else now))
+            self._last_sweep = now
+            backlogged = sum(1 for t in tracked if t.remote_status == "backlogged")
+            await self._wait(next_delay(self.pace, backlogged=backlogged, tuning=self.pipe.tuning))
+
+    async def _tracked(self) -> list[JobRecord]:
+        rows = await self.pipe.ledger.jobs(batch=self.pipe.batch, states=[S.SUBMITTED, S.ORPHAN])
+        return [
+            r
+            for r in rows
+            if r.remote_id and (r.state is S.SUBMITTED or r.remote_status not in REMOTE_TERMINAL)
+        ]
+
+    async def _unsettled(self) -> bool:
+        counts = await self.pipe.ledger.state_counts(self.pipe.batch)
+        return any(counts.get(s, 0) for s in (S.SUBMITTING, S.AMBIGUOUS))
+
+    async def _idle(self) -> None:
+        """Nothing in flight: wait until something is submitted or submitting ends."""
+        self.pipe.submitted.clear()
+        waiters = [
+            asyncio.ensure_future(e.wait())
+            for e in (self.pipe.submitted, self.pipe.flags.submitting_done)
+        ]
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+
+    async def _wait(self, api_seconds: float) -> None:
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            timeout = self.pipe.clock.real_seconds(api_seconds)
+            await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+
+    async def _sweep(self, tracked: list[JobRecord]) -> int:
+        """One sweep: list pages, then stragglers and webhook hints by id. Returns jobs finished."""
+        wanted = {t.remote_id: t for t in tracked if t.remote_id}
+        seen = await self._list(
+            wanted, min(parse_utc(t.remote_created_at or t.created_at or "") for t in tracked)
+        )
+        for remote_id in self._due_by_id(wanted, seen):
+            job = await self._get(remote_id)
+            if job is not None:
+                seen[remote_id] = job
+        moves = moves_for(tracked, seen)
+        retries = self._retries(moves)
+        await self.pipe.ledger.apply([*moves, *retries])  # one transaction: a retry is never lost
+        finished = await self._account(moves, wanted)
+        for move in retries:
+            self.pipe.reporter.job_changed(
+                wanted_entry(wanted, move.key), move.expect, S.PENDING, move.cause
+            )
+        return finished
+
+    async def _list(self, wanted: dict[str, JobRecord], oldest: object) -> dict[str, RemoteJob]:
+        seen: dict[str, RemoteJob] = {}
+        cursor: str | None = None
+        limit = min(1000, max(50, 2 * len(wanted) + 20))
+        for _ in range(MAX_PAGES):
+            page = await self.pipe.client.list_jobs(cursor=cursor, limit=limit)
+            seen.update((item.job_id, item) for item in page.items if item.job_id in wanted)
+            if len(seen) == len(wanted) or not page.items or not page.next_cursor:
+                break
+            if parse_utc(page.items[-1].created_at) < oldest:  # type: ignore[operator]
+                break
+            cursor, limit = page.next_cursor, 1000
+        return seen
+
+    def _due_by_id(self, wanted: dict[str, JobRecord], seen: dict[str, RemoteJob]) -> list[str]:
+        """Hinted jobs, and stragglers the pages did not reach (each at most once per interval)."""
+        now = self.pipe.clock.now()
+        due = [h for h in self._hints if h in wanted]
+        self._hints.clear()
+        for remote_id in wanted:
+            if remote_id in seen or remote_id in due:
+                continue
+            if now - self._last_get.get(remote_id, -1e18) >= self.pipe.tuning.straggler_every_s:
+                due.append(remote_id)
+        for remote_id in due:
+            self._last_get[remote_id] = now
+        return due
+
+    async def _get(self, remote_id: str) -> RemoteJob | None:
+        try:
+            return await self.pipe.client.get_job(remote_id)
+        except errors.NotFound:
+            if remote_id not in self._warned:
+                self._warned.add(remote_id)
+                self.pipe.reporter.note(
+                    f"Krea does not know job {remote_id}; it stays in flight", level="warning"
+                )
+            return None
+
+    async def _account(self, moves: Sequence[Move], wanted: dict[str, JobRecord]) -> int:
+        """Release slots, settle spend, queue downloads, tell the reporter."""
+        finished = 0
+        by_key = {job.key: job for job in wanted.values()}
+        for move in moves:
+            job = by_key[move.key]
+            status = str(move.fields.get("remote_status"))
+            if status in REMOTE_TERMINAL:
+                finished += 1
+                await self.pipe.window.release()
+                self.pipe.budget.settle(job.price_micro, billed=status == "completed")
+            if move.to is S.COMPLETED:
+                self.pipe.completed.put_nowait(job.key)
+            note = str(move.fields.get("last_error") or status)
+            self.pipe.reporter.job_changed(job.entry_id, move.expect, move.to, note)
+        if finished:
+            self.pipe.reporter.spend_changed(
+                self.pipe.budget.billed_micro, self.pipe.budget.exposure_micro
+            )
+        return finished
+
+    def _retries(self, moves: Sequence[Move]) -> list[Move]:
+        """--retry-failed: failed or cancelled jobs go back to pending, at most N times a run."""
+        again = []
+        for move in moves:
+            given = self.pipe.retried.get(move.key, 0)
+            if move.to in (S.FAILED, S.CANCELLED) and given < self.pipe.retry_failed:
+                self.pipe.retried[move.key] = given + 1
+                again.append(
+                    Move(
+                        move.key,
+                        move.to,
+                        S.PENDING,
+                        f"retry {given + 1} of {self.pipe.retry_failed}",
+                    )
+                )
+        return again
+
+    def _learn(self, finished: int, interval: float) -> None:
+        """Update the completion rate (jobs per API second), ``interval`` after the last sweep."""
+        self.pace.empty_sweeps = 0 if finished else self.pace.empty_sweeps + 1
+        if interval <= 0 or not (finished or self.pace.completion_rate):
+            return
+        sample = finished / interval
+        rate = self.pace.completion_rate
+        self.pace.completion_rate = sample if rate == 0 else 0.7 * rate + 0.3 * sample

@@ -1,0 +1,200 @@
+"""What a running batch shows: a live panel on a terminal, one line per event otherwise, or JSON.
+
+All three implement ``pipeline.Reporter``; the pipeline calls them and never waits on them.
+
+* :class:`LivePanel` (rich): counts by state, in-flight jobs running vs waiting in Krea's backlog,
+  throughput, spend so far and an ETA, redrawn four times a second.
+* :class:`LineLog`: one plain line per state change, for pipes and log files.
+* :class:`JsonLog`: one JSON object per line (``{"t", "event", ...}``), for CI and other tools.
+
+``--quiet`` keeps only warnings and errors. Nothing here ever prints the API key: reporters only
+receive job ids, states and messages built from our own error types.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections import Counter, deque
+from typing import TextIO
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from orchestrator.clock import now_utc
+from orchestrator.jobs import IN_FLIGHT, JobState
+
+S = JobState
+LEVELS = {"debug": 0, "info": 1, "warning": 2, "error": 3}
+WAITING = {"backlogged", "queued", "scheduled"}
+
+
+def usd(micro: int) -> str:
+    return f"${micro / 1_000_000:,.2f}"
+
+
+class Tally:
+    """Counts by state and the remote status of jobs in flight, kept from the events."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[JobState] = Counter()
+        self.remote: dict[str, str] = {}
+        self.billed_micro = 0
+        self.exposure_micro = 0
+        self.done_times: deque[float] = deque(maxlen=200)
+        self.total = 0
+
+    def start(self, counts: dict[JobState, int]) -> None:
+        self.counts = Counter(counts)
+        self.total = sum(counts.values())
+
+    def change(self, entry_id: str, old: JobState | None, new: JobState, note: str) -> None:
+        if old is not None and old is not new:
+            self.counts[old] -= 1
+        if old is not new:
+            self.counts[new] += 1
+        if new is S.SUBMITTED:
+            self.remote[entry_id] = note or self.remote.get(entry_id, "queued")
+        else:
+            self.remote.pop(entry_id, None)
+        if new is S.DONE:
+            self.done_times.append(time.monotonic())
+
+    def rate_per_min(self) -> float:
+        if len(self.done_times) < 2:
+            return 0.0
+        span = self.done_times[-1] - self.done_times[0]
+        return (len(self.done_times) - 1) / span * 60 if span > 0 else 0.0
+
+    def eta_s(self) -> float | None:
+        rate = self.rate_per_min()
+        left = self.total - self.counts[S.DONE] - self.counts[S.FAILED] - self.counts[S.REJECTED]
+        return left / rate * 60 if rate > 0 and left > 0 else None
+
+
+class LineLog:
+    """One line per event on ``stream``; ``min_level`` filters notes and state changes."""
+
+    def __init__(self, stream: TextIO | None = None, *, min_level: str = "info") -> None:
+        self.stream = stream or sys.stderr
+        self.min_level = LEVELS[min_level]
+        self.tally = Tally()
+
+    def start(self, batch: str, counts: dict[JobState, int]) -> None:
+        self.tally.start(counts)
+        parts = ", ".join(f"{state} {n}" for state, n in sorted(counts.items()) if n)
+        self._emit("info", f"batch {batch}: {parts or 'nothing to do'}")
+
+    def job_changed(
+        self, entry_id: str, old: JobState | None, new: JobState, note: str = ""
+    ) -> None:
+        self.tally.change(entry_id, old, new, note)
+        level = "warning" if new in (S.FAILED, S.REJECTED, S.AMBIGUOUS, S.CANCELLED) else "info"
+        if old is not new:
+            self._emit(
+                level, f"{entry_id}: {old or 'new'} -> {new}" + (f" ({note})" if note else "")
+            )
+
+    def spend_changed(self, billed_micro: int, exposure_micro: int) -> None:
+        self.tally.billed_micro, self.tally.exposure_micro = billed_micro, exposure_micro
+
+    def note(self, message: str, *, level: str = "info") -> None:
+        self._emit(level, message)
+
+    def _emit(self, level: str, message: str) -> None:
+        if LEVELS.get(level, 1) >= self.min_level:
+            prefix = "" if level == "info" else f"{level}: "
+            print(f"{now_utc()[11:19]} {prefix}{message}", file=self.stream, flush=True)
+
+
+class JsonLog(LineLog):
+    """One JSON object per line, for machines."""
+
+    def start(self, batch: str, counts: dict[JobState, int]) -> None:
+        self.tally.start(counts)
+        self._json("info", "start", batch=batch, counts={str(k): v for k, v in counts.items()})
+
+    def job_changed(
+        self, entry_id: str, old: JobState | None, new: JobState, note: str = ""
+    ) -> None:
+        self.tally.change(entry_id, old, new, note)
+        if old is not new:
+            self._json(
+                "info", "job", id=entry_id, old=str(old) if old else None, new=str(new), note=note
+            )
+
+    def spend_changed(self, billed_micro: int, exposure_micro: int) -> None:
+        super().spend_changed(billed_micro, exposure_micro)
+        self._json("debug", "spend", billed_micro=billed_micro, exposure_micro=exposure_micro)
+
+    def note(self, message: str, *, level: str = "info") -> None:
+        self._json(level, "note", severity=level, message=message)
+
+    def _json(self, level: str, event: str, **fields: object) -> None:
+        if LEVELS.get(level, 1) >= self.min_level:
+            print(
+                json.dumps({"t": now_utc(), "event": event, **fields}), file=self.stream, flush=True
+            )
+
+
+class LivePanel(LineLog):
+    """A rich panel redrawn in place; warnings and errors still print above it."""
+
+    def __init__(self, console: Console | None = None, *, budget_micro: int | None = None) -> None:
+        self.console = console or Console(stderr=True)
+        super().__init__(sys.stderr, min_level="warning")
+        self.budget_micro = budget_micro
+        self.batch = ""
+        self._live = Live(console=self.console, refresh_per_second=4, get_renderable=self._render)
+
+    def __enter__(self) -> LivePanel:
+        self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._live.__exit__(None, None, None)
+
+    def start(self, batch: str, counts: dict[JobState, int]) -> None:
+        self.batch = batch
+        self.tally.start(counts)
+
+    def _emit(self, level: str, message: str) -> None:
+        if LEVELS.get(level, 1) >= self.min_level:
+            self.console.print(
+                Text(f"{level}: {message}", style="yellow" if level == "warning" else "red")
+            )
+
+    def _render(self) -> Group:
+        t = self.tally
+        done = t.counts[S.DONE]
+        flying = sum(t.counts[s] for s in IN_FLIGHT)
+        waiting = sum(1 for status in t.remote.values() if status in WAITING)
+        table = Table.grid(padding=(0, 2))
+        table.add_row(
+            f"pending {t.counts[S.PENDING]}",
+            f"in flight {flying} (running {flying - waiting}, waiting {waiting})",
+            f"downloading {t.counts[S.COMPLETED] + t.counts[S.DOWNLOADING]}",
+            f"done {done}",
+            f"failed {t.counts[S.FAILED] + t.counts[S.CANCELLED]}",
+            f"rejected {t.counts[S.REJECTED]}",
+        )
+        eta = t.eta_s()
+        cap = f" of {usd(self.budget_micro)} budget" if self.budget_micro is not None else ""
+        table.add_row(
+            f"spend {usd(t.billed_micro)} billed + {usd(t.exposure_micro)} in flight{cap}",
+            f"{t.rate_per_min():.1f} clips/min",
+            f"ETA {int(eta // 60)}m{int(eta % 60):02d}s" if eta is not None else "ETA -",
+        )
+        header = Text(f"batch {self.batch}: {done}/{t.total} verified MP4s", style="bold")
+        return Group(header, ProgressBar(total=max(t.total, 1), completed=done), table)
+
+
+class Quiet(LineLog):
+    """Warnings and errors only."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        super().__init__(stream, min_level="warning")

@@ -1,0 +1,329 @@
+"""Sending pending jobs: pending → submitting → submitted, a durable step each side of the POST.
+
+For each job a worker, in this order: waits for the reconciliation gate, a slot in the in-flight
+window and the request pacer; checks the budget; uploads local files (safe to repeat); commits the
+**intent** (``submitting``, with the floor for reconciliation); sends the POST; commits the
+**job id** (``submitted``). A crash anywhere in between leaves ``submitting``, which the next run
+treats as ambiguous and reconciles before sending anything.
+
+What a failed POST means is decided by ``retry.classify_post``: resend the same job after a backoff
+(not sent, 429), reconcile (5xx, timeout, dropped connection, unreadable 200: the job may exist),
+reject (400/422/410) or stop (401, 402: let the rest finish).
+
+A small fixed pool of workers does this (default 1: at most one unanswered POST, so attribution
+after a crash is exact; see ``reconcile``), never one task per job: asyncio-throttle wakes every
+waiter every 10 ms.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from orchestrator import errors
+from orchestrator.client import RemoteJob
+from orchestrator.clock import now_utc, parse_utc
+from orchestrator.jobs import IN_FLIGHT, JobRecord, JobState
+from orchestrator.pipeline import Pipeline
+from orchestrator.reconcile import Reconciler
+from orchestrator.retry import Action, Backoff, classify_post, classify_read, is_rate_not_capacity
+
+S = JobState
+ASSET_PREFIX = "asset:sha256:"
+PAGE = 200
+
+
+class Outcome(StrEnum):
+    SENT = "sent"
+    RETRY = "retry"
+    AMBIGUOUS = "ambiguous"
+    REJECTED = "rejected"
+    HELD = "held"
+    STOP = "stop"
+
+
+class Submitter:
+    """Sends the batch's pending jobs in manifest order, at most ``workers`` POSTs at once."""
+
+    def __init__(self, pipe: Pipeline, reconciler: Reconciler, *, workers: int = 1) -> None:
+        self.pipe = pipe
+        self.reconciler = reconciler
+        self.workers = max(1, workers)
+        self.floor: str | None = None  #: newest remote created_at known (see reconcile)
+        self._buffer: list[JobRecord] = []
+        self._cursor = -1
+        self._feed = asyncio.Lock()
+
+    async def run(self) -> None:
+        """Return when no pending job can be sent (all sent, held back by the budget, stopped)."""
+        self.floor = (
+            await self.pipe.ledger.newest_remote_created_at() or await self._account_floor()
+        )
+        try:
+            async with asyncio.TaskGroup() as group:
+                for _ in range(self.workers):
+                    group.create_task(self._work())
+        finally:
+            self.pipe.flags.submitting_done.set()
+
+    async def _work(self) -> None:
+        backoff = Backoff(
+            self.pipe.rng,
+            base_s=self.pipe.tuning.backoff_base_s,
+            cap_s=self.pipe.tuning.backoff_cap_s,
+        )
+        while (job := await self._next()) is not None:
+            while True:
+                outcome, error = await self._attempt(job)
+                if outcome is Outcome.RETRY and error is not None:
+                    await self.pipe.clock.sleep(backoff.next_delay(error))
+                    continue
+                backoff.succeeded()
+                if outcome is Outcome.AMBIGUOUS:
+                    await self.reconciler.settle()
+                    fresh = await self.pipe.ledger.job(job.key)
+                    if fresh is not None and fresh.state is S.PENDING:
+                        job = fresh  # its POST created nothing: send it again
+                        continue
+                break
+            if outcome is Outcome.STOP:
+                return
+
+    async def _next(self) -> JobRecord | None:
+        """The next pending job in manifest order; None when nothing more can be sent."""
+        async with self._feed:
+            while not self._buffer:
+                if self.pipe.flags.stop_submitting:
+                    return None
+                rows = await self.pipe.ledger.jobs(
+                    batch=self.pipe.batch,
+                    states=[S.PENDING],
+                    planned_only=True,
+                    after_seq=self._cursor,
+                    limit=PAGE,
+                )
+                self._buffer = [r for r in rows if r.key not in self.pipe.budget.held_back]
+                if rows:
+                    self._cursor = rows[-1].seq
+                elif not await self._new_pass():
+                    return None
+            return self._buffer.pop(0)
+
+    async def _new_pass(self) -> bool:
+        """At the end of a pass: start another while a pending job may still be sent.
+
+        Jobs in flight can still change that (a failure frees budget, a retry makes a job pending
+        again), so while any is in flight this waits for one to leave before deciding.
+        """
+        budget = self.pipe.budget
+        while not self.pipe.flags.stop_submitting:
+            counts = await self.pipe.ledger.state_counts(self.pipe.batch, planned_only=True)
+            if counts.get(S.PENDING, 0) > len(budget.held_back):
+                self._cursor = -1
+                return True
+            if not any(counts.get(s, 0) for s in IN_FLIGHT) and self.pipe.window.in_flight == 0:
+                return False
+            budget.changed.clear()
+            await budget.changed.wait()
+            budget.held_back.clear()  # re-examine them against what was freed
+        return False
+
+    async def _attempt(self, job: JobRecord) -> tuple[Outcome, errors.OrchestratorError | None]:
+        pipe = self.pipe
+        await pipe.window.acquire()
+        if pipe.flags.stop_submitting:
+            await pipe.window.release()
+            return Outcome.STOP, None
+        if not pipe.budget.fits(job.price_micro):
+            await pipe.window.release()
+            pipe.budget.held_back[job.key] = job.price_micro
+            pipe.reporter.note(f"{job.entry_id}: held back by the budget cap", level="warning")
+            return Outcome.HELD, None
+        try:
+            body = await self._with_assets(job)
+        except errors.OrchestratorError as exc:
+            await pipe.window.release()
+            return await self._asset_failed(job, exc)
+        await self.reconciler.gate.wait()
+        self.reconciler.post_started()  # no await since the gate check: reconciliation waits for us
+        try:
+            return await self._post(job, body)
+        finally:
+            self.reconciler.post_finished()
+
+    async def _post(
+        self, job: JobRecord, body: dict[str, Any]
+    ) -> tuple[Outcome, errors.OrchestratorError | None]:
+        pipe = self.pipe
+        # Commit the intent before the POST: Krea has no idempotency key, so a crash after this
+        # line must find the row and reconcile it rather than send a second, billed job.
+        await pipe.ledger.transition(
+            job.key,
+            S.SUBMITTING,
+            expect=S.PENDING,
+            cause="intent: about to POST",
+            intent_at=now_utc(),
+            floor=self.floor,
+            attempts=job.attempts + 1,
+        )
+        pipe.budget.commit(job.key, job.price_micro)
+        try:
+            remote = await pipe.client.create_job(job.model, body, webhook_url=pipe.webhook_url)
+        except errors.OrchestratorError as exc:
+            return await self._post_failed(job, exc), exc
+        await self._accepted(job, remote)
+        return Outcome.SENT, None
+
+    async def _accepted(self, job: JobRecord, remote: RemoteJob) -> None:
+        pipe = self.pipe
+        await pipe.ledger.transition(
+            job.key,
+            S.SUBMITTED,
+            expect=S.SUBMITTING,
+            cause="submitted",
+            remote_id=remote.job_id,
+            remote_status=remote.status,
+            remote_created_at=remote.created_at,
+            answered_at=now_utc(),
+            last_error=None,
+        )
+        pipe.window.on_accepted()
+        if self.floor is None or parse_utc(remote.created_at) > parse_utc(self.floor):
+            self.floor = remote.created_at
+        pipe.submitted.set()
+        pipe.reporter.job_changed(job.entry_id, S.PENDING, S.SUBMITTED)
+
+    async def _post_failed(self, job: JobRecord, exc: errors.OrchestratorError) -> Outcome:
+        pipe = self.pipe
+        decision = classify_post(exc)
+        answered = now_utc()
+        if decision.action is Action.RECONCILE:
+            await pipe.ledger.transition(
+                job.key,
+                S.AMBIGUOUS,
+                expect=S.SUBMITTING,
+                cause="POST outcome unknown",
+                detail=exc.message,
+                answered_at=answered,
+                last_error=exc.message,
+            )
+            pipe.reporter.job_changed(job.entry_id, S.SUBMITTING, S.AMBIGUOUS, exc.message)
+            return Outcome.AMBIGUOUS
+        if isinstance(exc, errors.RateLimited):
+            (
+                pipe.pacer.on_rate_limited
+                if is_rate_not_capacity(exc)
+                else pipe.window.on_rate_limited
+            )()
+        to = S.REJECTED if decision.action is Action.REJECT else S.PENDING
+        cause = {
+            Action.REJECT: "rejected by Krea",
+            Action.RETRY: "not accepted; will retry",
+            Action.STOP: "account stop",
+        }[decision.action]
+        await pipe.ledger.transition(
+            job.key,
+            to,
+            expect=S.SUBMITTING,
+            cause=cause,
+            detail=exc.message,
+            answered_at=answered,
+            last_error=exc.message,
+        )
+        pipe.budget.settle(job.price_micro, billed=False)
+        await pipe.window.release()
+        if decision.action is Action.STOP:
+            self._stop(exc)
+            return Outcome.STOP
+        if to is S.REJECTED:
+            pipe.reporter.job_changed(job.entry_id, S.SUBMITTING, S.REJECTED, exc.message)
+            return Outcome.REJECTED
+        return Outcome.RETRY
+
+    def _stop(self, exc: errors.OrchestratorError) -> None:
+        if isinstance(exc, errors.InsufficientFunds):
+            self.pipe.flags.no_funds = exc.reason
+            self.pipe.reporter.note(
+                f"Krea answered 402 ({exc.reason}): no new jobs will be sent; "
+                "jobs in flight will finish",
+                level="error",
+            )
+        else:
+            self.pipe.flags.unauthorized = exc.message
+            self.pipe.reporter.note(exc.message, level="error")
+
+    async def _asset_failed(
+        self, job: JobRecord, exc: errors.OrchestratorError
+    ) -> tuple[Outcome, errors.OrchestratorError | None]:
+        decision = classify_read(exc)
+        if decision.action is Action.RETRY:
+            return Outcome.RETRY, exc
+        if decision.action is Action.STOP:
+            self._stop(exc)
+            return Outcome.STOP, None
+        await self.pipe.ledger.transition(
+            job.key,
+            S.REJECTED,
+            expect=S.PENDING,
+            cause="file upload refused",
+            detail=exc.message,
+            last_error=exc.message,
+        )
+        self.pipe.reporter.job_changed(job.entry_id, S.PENDING, S.REJECTED, exc.message)
+        return Outcome.REJECTED, None
+
+    async def _with_assets(self, job: JobRecord) -> dict[str, Any]:
+        """The request with every local file replaced by its uploaded asset URL (uploaded once)."""
+        cache: dict[str, str] = {}
+        for digest in _asset_refs(job.request):
+            url = await self.pipe.ledger.asset_url(digest)
+            if url is None:
+                url = await self._upload(digest)
+            cache[ASSET_PREFIX + digest] = url
+        return _replace(job.request, cache) if cache else job.request
+
+    async def _upload(self, digest: str) -> str:
+        path = self.pipe.files.get(digest)
+        if path is None:
+            raise errors.ConfigError(
+                f"the file with sha256 {digest[:12]}… is no longer in the manifest"
+            )
+        asset = await self.pipe.client.upload_asset(Path(path))
+        await self.pipe.ledger.save_asset(
+            digest,
+            asset.url,
+            asset_id=asset.asset_id,
+            size_bytes=asset.size_bytes,
+            mime_type=asset.mime_type,
+        )
+        return asset.url
+
+    async def _account_floor(self) -> str | None:
+        """With an empty ledger, the newest job already on the account bounds reconciliation."""
+        try:
+            page = await self.pipe.client.list_jobs(limit=1)
+        except errors.OrchestratorError:
+            return None
+        return page.items[0].created_at if page.items else None
+
+
+def _asset_refs(value: Any) -> set[str]:
+    if isinstance(value, str):
+        return {value.removeprefix(ASSET_PREFIX)} if value.startswith(ASSET_PREFIX) else set()
+    if isinstance(value, dict):
+        return set().union(*(_asset_refs(v) for v in value.values())) if value else set()
+    if isinstance(value, list):
+        return set().union(*(_asset_refs(v) for v in value)) if value else set()
+    return set()
+
+
+def _replace(value: Any, urls: dict[str, str]) -> Any:
+    if isinstance(value, str):
+        return urls.get(value, value)
+    if isinstance(value, dict):
+        return {k: _replace(v, urls) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_replace(v, urls) for v in value]
+    return value

@@ -1,0 +1,77 @@
+"""Webhook mode: Krea POSTs a job's JSON to ``X-Webhook-URL`` when it finishes: a hint only.
+
+Krea signs nothing and documents no retry policy, and says deliveries may be duplicated
+(krea-api.md §7). So a delivery changes nothing by itself: a job id we have in flight is handed to
+the poller, which confirms it with ``GET /jobs/{id}`` before any state changes. Bodies over 64 KiB
+are refused by aiohttp before they are read; malformed bodies get 400; unknown or foreign job ids
+get 202 and are ignored; duplicates are harmless because confirmation is idempotent.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from orchestrator.errors import ConfigError
+from orchestrator.jobs import JobState
+
+if TYPE_CHECKING:
+    from orchestrator.pipeline import Pipeline
+    from orchestrator.poller import Poller
+
+MAX_BODY = 64 * 1024
+
+
+@asynccontextmanager
+async def webhook_receiver(
+    listen: str | None, pipe: Pipeline, poller: Poller
+) -> AsyncIterator[None]:
+    """Serve the receiver on ``host:port`` while the block runs (nothing if ``listen`` is None)."""
+    if not listen:
+        yield
+        return
+    host, _, port = listen.rpartition(":")
+    if not port.isdigit():
+        raise ConfigError(f"--webhook-listen must be host:port, got {listen!r}")
+    app = web.Application(client_max_size=MAX_BODY)
+    app.router.add_post("/{tail:.*}", _handler(pipe, poller))
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host or "127.0.0.1", int(port)).start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise ConfigError(f"cannot listen for webhooks on {listen}: {exc.strerror}") from None
+    try:
+        yield
+    finally:
+        await runner.cleanup()
+
+
+def _handler(pipe: Pipeline, poller: Poller) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def receive(request: web.Request) -> web.Response:
+        try:
+            payload = json.loads(await request.read())
+        except (ValueError, UnicodeDecodeError):
+            return web.json_response({"error": "not JSON"}, status=400)
+        job_id = payload.get("job_id") if isinstance(payload, dict) else None
+        if not isinstance(job_id, str) or not job_id:
+            return web.json_response({"error": "no job_id"}, status=400)
+        row = await pipe.ledger.job_by_remote_id(job_id)
+        if (
+            row is None
+            or row.batch != pipe.batch
+            or row.state not in (JobState.SUBMITTED, JobState.ORPHAN)
+        ):
+            pipe.reporter.note(
+                f"webhook for a job not in flight here ignored: {job_id}", level="debug"
+            )
+            return web.Response(status=202)
+        poller.hint(job_id)
+        return web.Response(status=204)
+
+    return receive

@@ -1,0 +1,199 @@
+"""The pipeline end to end against the simulator: submit, poll, download, resume, pay once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from orchestrator.jobs import JobState
+from orchestrator.simulator import media_sha256_for
+from tests.integration.pipeline_support import (
+    assert_exactly_once,
+    charged,
+    ledger_rows,
+    manifest_text,
+    run_manifest,
+)
+
+S = JobState
+MINIMAL = """\
+batch: demo
+defaults:
+  model: kling/kling-2.5
+  duration: 5
+  aspect_ratio: "16:9"
+jobs:
+  - id: eagle
+    prompt: a majestic eagle soaring over snow-capped mountains at sunrise
+  - id: harbour
+    prompt: a foggy harbour at dawn, slow dolly shot, cinematic
+    duration: 10
+"""
+
+
+async def test_the_minimal_manifest_ends_with_two_verified_files(simulator, tmp_path: Path) -> None:
+    """The issue's manifest, as written: two MP4s, byte-identical to what Krea served, paid once."""
+    sim = await simulator(time_scale=1000, concurrency=2)
+    outcome = await run_manifest(sim, tmp_path, MINIMAL)
+    assert outcome.summary.exit_code == 0
+    rows = {r.entry_id: r for r in await ledger_rows(outcome.ledger_path, "demo")}
+    assert set(rows) == {"eagle", "harbour"}
+    for row in rows.values():
+        assert (outcome.out_dir / "demo" / f"{row.entry_id}.mp4").exists()
+        assert row.sha256 == media_sha256_for(row.remote_id or "")
+    assert outcome.summary.billed_micro == 366_700 + 735_234 == sim.stats()["billed_micro"]
+
+
+async def test_a_second_run_sends_nothing(simulator, tmp_path: Path) -> None:
+    """Re-running a finished manifest makes no POST and leaves every file in place."""
+    sim = await simulator(time_scale=1000)
+    await run_manifest(sim, tmp_path, manifest_text(5))
+    posts = sim.stats()["requests"].get("POST /generate/video/{provider}/{model}", 0)
+    again = await run_manifest(sim, tmp_path, manifest_text(5))
+    assert again.summary.exit_code == 0
+    assert sim.stats()["requests"]["POST /generate/video/{provider}/{model}"] == posts == 5
+
+
+async def test_editing_one_prompt_sends_exactly_one_post(simulator, tmp_path: Path) -> None:
+    """P2.4: one edited prompt is one new job; the other entries are untouched."""
+    sim = await simulator(time_scale=1000)
+    await run_manifest(sim, tmp_path, manifest_text(4))
+    edited = manifest_text(4).replace("shot number 2", "shot number two, now at dusk")
+    await run_manifest(sim, tmp_path, edited)
+    assert sim.stats()["jobs_created"] == 5
+
+
+async def test_backlog_and_429_are_absorbed_without_duplicates(simulator, tmp_path: Path) -> None:
+    """A small account (2 running, 2 backlog) says 429 to an unconfigured client; all end once."""
+    sim = await simulator(time_scale=1000, concurrency=2, backlog=2, seed=3)
+    outcome = await run_manifest(sim, tmp_path, manifest_text(20))
+    assert outcome.summary.exit_code == 0
+    await assert_exactly_once(sim, outcome, 20)
+    assert sim.stats()["rate_limited"] >= 1  # the window discovered the limit
+
+
+async def test_configured_limits_cause_no_429(simulator, tmp_path: Path) -> None:
+    """With max_in_flight = concurrency + backlog and the rate configured, Krea never says 429."""
+    sim = await simulator(time_scale=1000, concurrency=2, backlog=3, rate_limit_rps=50)
+    outcome = await run_manifest(
+        sim, tmp_path, manifest_text(15), max_in_flight=5, requests_per_second=50
+    )
+    await assert_exactly_once(sim, outcome, 15)
+    assert sim.stats()["rate_limited"] == 0
+
+
+async def test_ambiguous_posts_are_reconciled_not_resent(simulator, tmp_path: Path) -> None:
+    """P2.2: POSTs that create a job and then lose the answer never lead to a second billed job."""
+    sim = await simulator(
+        time_scale=1000, concurrency=3, backlog=6, fault_ambiguous_rate=0.3, seed=11
+    )
+    outcome = await run_manifest(sim, tmp_path, manifest_text(25))
+    assert sim.stats()["faults"].get("ambiguous", 0) >= 3
+    await assert_exactly_once(sim, outcome, 25)
+    assert all(count == 1 for count in sim.stats()["bodies"].values())
+
+
+async def test_every_api_fault_at_once_still_pays_once(simulator, tmp_path: Path) -> None:
+    """5xx, resets, malformed answers, ambiguous POSTs, cut downloads at once: each entry once."""
+    sim = await simulator(
+        time_scale=1000,
+        concurrency=3,
+        backlog=6,
+        seed=5,
+        fault_5xx_rate=0.1,
+        fault_reset_rate=0.05,
+        fault_malformed_rate=0.05,
+        fault_ambiguous_rate=0.1,
+        fault_truncate_rate=0.3,
+    )
+    outcome = await run_manifest(sim, tmp_path, manifest_text(30))
+    await assert_exactly_once(sim, outcome, 30)
+
+
+async def test_failures_are_free_and_final_unless_retried(simulator, tmp_path: Path) -> None:
+    """Failed and cancelled jobs cost nothing and stay failed; --retry-failed gives new attempts."""
+    sim = await simulator(time_scale=1000, moderation_rate=0.3, system_cancel_rate=0.1, seed=2)
+    first = await run_manifest(sim, tmp_path, manifest_text(12))
+    rows = await ledger_rows(first.ledger_path)
+    lost = [r for r in rows if r.state in (S.FAILED, S.CANCELLED)]
+    assert lost
+    assert first.summary.exit_code == 1
+    assert first.summary.billed_micro == sim.stats()["billed_micro"] == 366_700 * (12 - len(lost))
+    sim.configure(moderation_rate=0.0, system_cancel_rate=0.0)
+    second = await run_manifest(sim, tmp_path, manifest_text(12), retry_failed=1)
+    assert second.summary.exit_code == 0
+    assert len(charged(sim)) == 12
+
+
+async def test_402_stops_new_jobs_and_lets_the_rest_finish(simulator, tmp_path: Path) -> None:
+    """Krea's 402: nothing new is sent, jobs in flight still finish and download, exit code 3."""
+    sim = await simulator(time_scale=1000, concurrency=2, backlog=2, balance_usd="1.50")
+    outcome = await run_manifest(sim, tmp_path, manifest_text(8))
+    assert outcome.summary.exit_code == 3
+    assert outcome.summary.stopped == "funds"
+    rows = await ledger_rows(outcome.ledger_path)
+    done = [r for r in rows if r.state is S.DONE]
+    assert len(done) == 4  # $1.50 covers four $0.3667 clips
+    assert len(charged(sim)) == 4
+    assert all(r.state in (S.DONE, S.PENDING) for r in rows)
+
+
+async def test_the_budget_cap_holds_back_what_does_not_fit(simulator, tmp_path: Path) -> None:
+    """A $1.00 cap: two clips are sent, the rest are held back and reported, exit code 3."""
+    sim = await simulator(time_scale=1000)
+    outcome = await run_manifest(sim, tmp_path, manifest_text(6), budget_micro=1_000_000)
+    assert outcome.summary.stopped == "budget"
+    assert outcome.summary.exit_code == 3
+    assert outcome.summary.held_back == 4
+    assert outcome.summary.billed_micro == sim.stats()["billed_micro"] == 2 * 366_700
+
+
+async def test_a_retired_model_is_rejected_and_never_retried(simulator, tmp_path: Path) -> None:
+    """410: the job is rejected with Krea's reason and the replacement; one POST only."""
+    sim = await simulator(time_scale=1000, retired_models="kling/kling-2.5=kling/kling-2.6")
+    outcome = await run_manifest(sim, tmp_path, manifest_text(2))
+    rows = await ledger_rows(outcome.ledger_path)
+    assert all(r.state is S.REJECTED for r in rows)
+    assert "kling-2.6" in (rows[0].last_error or "")
+    assert sim.stats()["requests"]["POST /generate/video/{provider}/{model}"] == 2
+    assert outcome.summary.exit_code == 1
+
+
+async def test_expired_urls_are_refreshed(simulator, tmp_path: Path) -> None:
+    """P4.5: media URLs that expire before the download get a fresh one from GET /jobs/{id}."""
+    sim = await simulator(time_scale=1000, url_ttl_s=0.001)
+    outcome = await run_manifest(sim, tmp_path, manifest_text(4))
+    await assert_exactly_once(sim, outcome, 4)
+    assert sim.stats()["requests"].get("GET /jobs/{id}", 0) >= 4
+
+
+async def test_big_files_resume_after_truncation(simulator, tmp_path: Path) -> None:
+    """P4.3: 3 MB files cut short half the time resume with Range and verify."""
+    sim = await simulator(time_scale=1000, media_bytes=3_000_000, fault_truncate_rate=0.5, seed=9)
+    outcome = await run_manifest(sim, tmp_path, manifest_text(4))
+    await assert_exactly_once(sim, outcome, 4)
+    rows = await ledger_rows(outcome.ledger_path)
+    assert all(r.bytes == 3_000_000 for r in rows)
+    assert not list(outcome.out_dir.rglob("*.part"))
+
+
+async def test_a_server_that_ignores_ranges_still_yields_whole_files(
+    simulator, tmp_path: Path
+) -> None:
+    """A 200 to a Range request restarts the file from zero instead of appending to it."""
+    sim = await simulator(
+        time_scale=1000, media_bytes=1_000_000, fault_truncate_rate=0.5, range_mode="ignore"
+    )
+    outcome = await run_manifest(sim, tmp_path, manifest_text(3))
+    await assert_exactly_once(sim, outcome, 3)
+
+
+async def test_list_sweeps_use_far_fewer_calls_than_per_job_polling(
+    simulator, tmp_path: Path
+) -> None:
+    """The poller notices 40 completions with well under one status call per job."""
+    sim = await simulator(time_scale=1000, concurrency=10, backlog=40)
+    outcome = await run_manifest(sim, tmp_path, manifest_text(40), poll_min_s=2.0, poll_max_s=30.0)
+    await assert_exactly_once(sim, outcome, 40)
+    requests = sim.stats()["requests"]
+    status_calls = requests.get("GET /jobs", 0) + requests.get("GET /jobs/{id}", 0)
+    assert status_calls / 40 < 1.0
