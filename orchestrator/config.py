@@ -34,7 +34,8 @@ class Settings:
     requests_per_second: float | None = None
     budget_micro: int | None = None
     retry_failed: int = 0  #: new attempts per failed/cancelled job in this run
-    request_timeout_s: float = 30.0
+    request_timeout_s: float = 30.0  #: real seconds without a byte from Krea's API
+    download_timeout_s: float = 60.0  #: real seconds without a byte from the media host (P4.4)
     poll_min_s: float = 2.0
     poll_max_s: float = 30.0
     webhook_url: str | None = None

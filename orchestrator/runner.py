@@ -114,7 +114,10 @@ async def _run(
     rps = settings.requests_per_second or manifest.limits.requests_per_second
     ceiling = settings.max_in_flight or manifest.limits.max_in_flight or DEFAULT_CEILING
     pacer = Pacer(rps)
-    timeout = aiohttp.ClientTimeout(total=None, sock_connect=10.0, sock_read=60.0)
+    # Downloads: no total cap (50 MB on a slow link is fine), only an inactivity timeout (P4.4).
+    timeout = aiohttp.ClientTimeout(
+        total=None, sock_connect=10.0, sock_read=settings.download_timeout_s
+    )
     async with (
         KreaClient.connect(
             settings.api_base, settings.api_key, pace=pacer, timeout_s=settings.request_timeout_s
