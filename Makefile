@@ -25,7 +25,8 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 demo: $(STAMP)
-	$(BIN)/orchestrator demo
+	@rm -rf demo-out  # each demo is a fresh simulated account: start its ledger afresh too
+	$(BIN)/orchestrator run jobs.yaml.example --simulate --ledger demo-out/ledger.db --out demo-out
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

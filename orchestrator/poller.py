@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -36,6 +37,9 @@ from orchestrator.retry import Action, Backoff, classify_read
 
 S = JobState
 MAX_PAGES = 3
+#: A job Krea keeps answering 404 for (deleted elsewhere, another account) is given up as failed
+#: rather than waited for forever; failed jobs are free and --retry-failed can resend it.
+MISSING_LIMIT = 3
 
 
 def moves_for(tracked: Sequence[JobRecord], seen: dict[str, RemoteJob]) -> list[Move]:
@@ -112,7 +116,7 @@ class Poller:
         self._hints: set[str] = set()
         self._wake = asyncio.Event()
         self._last_get: dict[str, float] = {}
-        self._warned: set[str] = set()
+        self._missing: Counter[str] = Counter()  #: consecutive 404s per job
         self._last_sweep: float | None = None
         self._backoff = Backoff(
             pipe.rng, base_s=pipe.tuning.backoff_base_s, cap_s=pipe.tuning.backoff_cap_s
@@ -229,15 +233,17 @@ class Poller:
         return due
 
     async def _get(self, remote_id: str) -> RemoteJob | None:
+        """The job by id; after MISSING_LIMIT answers of 404 in a row it counts as failed (free)."""
         try:
-            return await self.pipe.client.get_job(remote_id)
+            job = await self.pipe.client.get_job(remote_id)
         except errors.NotFound:
-            if remote_id not in self._warned:
-                self._warned.add(remote_id)
-                self.pipe.reporter.note(
-                    f"Krea does not know job {remote_id}; it stays in flight", level="warning"
-                )
-            return None
+            self._missing[remote_id] += 1
+            if self._missing[remote_id] < MISSING_LIMIT:
+                return None
+            reason = f"Krea answered 404 for this job {MISSING_LIMIT} times: it no longer exists"
+            return RemoteJob(remote_id, "failed", "", error_code="not_found", error_message=reason)
+        self._missing.pop(remote_id, None)
+        return job
 
     async def _account(self, moves: Sequence[Move], wanted: dict[str, JobRecord]) -> int:
         """Release slots, settle spend, queue downloads, tell the reporter."""

@@ -197,3 +197,30 @@ async def test_list_sweeps_use_far_fewer_calls_than_per_job_polling(
     requests = sim.stats()["requests"]
     status_calls = requests.get("GET /jobs", 0) + requests.get("GET /jobs/{id}", 0)
     assert status_calls / 40 < 1.0
+
+
+async def test_a_job_krea_no_longer_knows_fails_instead_of_hanging(
+    simulator, tmp_path: Path
+) -> None:
+    """A submitted job answered 404 again and again ends as failed (free); the run still ends."""
+    from orchestrator.ledger import Ledger
+    from orchestrator.manifest import load_manifest
+    from orchestrator.runner import sync_manifest
+    from tests.integration.pipeline_support import settings_for
+
+    sim = await simulator(time_scale=1000)
+    (tmp_path / "jobs.yaml").write_text(manifest_text(2))
+    settings = settings_for(sim, tmp_path)
+    async with Ledger.open(settings.ledger_path) as ledger:
+        await sync_manifest(ledger, load_manifest(tmp_path / "jobs.yaml"), settings)
+        ghost = (await ledger.jobs(batch="b"))[0]
+        await ledger.transition(ghost.key, S.SUBMITTING, expect=S.PENDING, cause="test")
+        await ledger.transition(ghost.key, S.SUBMITTED, expect=S.SUBMITTING, cause="test",
+                                remote_id="00000000-0000-4000-8000-000000000000",
+                                remote_created_at="2020-01-01T00:00:00.000Z")  # fmt: skip
+    outcome = await run_manifest(sim, tmp_path, manifest_text(2))
+    rows = {r.entry_id: r for r in await ledger_rows(outcome.ledger_path)}
+    assert rows[ghost.entry_id].state is S.FAILED
+    assert "404" in (rows[ghost.entry_id].last_error or "")
+    assert rows["j1"].state is S.DONE
+    assert outcome.summary.exit_code == 1
