@@ -227,16 +227,20 @@ class KreaClient:
             await self._pace()
         self.requests[route] += 1
         url = self.base_url + path
-        form = kwargs.pop("form")
-        body = {"json": kwargs.pop("json_body")} if form is None else {"data": form}
+        form, json_body = kwargs.pop("form"), kwargs.pop("json_body")
+        body = {"json": json_body} if form is None else {"data": form}
+        failure: errors.TransportError
         try:
             async with self._session.request(method, url, **body, **kwargs) as response:
                 payload = await response.read()
                 return response.status, dict(response.headers), payload
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
-            raise NotSent(f"cannot connect ({type(exc).__name__})", path=path) from None
+            failure = NotSent(f"cannot connect ({type(exc).__name__})", path=path)
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise ConnectionLost(f"no answer ({type(exc).__name__})", path=path) from None
+            failure = ConnectionLost(f"no answer ({type(exc).__name__})", path=path)
+        # Raised outside the handler, so not even __context__ leads to aiohttp's frames, whose
+        # locals hold the request headers and with them the key (`from None` only hides it).
+        raise failure
 
 
 def error_for(status: int, body: bytes, headers: dict[str, str], *, path: str = "") -> ApiError:

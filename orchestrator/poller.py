@@ -117,6 +117,7 @@ class Poller:
         self._wake = asyncio.Event()
         self._last_get: dict[str, float] = {}
         self._missing: Counter[str] = Counter()  #: consecutive 404s per job
+        self._unknown: set[str] = set()  #: unknown status words already warned about
         self._last_sweep: float | None = None
         self._backoff = Backoff(
             pipe.rng, base_s=pipe.tuning.backoff_base_s, cap_s=pipe.tuning.backoff_cap_s
@@ -258,13 +259,24 @@ class Poller:
                 self.pipe.budget.settle(job.price_micro, billed=status == "completed")
             if move.to is S.COMPLETED:
                 self.pipe.completed.put_nowait(job.key)
-            note = str(move.fields.get("last_error") or status)
+            note = str(move.fields.get("last_error") or (status if move.to is move.expect else ""))
             self.pipe.reporter.job_changed(job.entry_id, move.expect, move.to, note)
+            self._warn_if_unknown(status, job.entry_id)
         if finished:
             self.pipe.reporter.spend_changed(
                 self.pipe.budget.billed_micro, self.pipe.budget.exposure_micro
             )
         return finished
+
+    def _warn_if_unknown(self, status: str, entry_id: str) -> None:
+        """Krea added a status without notice: say so once per word (P6.7); jobs keep running."""
+        if not is_known_status(status) and status not in self._unknown:
+            self._unknown.add(status)
+            self.pipe.reporter.note(
+                f"Krea reported an unknown status {status!r} (first for {entry_id}); "
+                "treating it as still running",
+                level="warning",
+            )
 
     def _retries(self, moves: Sequence[Move]) -> list[Move]:
         """--retry-failed: failed or cancelled jobs go back to pending, at most N times a run."""

@@ -32,6 +32,8 @@ from typing import Any
 from orchestrator.errors import PriceUnknown
 
 MICRO_PER_USD = 1_000_000
+#: Largest USD amount a manifest may state (a price or a budget): a billion dollars.
+MAX_USD = 1_000_000_000
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,8 @@ def _usd_decimal(value: Any) -> Decimal:
         raise ValueError(f"must be a number of USD (got {value!r})") from None
     if not amount.is_finite() or amount < 0:
         raise ValueError(f"must be a finite number >= 0 (got {value!r})")
+    if amount > MAX_USD:  # beyond this, micro-USD arithmetic leaves Decimal's precision
+        raise ValueError(f"must be at most {MAX_USD:,} USD (got {value!r})")
     return amount
 
 

@@ -22,7 +22,6 @@ from typing import TextIO
 from rich.console import Console, Group
 from rich.live import Live
 from rich.progress_bar import ProgressBar
-from rich.table import Table
 from rich.text import Text
 
 from orchestrator.clock import now_utc
@@ -173,24 +172,21 @@ class LivePanel(LineLog):
         done = t.counts[S.DONE]
         flying = sum(t.counts[s] for s in IN_FLIGHT)
         waiting = sum(1 for status in t.remote.values() if status in WAITING)
-        table = Table.grid(padding=(0, 2))
-        table.add_row(
-            f"pending {t.counts[S.PENDING]}",
-            f"in flight {flying} (running {flying - waiting}, waiting {waiting})",
-            f"downloading {t.counts[S.COMPLETED] + t.counts[S.DOWNLOADING]}",
-            f"done {done}",
-            f"failed {t.counts[S.FAILED] + t.counts[S.CANCELLED]}",
-            f"rejected {t.counts[S.REJECTED]}",
-        )
         eta = t.eta_s()
-        cap = f" of {usd(self.budget_micro)} budget" if self.budget_micro is not None else ""
-        table.add_row(
-            f"spend {usd(t.billed_micro)} billed + {usd(t.exposure_micro)} in flight{cap}",
-            f"{t.rate_per_min():.1f} clips/min",
-            f"ETA {int(eta // 60)}m{int(eta % 60):02d}s" if eta is not None else "ETA -",
+        eta_text = f"ETA {int(eta // 60)}m{int(eta % 60):02d}s" if eta is not None else "ETA -"
+        head = f"batch {self.batch}: {done}/{t.total} verified MP4s · {eta_text}"
+        counts = (
+            f"pending {t.counts[S.PENDING]} · in flight {flying} (running {flying - waiting}, "
+            f"waiting {waiting}) · downloading {t.counts[S.COMPLETED] + t.counts[S.DOWNLOADING]} · "
+            f"failed {t.counts[S.FAILED] + t.counts[S.CANCELLED]} · rejected {t.counts[S.REJECTED]}"
         )
-        header = Text(f"batch {self.batch}: {done}/{t.total} verified MP4s", style="bold")
-        return Group(header, ProgressBar(total=max(t.total, 1), completed=done), table)
+        cap = f" (budget {usd(self.budget_micro)})" if self.budget_micro is not None else ""
+        spend = (
+            f"spend {usd(t.billed_micro)} billed + {usd(t.exposure_micro)} in flight{cap} · "
+            f"{t.rate_per_min():.1f} clips/min"
+        )
+        bar = ProgressBar(total=max(t.total, 1), completed=done)
+        return Group(Text(head, style="bold"), bar, Text(counts), Text(spend))
 
 
 class Quiet(LineLog):

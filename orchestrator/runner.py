@@ -135,7 +135,7 @@ async def _run(
             budget=Budget(cap_micro=(await ledger.batch(manifest.batch)).budget_micro),  # type: ignore[union-attr]
             reporter=reporter,
             rng=random.Random(settings.seed),
-            tuning=Tuning(poll_min_s=settings.poll_min_s, poll_max_s=settings.poll_max_s),
+            tuning=_tuning(settings),
             files={k: v for s in manifest.specs for k, v in s.files.items()},
             webhook_url=settings.webhook_url,
             retry_failed=settings.retry_failed,
@@ -144,6 +144,13 @@ async def _run(
         reporter.start(pipe.batch, await ledger.state_counts(pipe.batch, planned_only=True))
         await _stages(pipe, settings, media)
         return await summarize(pipe)
+
+
+def _tuning(settings: Settings) -> Tuning:
+    """Sweep bounds; in webhook mode deliveries drive confirmation, sweeps are a safety net."""
+    if settings.webhook_url:
+        return Tuning(poll_min_s=settings.poll_max_s, poll_max_s=settings.poll_max_s)
+    return Tuning(poll_min_s=settings.poll_min_s, poll_max_s=settings.poll_max_s)
 
 
 async def recover(pipe: Pipeline) -> None:

@@ -54,6 +54,7 @@ class Submitter:
         self.floor: str | None = None  #: newest remote created_at known (see reconcile)
         self._buffer: list[JobRecord] = []
         self._cursor = -1
+        self._claimed: set[str] = set()  #: keys a worker holds, so no other worker takes them
         self._feed = asyncio.Lock()
 
     async def run(self) -> None:
@@ -88,6 +89,7 @@ class Submitter:
                         job = fresh  # its POST created nothing: send it again
                         continue
                 break
+            self._claimed.discard(job.key)
             if outcome is Outcome.STOP:
                 return
 
@@ -104,12 +106,15 @@ class Submitter:
                     after_seq=self._cursor,
                     limit=PAGE,
                 )
-                self._buffer = [r for r in rows if r.key not in self.pipe.budget.held_back]
+                skip = self.pipe.budget.held_back.keys() | self._claimed
+                self._buffer = [r for r in rows if r.key not in skip]
                 if rows:
                     self._cursor = rows[-1].seq
                 elif not await self._new_pass():
                     return None
-            return self._buffer.pop(0)
+            job = self._buffer.pop(0)
+            self._claimed.add(job.key)
+            return job
 
     async def _new_pass(self) -> bool:
         """At the end of a pass: start another while a pending job may still be sent.
@@ -119,16 +124,24 @@ class Submitter:
         """
         budget = self.pipe.budget
         while not self.pipe.flags.stop_submitting:
-            counts = await self.pipe.ledger.state_counts(self.pipe.batch, planned_only=True)
-            if counts.get(S.PENDING, 0) > len(budget.held_back):
+            if await self._unclaimed_pending():
                 self._cursor = -1
                 return True
+            counts = await self.pipe.ledger.state_counts(self.pipe.batch, planned_only=True)
             if not any(counts.get(s, 0) for s in IN_FLIGHT) and self.pipe.window.in_flight == 0:
                 return False
             budget.changed.clear()
             await budget.changed.wait()
             budget.held_back.clear()  # re-examine them against what was freed
         return False
+
+    async def _unclaimed_pending(self) -> bool:
+        """Is some pending job neither held back by the budget nor held by a worker?"""
+        skip = self.pipe.budget.held_back.keys() | self._claimed
+        rows = await self.pipe.ledger.jobs(
+            batch=self.pipe.batch, states=[S.PENDING], planned_only=True, limit=len(skip) + 1
+        )
+        return any(row.key not in skip for row in rows)  # more rows than skip: one is free
 
     async def _attempt(self, job: JobRecord) -> tuple[Outcome, errors.OrchestratorError | None]:
         pipe = self.pipe

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ def manifest_text(
     count: int, *, batch: str = "b", model: str = "kling/kling-2.5", extra: str = ""
 ) -> str:
     jobs = "\n".join(f"  - id: j{i}\n    prompt: shot number {i}" for i in range(count))
-    head = f"batch: {batch}\ndefaults:\n  model: {model}\n  duration: 5\n{textwrap.dedent(extra)}"
+    head = f"batch: {batch}\ndefaults:\n  model: {model}\n  duration: 5\n{extra}"
     return f"{head}jobs:\n{jobs}\n"
 
 

@@ -236,3 +236,26 @@ async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     with pytest.raises(LedgerError, match="newer"):
         async with Ledger.open(path):
             pass
+
+
+async def test_migrations_upgrade_an_older_ledger_in_place(tmp_path: Path) -> None:
+    """A ledger at schema 1 is brought to the newest version on open, its rows kept."""
+    from orchestrator.ledger.migrations import MIGRATIONS
+
+    path = tmp_path / "l.db"
+    await planned(path)
+    db = sqlite3.connect(path)
+    db.execute("DROP INDEX events_batch")
+    db.execute("DELETE FROM migrations WHERE version > 1")
+    db.execute("PRAGMA user_version = 1")
+    db.commit()
+    db.close()
+    async with Ledger.open(path) as ledger:
+        assert await ledger.pragma("user_version") == MIGRATIONS[-1][0]
+        assert (await ledger.state_counts("b"))[S.PENDING] == 3
+    db = sqlite3.connect(path)
+    assert (
+        db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'events_batch'").fetchone()[0]
+        == 1
+    )
+    db.close()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
+
+import pytest
 
 from orchestrator.jobs import JobState
 from orchestrator.simulator import media_sha256_for
@@ -15,6 +18,13 @@ from tests.integration.pipeline_support import (
 )
 
 S = JobState
+START_FRAME = Path(__file__).parent.parent.parent / "data" / "start-frame.png"
+
+
+def copy_start_frame(target: Path) -> None:
+    shutil.copyfile(START_FRAME, target)
+
+
 MINIMAL = """\
 batch: demo
 defaults:
@@ -224,3 +234,40 @@ async def test_a_job_krea_no_longer_knows_fails_instead_of_hanging(
     assert "404" in (rows[ghost.entry_id].last_error or "")
     assert rows["j1"].state is S.DONE
     assert outcome.summary.exit_code == 1
+
+
+async def test_local_start_images_are_uploaded_once_and_sent_as_asset_urls(
+    simulator, tmp_path: Path
+) -> None:
+    """A local file is uploaded once per content hash; every job using it POSTs the asset URL."""
+    copy_start_frame(tmp_path / "frame.png")
+    extra = "  start_image: frame.png\n"
+    sim = await simulator(time_scale=1000)
+    outcome = await run_manifest(sim, tmp_path, manifest_text(3, extra=extra))
+    await assert_exactly_once(sim, outcome, 3)
+    assert sim.stats()["requests"]["POST /assets"] == 1
+    urls = {job["request"]["start_image"] for job in sim.jobs()}
+    assert len(urls) == 1
+    assert urls.pop().startswith(sim.url)
+    again = await run_manifest(sim, tmp_path, manifest_text(4, extra=extra))
+    assert again.summary.exit_code == 0
+    assert sim.stats()["requests"]["POST /assets"] == 1  # cached in the ledger by content hash
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+async def test_several_submit_workers_never_take_the_same_job(
+    simulator, tmp_path: Path, workers: int
+) -> None:
+    """With N workers and lost answers, no job is taken twice and every dollar is accounted for."""
+    sim = await simulator(
+        time_scale=1000, concurrency=3, backlog=3, fault_ambiguous_rate=0.5, seed=4
+    )
+    outcome = await run_manifest(sim, tmp_path, manifest_text(14), submit_workers=workers)
+    rows = await ledger_rows(outcome.ledger_path)
+    entries = [r for r in rows if r.state is not S.ORPHAN]
+    assert all(r.state is S.DONE for r in entries), {r.entry_id: r.state for r in entries}
+    orphans = {r.remote_id for r in rows if r.state is S.ORPHAN}
+    billed = {job["job_id"] for job in charged(sim)}
+    assert {r.remote_id for r in entries} <= billed  # every entry billed once...
+    assert billed - {r.remote_id for r in entries} <= orphans  # ...and any extra is a known orphan
+    assert outcome.summary.billed_micro == sim.stats()["billed_micro"]

@@ -1,146 +1,39 @@
-"""The SQLite ledger: every job's state, remote id and file, durable before the next remote call.
+"""The :class:`Ledger`: opening the file, transactions, transitions and the queries a run needs.
 
-It is the only module (with ``migrations``) that contains SQL. Why it is built this way:
-
-* **WAL + synchronous=FULL**, set on every connection: a commit survives a crash *and* power loss,
-  which matters because a lost intent row could mean paying twice (RELIABILITY P1.1).
-* **One writer**: ``run`` holds an exclusive ``flock`` on ``<ledger>.lock`` (:class:`LedgerLock`);
-  ``status`` and ``report`` open the file read-only and may run beside it (P1.6).
-* **One statement per transition**: :meth:`Ledger.transition` is a compare-and-set ``UPDATE``
-  checked against ``jobs.TRANSITIONS``; a trigger appends the event row in the same statement, so
-  each transition is atomic and durable when the call returns (autocommit).
-* Multi-statement units use ``BEGIN IMMEDIATE`` under an ``asyncio.Lock``, and never await anything
-  but the database inside (P1.3-P1.5): no HTTP can happen inside a transaction.
+See the package docstring for why it is built this way. Every write goes through one
+``aiosqlite`` connection guarded by an ``asyncio.Lock``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import fcntl
-import json
 import os
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
 from orchestrator.clock import now_utc
-from orchestrator.errors import IllegalTransition, LedgerBusy, LedgerError
-from orchestrator.jobs import JobRecord, JobSpec, JobState, can_transition, canonical_json
-from orchestrator.migrations import migrate
-
-#: Columns a transition may set besides state, cause and detail.
-SETTABLE = frozenset(
-    {
-        "remote_id",
-        "remote_status",
-        "remote_created_at",
-        "attempts",
-        "result_url",
-        "bytes",
-        "sha256",
-        "last_error",
-        "floor",
-        "intent_at",
-        "answered_at",
-        "completed_at",
-        "done_at",
-        "output_path",
-        "price_micro",
-    }
+from orchestrator.errors import IllegalTransition, LedgerError
+from orchestrator.jobs import JobRecord, JobSpec, JobState, canonical_json
+from orchestrator.ledger.migrations import migrate
+from orchestrator.ledger.records import (
+    JOB_COLUMNS,
+    Batch,
+    Event,
+    Move,
+    PlanSync,
+    filters,
+    record,
+    update_sql,
 )
-JOB_COLUMNS = (
-    "key, batch, entry_id, model, request, state, price_micro, seq, output_path, remote_id, "
-    "remote_status, remote_created_at, attempts, result_url, bytes, sha256, last_error, floor, "
-    "intent_at, answered_at, created_at, updated_at"
-)
+from orchestrator.ledger.report_queries import ReportQueries
 
 
-@dataclass(frozen=True)
-class Batch:
-    """A batch as the ledger knows it: where its manifest and files are."""
-
-    name: str
-    manifest_path: str
-    manifest_sha256: str
-    out_dir: str
-    budget_micro: int | None = None
-
-
-@dataclass(frozen=True)
-class Move:
-    """One transition to apply: ``key`` from ``expect`` to ``to``, setting ``fields``."""
-
-    key: str
-    expect: JobState
-    to: JobState
-    cause: str
-    fields: dict[str, Any] = field(default_factory=dict)
-    detail: str | None = None
-
-
-@dataclass(frozen=True)
-class Event:
-    """One row of the append-only history."""
-
-    seq: int
-    job_key: str
-    batch: str
-    at: str
-    from_state: str | None
-    to_state: str
-    cause: str
-    remote_id: str | None
-    remote_status: str | None
-    price_micro: int | None
-    detail: str | None
-
-
-@dataclass(frozen=True)
-class PlanSync:
-    """What syncing a manifest into the ledger changed."""
-
-    added: int
-    kept: int
-    dropped: int  #: pending rows no longer in the manifest (they will not be sent)
-
-
-class LedgerLock:
-    """An exclusive, crash-safe claim on a ledger: the kernel drops it when the process dies."""
-
-    def __init__(self, ledger_path: Path) -> None:
-        self.path = Path(f"{ledger_path}.lock")
-        self._fd: int | None = None
-
-    def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            pid = _read_pid(fd)
-            os.close(fd)
-            raise LedgerBusy(str(self.path.with_suffix("")), pid) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        self._fd = fd
-
-    def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)  # closing drops the flock; the file stays (harmless, reused)
-            self._fd = None
-
-
-def _read_pid(fd: int) -> int | None:
-    text = os.pread(fd, 32, 0).decode(errors="replace").strip()
-    return int(text) if text.isdigit() else None
-
-
-class Ledger:
+class Ledger(ReportQueries):
     """An open ledger file. Use :meth:`open` (async context manager)."""
 
     def __init__(self, db: aiosqlite.Connection, path: Path, readonly: bool) -> None:
@@ -293,13 +186,13 @@ class Ledger:
 
     async def job(self, key: str) -> JobRecord | None:
         rows = await self._fetch(f"SELECT {JOB_COLUMNS} FROM jobs WHERE key = ?", (key,))
-        return _record(rows[0]) if rows else None
+        return record(rows[0]) if rows else None
 
     async def job_by_remote_id(self, remote_id: str) -> JobRecord | None:
         rows = await self._fetch(
             f"SELECT {JOB_COLUMNS} FROM jobs WHERE remote_id = ?", (remote_id,)
         )
-        return _record(rows[0]) if rows else None
+        return record(rows[0]) if rows else None
 
     async def jobs(
         self,
@@ -311,16 +204,16 @@ class Ledger:
         limit: int | None = None,
     ) -> list[JobRecord]:
         """Jobs in manifest order, filtered."""
-        where, params = _filters(batch, states, planned_only, after_seq)
+        where, params = filters(batch, states, planned_only, after_seq)
         sql = f"SELECT {JOB_COLUMNS} FROM jobs{where} ORDER BY batch, seq"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        return [_record(row) for row in await self._fetch(sql, params)]
+        return [record(row) for row in await self._fetch(sql, params)]
 
     async def state_counts(
         self, batch: str | None = None, *, planned_only: bool = False
     ) -> dict[JobState, int]:
-        where, params = _filters(batch, None, planned_only, None)
+        where, params = filters(batch, None, planned_only, None)
         rows = await self._fetch(f"SELECT state, count(*) FROM jobs{where} GROUP BY state", params)
         return {JobState(state): count for state, count in rows}
 
@@ -358,7 +251,7 @@ class Ledger:
     ) -> None:
         """Move one job, durably. Raises IllegalTransition if the move is not allowed or stale."""
         move = Move(key, expect, to, cause, fields, detail)
-        sql, params = _update(move, now_utc())
+        sql, params = update_sql(move, now_utc())
         if await self._execute(sql, params) != 1:
             raise IllegalTransition(key, expect.value, to.value)
 
@@ -369,7 +262,7 @@ class Ledger:
         now = now_utc()
         async with self._write() as db:
             for move in moves:
-                sql, params = _update(move, now)
+                sql, params = update_sql(move, now)
                 cursor = await db.execute(sql, params)
                 if cursor.rowcount != 1:
                     raise IllegalTransition(move.key, move.expect.value, move.to.value)
@@ -444,12 +337,6 @@ class Ledger:
         )
         return [Event(*row) for row in rows]
 
-    async def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        """Read-only query for reports (SELECT only)."""
-        if not sql.lstrip().upper().startswith(("SELECT", "WITH")):
-            raise LedgerError("Ledger.rows runs read-only queries only")
-        return [tuple(row) for row in await self._fetch(sql, params)]
-
     async def pragma(self, name: str) -> Any:
         rows = await self._fetch(f"PRAGMA {name}")
         return rows[0][0] if rows else None
@@ -479,87 +366,3 @@ async def _configure(db: aiosqlite.Connection, readonly: bool) -> None:
 async def _count(db: aiosqlite.Connection, sql: str, params: Sequence[Any]) -> int:
     rows = await db.execute_fetchall(sql, params)
     return int(next(iter(rows))[0])
-
-
-def _update(move: Move, now: str) -> tuple[str, list[Any]]:
-    if not can_transition(move.expect, move.to):
-        raise IllegalTransition(move.key, move.expect.value, move.to.value)
-    unknown = set(move.fields) - SETTABLE
-    if unknown:
-        raise LedgerError(f"not a settable ledger column: {', '.join(sorted(unknown))}")
-    names = ["state", "cause", "detail", "updated_at", *move.fields]
-    values = [move.to.value, move.cause, move.detail, now, *move.fields.values()]
-    assignments = ", ".join(f"{name} = ?" for name in names)
-    sql = f"UPDATE jobs SET {assignments}, rev = rev + 1 WHERE key = ? AND state = ?"
-    return sql, [*values, move.key, move.expect.value]
-
-
-def _filters(
-    batch: str | None, states: Iterable[JobState] | None, planned_only: bool, after_seq: int | None
-) -> tuple[str, list[Any]]:
-    clauses: list[str] = []
-    params: list[Any] = []
-    if batch is not None:
-        clauses.append("batch = ?")
-        params.append(batch)
-    if states is not None:
-        wanted = [s.value for s in states]
-        clauses.append(f"state IN ({', '.join('?' * len(wanted))})")
-        params.extend(wanted)
-    if planned_only:
-        clauses.append("(planned = 1 OR state != 'pending')")
-    if after_seq is not None:
-        clauses.append("seq > ?")
-        params.append(after_seq)
-    return (f" WHERE {' AND '.join(clauses)}" if clauses else ""), params
-
-
-def _record(row: sqlite3.Row | tuple[Any, ...]) -> JobRecord:
-    (
-        key,
-        batch,
-        entry_id,
-        model,
-        request,
-        state,
-        price_micro,
-        seq,
-        output_path,
-        remote_id,
-        remote_status,
-        remote_created_at,
-        attempts,
-        result_url,
-        size,
-        sha256,
-        last_error,
-        floor,
-        intent_at,
-        answered_at,
-        created_at,
-        updated_at,
-    ) = row
-    return JobRecord(
-        key=key,
-        batch=batch,
-        entry_id=entry_id,
-        model=model,
-        request=json.loads(request),
-        state=JobState(state),
-        price_micro=price_micro,
-        seq=seq,
-        output_path=output_path,
-        remote_id=remote_id,
-        remote_status=remote_status,
-        remote_created_at=remote_created_at,
-        attempts=attempts,
-        result_url=result_url,
-        bytes=size,
-        sha256=sha256,
-        last_error=last_error,
-        floor=floor,
-        intent_at=intent_at,
-        answered_at=answered_at,
-        created_at=created_at,
-        updated_at=updated_at,
-    )

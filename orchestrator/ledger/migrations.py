@@ -108,9 +108,14 @@ CREATE TABLE assets (
 );
 """
 
+M002_EVENTS_BY_BATCH = """
+CREATE INDEX events_batch ON events(batch, seq);
+"""
+
 #: (version, name, SQL script). Append only: never edit a migration that has shipped.
 MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "initial schema", M001_INITIAL),
+    (2, "index events by batch (per-batch reports)", M002_EVENTS_BY_BATCH),
 ]
 
 Progress = Callable[[int, str], None]

@@ -1,0 +1,380 @@
+"""The `orchestrator` command: parse arguments, build Settings, call the library, print the result.
+
+Nothing below this module imports click. Every command is thin: the work lives in ``runner``,
+``costs``, ``reports`` and ``ledger``. One error handler (:class:`Main`) turns any
+``OrchestratorError`` into ``Error: <message>`` on stderr and the exit code of its class; the
+traceback is shown only with ``--debug`` (or ``ORCHESTRATOR_DEBUG=1``).
+
+Exit codes: 0 every job has its verified file; 1 some jobs failed, were rejected or cancelled;
+2 bad input (nothing was changed); 3 stopped by the budget or by Krea's 402; 4 could not run
+(ledger busy, bad key, ...); 130 interrupted (run the same command again to resume).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import traceback
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from orchestrator import commands, errors
+from orchestrator.config import DEFAULT_API_BASE, Settings, api_key_from_env
+from orchestrator.prices import micro_from_usd
+from orchestrator.simulator.command import simulate
+
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Main(click.Group):
+    """The command group, with the one error handler."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except errors.OrchestratorError as exc:
+            self._show_traceback(ctx)
+            click.echo(f"Error: {exc.message}", err=True)
+            ctx.exit(exc.exit_code)
+        except (click.exceptions.Exit, click.ClickException, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # a bug of ours: one line, not a traceback (the ledger is safe)
+            self._show_traceback(ctx)
+            click.echo(
+                f"Error: internal error ({type(exc).__name__}); the ledger is consistent and the "
+                "same command resumes. Rerun with --debug and report the traceback.",
+                err=True,
+            )
+            ctx.exit(errors.EXIT_CANNOT_RUN)
+
+    @staticmethod
+    def _show_traceback(ctx: click.Context) -> None:
+        if ctx.obj and ctx.obj.get("debug"):
+            traceback.print_exc()
+
+
+@click.group(
+    cls=Main, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}
+)
+@click.version_option(package_name="orchestrator")
+@click.option(
+    "--debug",
+    is_flag=True,
+    envvar="ORCHESTRATOR_DEBUG",
+    show_envvar=True,
+    help="Show tracebacks for errors.",
+)
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
+    """Turn a YAML manifest of video prompts into verified MP4s through Krea's API.
+
+    Safe to stop at any moment and run again: nothing is lost and nothing is paid twice.
+    """
+    ctx.obj = {"debug": debug}
+
+
+main.add_command(simulate)
+
+
+def ledger_option(f: F) -> F:
+    return click.option(
+        "--ledger",
+        "ledger_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default="orchestrator.db",
+        show_default=True,
+        envvar="ORCHESTRATOR_LEDGER",
+        show_envvar=True,
+        help="The SQLite ledger file.",
+    )(f)
+
+
+def api_options(f: F) -> F:
+    f = click.option(
+        "--api-key-file",
+        type=click.Path(dir_okay=False),
+        envvar="KREA_API_KEY_FILE",
+        show_envvar=True,
+        help="Read the API key from this file (else KREA_API_KEY).",
+    )(f)
+    return click.option(
+        "--api-base",
+        default=DEFAULT_API_BASE,
+        show_default=True,
+        envvar="KREA_API_BASE",
+        show_envvar=True,
+        help="Krea API base URL.",
+    )(f)
+
+
+def run_options(f: F) -> F:
+    """The options `run` and `retry` share."""
+    options = [
+        click.option(
+            "--out",
+            "out_dir",
+            type=click.Path(file_okay=False, path_type=Path),
+            default="out",
+            show_default=True,
+            envvar="ORCHESTRATOR_OUT",
+            show_envvar=True,
+            help="Folder the MP4s are written under.",
+        ),
+        click.option(
+            "--budget", type=float, help="Cap in USD for this batch (overrides budget_usd)."
+        ),
+        click.option(
+            "--max-in-flight",
+            type=click.IntRange(1),
+            help="Krea concurrency + backlog of the account.",
+        ),
+        click.option(
+            "--rps", type=click.FloatRange(min=0, min_open=True), help="Requests per second cap."
+        ),
+        click.option(
+            "--submit-workers",
+            type=click.IntRange(1, 16),
+            default=1,
+            show_default=True,
+            help="POSTs in flight at once (1 keeps crash attribution exact).",
+        ),
+        click.option(
+            "--download-workers",
+            type=click.IntRange(1, 64),
+            default=4,
+            show_default=True,
+            help="Downloads at once.",
+        ),
+        click.option(
+            "--poll-min",
+            type=click.FloatRange(min=0, min_open=True),
+            default=2.0,
+            show_default=True,
+            help="Shortest time between status sweeps, seconds.",
+        ),
+        click.option(
+            "--poll-max",
+            type=click.FloatRange(min=0, min_open=True),
+            default=30.0,
+            show_default=True,
+            help="Longest time between status sweeps, seconds.",
+        ),
+        click.option(
+            "--webhook-url", help="Public URL Krea should POST finished jobs to (webhook mode)."
+        ),
+        click.option(
+            "--webhook-listen", metavar="HOST:PORT", help="Where the webhook receiver listens."
+        ),
+        click.option(
+            "--simulate",
+            is_flag=True,
+            help="Run against the built-in Krea simulator (no key, no cost).",
+        ),
+        click.option(
+            "--time-scale",
+            type=click.FloatRange(min=0, min_open=True),
+            default=None,
+            help="API seconds per real second; only meaningful with a simulator [--simulate: 60].",
+        ),
+        click.option("--dry-run", is_flag=True, help="Validate and estimate only; send nothing."),
+        click.option(
+            "--progress",
+            type=click.Choice(["auto", "live", "plain", "json", "quiet"]),
+            default="auto",
+            show_default=True,
+            help="How to show progress.",
+        ),
+        ledger_option,
+        api_options,
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+@main.command()
+@click.argument("manifest", type=click.Path(exists=True, dir_okay=False))
+@run_options
+@click.option(
+    "--retry-failed",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="Give each failed or cancelled job up to N new attempts in this run.",
+)
+def run(manifest: str, retry_failed: int, **options: Any) -> None:
+    """Send every job of MANIFEST and download each result, resuming where the ledger stands."""
+    settings = _settings(retry_failed=retry_failed, **options)
+    sys.exit(_run_async(commands.run(manifest, settings, **_run_flags(options))))
+
+
+@main.command()
+@click.argument("manifest", type=click.Path(exists=True, dir_okay=False))
+@run_options
+@click.option(
+    "--attempts",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="New attempts each failed or cancelled job gets.",
+)
+def retry(manifest: str, attempts: int, **options: Any) -> None:
+    """Resubmit MANIFEST's failed and cancelled jobs as new attempts, then finish the batch."""
+    settings = _settings(retry_failed=attempts, **options)
+    sys.exit(_run_async(commands.run(manifest, settings, **_run_flags(options))))
+
+
+@main.command()
+@click.argument("manifest", type=click.Path(exists=True, dir_okay=False))
+def validate(manifest: str) -> None:
+    """Check MANIFEST (schema, prices, paths) without sending or writing anything."""
+    click.echo(commands.validate(manifest))
+
+
+@main.command()
+@click.argument("manifest", type=click.Path(exists=True, dir_okay=False))
+@click.option("--budget", type=float, help="Check the estimate against this cap in USD.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="table for people, json for programs (shape in the README).",
+)
+def estimate(manifest: str, budget: float | None, fmt: str) -> None:
+    """Jobs and cost per model and in total, before anything is sent."""
+    text, fits = commands.estimate(manifest, budget, fmt)
+    click.echo(text)
+    sys.exit(errors.EXIT_STOPPED if fits is False else errors.EXIT_OK)
+
+
+@main.command()
+@ledger_option
+@click.option("--batch", help="Only this batch.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="table for people, json for programs (shape in the README).",
+)
+def status(ledger_path: Path, batch: str | None, fmt: str) -> None:
+    """Jobs per batch and state, and the age of the oldest job in flight (no API key needed)."""
+    click.echo(_run_async(commands.status(ledger_path, batch, fmt)))
+
+
+@main.command()
+@ledger_option
+@click.option("--batch", help="Only this batch.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json", "html"]),
+    default="table",
+    show_default=True,
+    help="table, csv, json (stable shape, see README) or a self-contained html page.",
+)
+@click.option(
+    "--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Write to this file."
+)
+def report(ledger_path: Path, batch: str | None, fmt: str, output: Path | None) -> None:
+    """Spend by batch, model, status and day; billed vs free vs in flight; orphans itemised."""
+    _emit(_run_async(commands.report(ledger_path, batch, fmt)), output)
+
+
+@main.command()
+@ledger_option
+@click.option("--batch", help="Only this batch.")
+@click.option("--events", is_flag=True, help="Export the event history instead of the jobs.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "json"]),
+    default="csv",
+    show_default=True,
+    help="csv (one row per job or event) or json (a list of objects).",
+)
+@click.option(
+    "--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Write to this file."
+)
+def export(
+    ledger_path: Path, batch: str | None, events: bool, fmt: str, output: Path | None
+) -> None:
+    """Export the ledger's jobs (or events) as CSV or JSON."""
+    _emit(_run_async(commands.export(ledger_path, batch, events, fmt)), output)
+
+
+@main.command()
+@click.option("--batch", required=True, help="The batch whose jobs in flight are cancelled.")
+@ledger_option
+@api_options
+def cancel(batch: str, ledger_path: Path, api_base: str, api_key_file: str | None) -> None:
+    """Cancel (DELETE) every job of BATCH still in flight at Krea; cancelled jobs are free."""
+    settings = Settings(
+        api_base=api_base, api_key=api_key_from_env(api_key_file), ledger_path=ledger_path
+    )
+    click.echo(_run_async(commands.cancel(settings, batch)))
+
+
+def _settings(**options: Any) -> Settings:
+    """Settings from `run`'s options (the key never comes from a flag)."""
+    simulated = options["simulate"] or options["dry_run"]
+    budget = options["budget"]
+    return Settings(
+        api_base=options["api_base"],
+        api_key="" if simulated else api_key_from_env(options["api_key_file"]),
+        ledger_path=options["ledger_path"],
+        out_dir=options["out_dir"],
+        time_scale=options["time_scale"] or (60.0 if options["simulate"] else 1.0),
+        submit_workers=options["submit_workers"],
+        download_workers=options["download_workers"],
+        max_in_flight=options["max_in_flight"],
+        requests_per_second=options["rps"],
+        budget_micro=None if budget is None else micro_from_usd(budget),
+        retry_failed=options["retry_failed"],
+        poll_min_s=options["poll_min"],
+        poll_max_s=options["poll_max"],
+        webhook_url=options["webhook_url"],
+        webhook_listen=options["webhook_listen"],
+        seed=int(os.environ["ORCHESTRATOR_SEED"]) if os.environ.get("ORCHESTRATOR_SEED") else None,
+    )
+
+
+def _run_flags(options: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "simulate": options["simulate"],
+        "dry_run": options["dry_run"],
+        "progress": options["progress"],
+    }
+
+
+def _run_async(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine; SIGINT/SIGTERM cancel it and exit 130 (the ledger is always resumable)."""
+
+    async def guarded() -> T:
+        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)  # type: ignore[union-attr]
+        return await coroutine
+
+    try:
+        return asyncio.run(guarded())
+    except asyncio.CancelledError:
+        raise errors.Interrupted() from None
+
+
+def _emit(text: str, output: Path | None) -> None:
+    if output is None:
+        click.echo(text)
+    else:
+        output.write_text(text)
+        click.echo(f"wrote {output}", err=True)

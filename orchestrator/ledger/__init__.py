@@ -1,0 +1,22 @@
+"""The SQLite ledger: every job's state, remote id and file, durable before the next remote call.
+
+This package is the only place with SQL: ``store`` (the Ledger), ``records`` (rows <-> values),
+``report_queries`` (bulk reads for reports), ``migrations`` (the schema), ``lock`` (one writer).
+Why it is built this way:
+
+* **WAL + synchronous=FULL**, set on every connection: a commit survives a crash *and* power loss,
+  which matters because a lost intent row could mean paying twice (RELIABILITY P1.1).
+* **One writer**: ``run`` holds an exclusive ``flock`` on ``<ledger>.lock`` (:class:`LedgerLock`);
+  ``status`` and ``report`` open the file read-only and may run beside it (P1.6).
+* **One statement per transition**: :meth:`Ledger.transition` is a compare-and-set ``UPDATE``
+  checked against ``jobs.TRANSITIONS``; a trigger appends the event row in the same statement, so
+  each transition is atomic and durable when the call returns (autocommit).
+* Multi-statement units use ``BEGIN IMMEDIATE`` under an ``asyncio.Lock``, and never await anything
+  but the database inside (P1.3-P1.5): no HTTP can happen inside a transaction.
+"""
+
+from orchestrator.ledger.lock import LedgerLock
+from orchestrator.ledger.records import Batch, Event, Move, PlanSync
+from orchestrator.ledger.store import Ledger
+
+__all__ = ["Batch", "Event", "Ledger", "LedgerLock", "Move", "PlanSync"]

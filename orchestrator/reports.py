@@ -1,0 +1,327 @@
+"""After spending: the `report` (table, CSV, JSON, HTML), the after-run summary and `export`.
+
+Figures come from ``accounting`` (pure; its docstring says what billed, in flight and free mean);
+this module reads the ledger through its read-only report queries and renders. No HTTP, no SQL.
+
+``report --format json`` has a stable shape (the README copies it; add keys, never rename)::
+
+    {
+      "generated_at": "2026-02-13T02:20:58.265Z",
+      "ledger": "/home/me/orchestrator.db",
+      "batch": "demo",                      # null: every batch in the ledger
+      "totals": {
+        "jobs": 4,
+        "billed_jobs": 2, "billed_micro": 1101934, "billed_usd": 1.101934,
+        "in_flight_jobs": 1, "in_flight_micro": 366700, "in_flight_usd": 0.3667,
+        "free_jobs": 1,                     # failed, cancelled, rejected, pending (never created)
+        "free_attempts": 2,                 # remote jobs Krea failed or cancelled (history)
+        "clips": 2, "billed_seconds": 15.0, # billed jobs other than orphans; their seconds
+        "cost_per_clip_micro": 550967, "cost_per_clip_usd": 0.550967,
+        "cost_per_second_micro": 73462, "cost_per_second_usd": 0.073462,
+        "orphans": 0, "orphan_billed_micro": 0, "orphan_billed_usd": 0.0
+      },
+      "by_batch": [{"batch": "demo", <the keys of totals from "jobs" to "cost_per_second_usd">,
+                    "budget_micro": 5000000, "budget_usd": 5.0}],
+      "by_model": [{"model": "kling/kling-2.5", <the same keys>}],
+      "by_status": [{"state": "done", <the same keys>}, {"state": "submitted", ...}],
+      "by_day": [{"day": "2026-02-13", "billed_jobs": 2, "billed_micro": 1101934,
+                  "billed_usd": 1.101934, "free_attempts": 2}],
+      "orphans": [{"key": "orphan:a1b2", "remote_id": "a1b2", "batch": "demo",
+                   "model": "kling/kling-2.5", "remote_status": "completed",
+                   "price_micro": 366700, "price_usd": 0.3667, "billed": true,
+                   "in_flight": false, "remote_created_at": "2026-02-13T02:19:01.004Z"}]
+    }
+
+Money is integer micro-USD (``*_micro``), the numbers to compute with; ``*_usd`` is derived from
+it for reading (exact to 6 places). A ratio is null when there is nothing to divide by. Groups
+are sorted by name (``by_status`` in the order of ``jobs.JobState``, ``by_day`` by date, UTC);
+each group's figures add up exactly to ``totals``. ``state`` is ours and ``remote_status`` is
+Krea's (see ``accounting``). Orphans are remote jobs reconciliation found that no entry could
+claim: duplicate spend when billed.
+
+CSV is one table: ``section`` (total, batch, model, status, day, orphan), ``name``, the figures
+(USD as exact decimals). HTML is one self-contained file (inline CSS and SVG; no script, no
+network) with every ledger string escaped, since ids and prompts are user input. ``export`` gives
+every job (or event) row, columns as in ``Ledger.EXPORT_*_COLUMNS``, as CSV or a JSON list; it
+includes each request (the user's own data) and never media URLs or anything key-like.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Sequence
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+from orchestrator.accounting import EventRow, Figures, JobRow, account, money
+from orchestrator.clock import now_utc
+from orchestrator.errors import InputError
+from orchestrator.ledger import Ledger
+
+FORMATS = ("table", "csv", "json", "html")
+# fmt: off
+CSV_COLUMNS = (
+    "section", "name", "jobs", "billed_jobs", "billed_micro", "billed_usd", "in_flight_jobs",
+    "in_flight_micro", "in_flight_usd", "free_jobs", "free_attempts", "clips", "billed_seconds",
+    "cost_per_clip_usd", "cost_per_second_usd", "note",
+)
+GROUP_HEADER = (
+    "jobs", "billed", "in flight", "free", "free attempts", "clips", "seconds", "billed $",
+    "in flight $", "$/clip", "$/second",
+)
+# fmt: on
+DAY_HEADER = ("day", "billed", "billed $", "free attempts")
+ORPHAN_HEADER = ("remote id", "batch", "model", "Krea status", "price", "billed")
+_GROUPS = (("batch", "by_batch"), ("model", "by_model"), ("state", "by_status"))
+Section = tuple[str, Sequence[str], list[tuple[str, ...]]]
+
+
+# -- the three entry points ---------------------------------------------------------------------
+
+
+async def batch_summary(ledger: Ledger, batch: str) -> str:
+    """A few lines for the end of a run: billed, clips, by model, rates, in flight, orphans."""
+    return summary_text(await figures(ledger, batch))
+
+
+async def render(ledger: Ledger, batch: str | None, fmt: str) -> str:
+    """`orchestrator report` in ``fmt`` (table, csv, json or html)."""
+    if fmt not in FORMATS:
+        raise InputError(f"unknown report format {fmt!r}; use one of {', '.join(FORMATS)}")
+    result = await figures(ledger, batch)
+    document = report_json(result, await _budgets(ledger), str(ledger.path), batch)
+    if fmt == "json":
+        return json.dumps(document, indent=2, ensure_ascii=False)
+    if fmt == "csv":
+        return report_csv(document)
+    if fmt == "html":
+        from orchestrator.report_html import report_html  # it builds on this module's helpers
+
+        return report_html(document, result.charges)
+    return report_table(document)
+
+
+async def export(
+    ledger: Ledger, batch: str | None, *, events: bool = False, fmt: str = "csv"
+) -> str:
+    """`orchestrator export`: every job row (or event row) of ``batch``, as CSV or JSON."""
+    if fmt not in ("csv", "json"):
+        raise InputError(f"unknown export format {fmt!r}; use csv or json")
+    await _check_batch(ledger, batch)
+    if events:
+        rows, columns = await ledger.export_events(batch), ledger.EXPORT_EVENT_COLUMNS
+    else:
+        rows, columns = await ledger.export_jobs(batch), ledger.EXPORT_JOB_COLUMNS
+    if fmt == "json":
+        return json.dumps([_parsed_request(row) for row in rows], indent=2, ensure_ascii=False)
+    names = [name.strip() for name in columns.split(",")]
+    return _csv(names, ([row[name] for name in names] for row in rows))
+
+
+async def figures(ledger: Ledger, batch: str | None) -> Figures:
+    """The ledger's rows of ``batch`` (or of all batches), added up."""
+    await _check_batch(ledger, batch)
+    jobs = [JobRow.of(row) for row in await ledger.report_jobs(batch)]
+    events = [EventRow.of(row) for row in await ledger.report_events(batch)]
+    return account(jobs, events)
+
+
+async def _check_batch(ledger: Ledger, batch: str | None) -> None:
+    if batch is not None and await ledger.batch(batch) is None:
+        raise InputError(f"no batch {batch!r} in {ledger.path}")
+
+
+async def _budgets(ledger: Ledger) -> dict[str, int | None]:
+    return {row["name"]: row["budget_micro"] for row in await ledger.report_batches()}
+
+
+def _parsed_request(row: dict[str, Any]) -> dict[str, Any]:
+    request = row.get("request")
+    return {**row, "request": json.loads(request)} if isinstance(request, str) else row
+
+
+# -- JSON and CSV -------------------------------------------------------------------------------
+
+
+def report_json(
+    result: Figures, budgets: dict[str, int | None], ledger: str, batch: str | None
+) -> dict[str, Any]:
+    """The report in the stable JSON shape documented above."""
+    orphans = {"orphans": len(result.orphans), **money("orphan_billed", result.orphan_billed_micro)}
+    return {
+        "generated_at": now_utc(),
+        "ledger": ledger,
+        "batch": batch,
+        "totals": result.totals.as_dict() | orphans,
+        "by_batch": [
+            {"batch": name, **t.as_dict(), **money("budget", budgets.get(name))}
+            for name, t in result.by_batch.items()
+        ],
+        "by_model": [{"model": name, **t.as_dict()} for name, t in result.by_model.items()],
+        "by_status": [{"state": s.value, **t.as_dict()} for s, t in result.by_status.items()],
+        "by_day": [day.as_dict() for day in result.by_day],
+        "orphans": [orphan.as_dict() for orphan in result.orphans],
+    }
+
+
+def report_csv(document: dict[str, Any]) -> str:
+    """The report as one CSV table (see the module docstring)."""
+    rows = [_csv_row("total", "total", document["totals"])]
+    for name, key in _GROUPS:
+        section = key.removeprefix("by_")
+        rows += [_csv_row(section, group[name], group) for group in document[key]]
+    rows += [_csv_row("day", day["day"], day) for day in document["by_day"]]
+    rows += [_csv_row("orphan", o["remote_id"], _orphan_figures(o)) for o in document["orphans"]]
+    return _csv(CSV_COLUMNS, rows)
+
+
+def _csv_row(section: str, name: str, values: dict[str, Any]) -> list[Any]:
+    """One CSV row; each ``*_usd`` cell is written exactly from its ``*_micro`` value."""
+    cells: list[Any] = [section, name]
+    for column in CSV_COLUMNS[2:]:
+        micro = values.get(column[:-4] + "_micro") if column.endswith("_usd") else None
+        cells.append(values.get(column) if micro is None else usd_text(micro))
+    return cells
+
+
+def _orphan_figures(o: dict[str, Any]) -> dict[str, Any]:
+    kind = "billed" if o["billed"] else ("in_flight" if o["in_flight"] else "free")
+    note = f"batch {o['batch']}; model {o['model']}; Krea status {o['remote_status']}"
+    values = {"jobs": 1, f"{kind}_jobs": 1, "note": note}
+    return values | ({} if kind == "free" else {f"{kind}_micro": o["price_micro"]})
+
+
+def _csv(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(["" if cell is None else cell for cell in row] for row in rows)
+    return out.getvalue()
+
+
+# -- text: the plain table, the after-run summary, money --------------------------------------
+
+
+def report_table(document: dict[str, Any]) -> str:
+    """The report as aligned plain text."""
+    scope = f"batch {document['batch']}" if document["batch"] else "all batches"
+    lines = [f"spend in {document['ledger']} ({scope}), {document['generated_at']}"]
+    lines += [f"{label:<10}  {value}" for label, value in _highlights(document["totals"])]
+    parts = ["\n".join(lines)]
+    parts += [f"{title}\n{_table(head, rows)}" for title, head, rows in _sections(document) if rows]
+    return "\n\n".join(parts)
+
+
+def _highlights(t: dict[str, Any]) -> list[tuple[str, str]]:
+    """The headline figures as (label, value): the table's first lines, the HTML's cards."""
+    return [
+        ("billed", f"{dollars(t['billed_micro'])} ({plural(t['billed_jobs'], 'job')})"),
+        ("clips", f"{t['clips']} ({_seconds(t['billed_seconds'])} of video)"),
+        ("per clip", dollars(t["cost_per_clip_micro"])),
+        ("per second", rate(t["cost_per_second_micro"])),
+        (
+            "in flight",
+            f"{dollars(t['in_flight_micro'])} estimated ({plural(t['in_flight_jobs'], 'job')})",
+        ),
+        (
+            "free",
+            f"{plural(t['free_jobs'], 'job')}; "
+            f"{plural(t['free_attempts'], 'attempt')} failed or cancelled",
+        ),
+        ("orphans", f"{t['orphans']} ({dollars(t['orphan_billed_micro'])} billed)"),
+    ]
+
+
+def _sections(document: dict[str, Any]) -> list[Section]:
+    """Every table of the report as (title, header, rows of text)."""
+    out: list[Section] = [
+        (f"By {name}", (name, *GROUP_HEADER), [(g[name], *_group_cells(g)) for g in document[key]])
+        for name, key in _GROUPS
+    ]
+    days: list[tuple[str, ...]] = [
+        (d["day"], str(d["billed_jobs"]), dollars(d["billed_micro"]), str(d["free_attempts"]))
+        for d in document["by_day"]
+    ]
+    out.append(("By day (UTC)", DAY_HEADER, days))
+    out.append(("Orphans (found by reconciliation)", ORPHAN_HEADER, _orphan_rows(document)))
+    return out
+
+
+def _group_cells(g: dict[str, Any]) -> tuple[str, ...]:
+    keys = ("jobs", "billed_jobs", "in_flight_jobs", "free_jobs", "free_attempts", "clips")
+    cash = [dollars(g[k]) for k in ("billed_micro", "in_flight_micro", "cost_per_clip_micro")]
+    counts = [str(g[k]) for k in keys]
+    return (*counts, _seconds(g["billed_seconds"]), *cash, rate(g["cost_per_second_micro"]))
+
+
+def _orphan_rows(document: dict[str, Any]) -> list[tuple[str, ...]]:
+    return [
+        (o["remote_id"], o["batch"], o["model"], str(o["remote_status"]), dollars(o["price_micro"]),
+         "yes" if o["billed"] else ("in flight" if o["in_flight"] else "no"))
+        for o in document["orphans"]
+    ]  # fmt: skip
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+             for r in [header, *rows]]  # fmt: skip
+    return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]])
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g} s"  # 10.0 -> "10 s", 2.5 -> "2.5 s"
+
+
+def summary_text(result: Figures) -> str:
+    """The lines `run` prints at the end (see :func:`batch_summary`)."""
+    t = result.totals
+    per = f"{dollars(t.cost_per_clip_micro)} a clip, {rate(t.cost_per_second_micro)} a second"
+    video = f"{_seconds(float(t.seconds))} of video"
+    lines = [
+        f"spend: {dollars(t.billed_micro)} billed for {plural(t.clips, 'clip')} ({video}): {per}"
+    ]
+    width = max((len(m) for m in result.by_model), default=0)
+    for model, m in result.by_model.items():
+        if m.billed_jobs:
+            lines.append(
+                f"  {model.ljust(width)}  {plural(m.clips, 'clip')}  {dollars(m.billed_micro)}"
+            )
+    if t.in_flight_jobs:
+        lines.append(
+            f"in flight: {plural(t.in_flight_jobs, 'job')}, up to {dollars(t.in_flight_micro)} more"
+        )
+    if t.free_attempts:
+        lines.append(f"free: {t.free_attempts} attempts Krea failed or cancelled (not charged)")
+    if result.orphans:
+        billed, count = dollars(result.orphan_billed_micro), len(result.orphans)
+        lines.append(
+            f"orphans: {plural(count, 'remote job')} no entry could claim, {billed} billed"
+        )
+    return "\n".join(lines)
+
+
+def usd_text(micro: int) -> str:
+    """Micro-USD as an exact decimal string: 1101934 -> ``1.101934``."""
+    sign, whole = ("-" if micro < 0 else ""), abs(micro)
+    return f"{sign}{whole // 1_000_000}.{whole % 1_000_000:06d}"
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 clip``, ``2 clips``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def dollars(micro: int | None, places: int = 2) -> str:
+    """``$1,234.57``, rounded half up to ``places`` (``-`` for None)."""
+    if micro is None:
+        return "-"
+    amount = (Decimal(micro) / 1_000_000).quantize(Decimal(1).scaleb(-places), ROUND_HALF_UP)
+    return f"${amount:,}"
+
+
+def rate(micro: int | None) -> str:
+    """A per-unit price: four places, enough for cents per second."""
+    return dollars(micro, 4)

@@ -1,0 +1,77 @@
+"""Running the real `orchestrator` command in a subprocess against an in-test simulator."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from orchestrator.jobs import JobState
+from orchestrator.ledger import Ledger
+from orchestrator.mp4 import check_mp4
+from orchestrator.simulator import RunningSimulator, media_sha256_for
+
+TOKEN = "sk-test-e2e-0000"
+
+
+@dataclass
+class Workdir:
+    root: Path
+    sim: RunningSimulator
+    scale: float
+
+    @property
+    def ledger(self) -> Path:
+        return self.root / "ledger.db"
+
+    @property
+    def out(self) -> Path:
+        return self.root / "out"
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "KREA_API_KEY": TOKEN, "ORCHESTRATOR_SEED": "3"}
+
+    def args(self, command: str = "run", *extra: str) -> list[str]:
+        return [
+            sys.executable, "-m", "orchestrator", command, str(self.root / "jobs.yaml"),
+            "--api-base", self.sim.url, "--ledger", str(self.ledger), "--out", str(self.out),
+            "--time-scale", str(self.scale), "--poll-min", "2", "--progress", "plain", *extra,
+        ]  # fmt: skip
+
+    async def start(self, *extra: str) -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
+            *self.args("run", *extra), env=self.env(), stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+
+    async def run(self, *extra: str) -> tuple[int, str, str]:
+        proc = await self.start(*extra)
+        out, err = await proc.communicate()
+        return proc.returncode or 0, out.decode(), err.decode()
+
+
+def write_manifest(root: Path, count: int) -> None:
+    jobs = "\n".join(f"  - id: clip{i:04d}\n    prompt: scene {i}, slow pan" for i in range(count))
+    (root / "jobs.yaml").write_text(
+        f"batch: e2e\ndefaults:\n  model: kling/kling-2.5\n  duration: 5\njobs:\n{jobs}\n"
+    )
+
+
+async def assert_billed_once_and_files_whole(work: Workdir, entries: int) -> None:
+    """Ground truth: Krea billed each entry exactly once, and each file is the bytes it served."""
+    async with Ledger.open(work.ledger, readonly=True) as ledger:
+        rows = [r for r in await ledger.jobs(batch="e2e") if r.state is not JobState.ORPHAN]
+    assert len(rows) == entries
+    assert all(r.state is JobState.DONE for r in rows), sorted({r.state for r in rows})
+    charged = {job["job_id"] for job in work.sim.jobs() if job["charged_micro"]}
+    ours = {r.remote_id for r in rows}
+    assert len(charged) == entries, f"{len(charged)} billed jobs for {entries} entries"
+    assert charged == ours
+    for row in rows:
+        path = work.out / (row.output_path or "")
+        check_mp4(path)
+        assert path.stat().st_size == row.bytes
+        assert row.sha256 == media_sha256_for(row.remote_id or "", work.sim.options.media_bytes)
+    assert not list(work.out.rglob("*.part")), "a temp file was left behind"
