@@ -210,8 +210,7 @@ def run_options(f: F) -> F:
 )
 def run(manifest: str, retry_failed: int, **options: Any) -> None:
     """Send every job of MANIFEST and download each result, resuming where the ledger stands."""
-    settings = _settings(retry_failed=retry_failed, **options)
-    sys.exit(_run_async(commands.run(manifest, settings, **_run_flags(options))))
+    _run_manifest(manifest, retry_failed, options)
 
 
 @main.command()
@@ -226,8 +225,7 @@ def run(manifest: str, retry_failed: int, **options: Any) -> None:
 )
 def retry(manifest: str, attempts: int, **options: Any) -> None:
     """Resubmit MANIFEST's failed and cancelled jobs as new attempts, then finish the batch."""
-    settings = _settings(retry_failed=attempts, **options)
-    sys.exit(_run_async(commands.run(manifest, settings, **_run_flags(options))))
+    _run_manifest(manifest, attempts, options)
 
 
 @main.command()
@@ -348,12 +346,11 @@ def _settings(**options: Any) -> Settings:
     )
 
 
-def _run_flags(options: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "simulate": options["simulate"],
-        "dry_run": options["dry_run"],
-        "progress": options["progress"],
-    }
+def _run_manifest(manifest: str, retry_failed: int, options: dict[str, Any]) -> None:
+    """`run` and `retry`: the same run, with more or fewer new attempts for failed jobs."""
+    settings = _settings(retry_failed=retry_failed, **options)
+    flags = {name: options[name] for name in ("simulate", "dry_run", "progress")}
+    sys.exit(_run_async(commands.run(manifest, settings, **flags)))
 
 
 def _run_async(coroutine: Coroutine[Any, Any, T]) -> T:

@@ -16,6 +16,7 @@ from tests.integration.pipeline_support import (
     manifest_text,
     run_manifest,
 )
+from tests.samples import MINIMAL
 
 S = JobState
 START_FRAME = Path(__file__).parent.parent.parent / "data" / "start-frame.png"
@@ -23,21 +24,6 @@ START_FRAME = Path(__file__).parent.parent.parent / "data" / "start-frame.png"
 
 def copy_start_frame(target: Path) -> None:
     shutil.copyfile(START_FRAME, target)
-
-
-MINIMAL = """\
-batch: demo
-defaults:
-  model: kling/kling-2.5
-  duration: 5
-  aspect_ratio: "16:9"
-jobs:
-  - id: eagle
-    prompt: a majestic eagle soaring over snow-capped mountains at sunrise
-  - id: harbour
-    prompt: a foggy harbour at dawn, slow dolly shot, cinematic
-    duration: 10
-"""
 
 
 async def test_the_minimal_manifest_ends_with_two_verified_files(simulator, tmp_path: Path) -> None:

@@ -7,28 +7,22 @@ from pathlib import Path
 
 from orchestrator.costs import estimate, estimate_json
 from orchestrator.manifest import Manifest, load_manifest
+from tests.samples import MINIMAL
 
-MINIMAL = """\
-batch: demo
-defaults:
-  model: kling/kling-2.5
-  duration: 5
-  aspect_ratio: "16:9"
-jobs:
-  - id: eagle
-    prompt: a majestic eagle soaring over snow-capped mountains at sunrise
-  - id: harbour
-    prompt: a foggy harbour at dawn, slow dolly shot, cinematic
-    duration: 10
+#: The minimal manifest plus a job on a second model.
+WITH_CITY = (
+    MINIMAL
+    + """\
   - id: city
     model: kling/kling-1
     prompt: a neon city
 """
+)
 
 
 def manifest(tmp_path: Path, extra: str = "") -> Manifest:
     path = tmp_path / "jobs.yaml"
-    path.write_text(extra + MINIMAL)
+    path.write_text(extra + WITH_CITY)
     return load_manifest(path)
 
 

@@ -19,23 +19,10 @@ from orchestrator.local_files import FileHasher
 from orchestrator.manifest import Limits, Manifest, load_manifest
 from orchestrator.output_paths import check_path, render
 from orchestrator.spec import load_spec
+from tests.samples import MINIMAL
 
 ROOT = Path(__file__).resolve().parents[2]
 PNG = ROOT / "data" / "start-frame.png"
-
-MINIMAL = """\
-batch: demo
-defaults:
-  model: kling/kling-2.5
-  duration: 5
-  aspect_ratio: "16:9"
-jobs:
-  - id: eagle
-    prompt: a majestic eagle soaring over snow-capped mountains at sunrise
-  - id: harbour
-    prompt: a foggy harbour at dawn, slow dolly shot, cinematic
-    duration: 10
-"""
 
 
 def write(folder: Path, text: str, name: str = "jobs.yaml") -> Path:
