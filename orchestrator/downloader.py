@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -34,12 +35,13 @@ from orchestrator.clock import now_utc
 from orchestrator.jobs import JobRecord, JobState
 from orchestrator.mp4 import check_mp4
 from orchestrator.pipeline import Pipeline
-from orchestrator.retry import Backoff
+from orchestrator.retry import Action, Backoff, classify_read
 
 S = JobState
 FLUSH_BYTES = 1 << 20
 DISK_MARGIN = 16 << 20
-FULL = (errno.ENOSPC, errno.EDQUOT)
+#: No room for this file: no space, over quota, or past a file size limit (EFBIG, ``ulimit -f``).
+FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,7 @@ async def fetch(session: aiohttp.ClientSession, url: str, target: Path) -> Fetch
             else:
                 _ensure_space(target, total - offset)
                 meta.write_text(json.dumps({"etag": response.headers.get("ETag"), "total": total}))
-                await _stream(response, part, offset, target)
+                await _stream(response, part, offset, target, total)
     except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
         got = part.stat().st_size if part.exists() else 0
         raise errors.Truncated(total_or_unknown(meta), got, url=_safe(url)) from None
@@ -138,26 +140,32 @@ def _ensure_space(target: Path, needed: int) -> None:
         raise errors.DiskFull(str(target), needed + DISK_MARGIN)
 
 
-async def _stream(response: aiohttp.ClientResponse, part: Path, offset: int, target: Path) -> None:
+async def _stream(
+    response: aiohttp.ClientResponse, part: Path, offset: int, target: Path, total: int
+) -> None:
     with part.open("r+b" if offset else "wb") as handle:
         handle.truncate(offset)
         handle.seek(offset)
         buffer = bytearray()
-        async for chunk in response.content.iter_chunked(FLUSH_BYTES):
-            buffer += chunk
-            if len(buffer) >= FLUSH_BYTES:
-                await asyncio.to_thread(_write, handle, part, target, bytes(buffer))
-                buffer.clear()
-        if buffer:
-            await asyncio.to_thread(_write, handle, part, target, bytes(buffer))
+        try:
+            async for chunk in response.content.iter_chunked(FLUSH_BYTES):
+                buffer += chunk
+                if len(buffer) >= FLUSH_BYTES:
+                    data = bytes(buffer)
+                    buffer.clear()
+                    await asyncio.to_thread(_write, handle, part, target, data, total)
+        finally:
+            # also when the transfer is cut or times out: the next attempt resumes after them
+            if buffer:
+                await asyncio.to_thread(_write, handle, part, target, bytes(buffer), total)
 
 
-def _write(handle: BinaryIO, part: Path, target: Path, data: bytes) -> None:
+def _write(handle: BinaryIO, part: Path, target: Path, data: bytes, total: int) -> None:
     try:
         handle.write(data)
         handle.flush()
     except OSError as exc:
-        _fail_full(exc, part, target)
+        _fail_full(exc, part, target, total)
         raise
 
 
@@ -177,7 +185,7 @@ def _finish(part: Path, meta: Path, target: Path, total: int, url: str) -> Fetch
         with part.open("rb+") as handle:
             os.fsync(handle.fileno())
     except OSError as exc:
-        _fail_full(exc, part, target)
+        _fail_full(exc, part, target, total)
         raise
     os.replace(part, target)
     _fsync_dir(target.parent)
@@ -185,11 +193,31 @@ def _finish(part: Path, meta: Path, target: Path, total: int, url: str) -> Fetch
     return Fetched(size, digest)
 
 
-def _fail_full(exc: OSError, part: Path, target: Path) -> None:
+def _fail_full(exc: OSError, part: Path, target: Path, total: int) -> None:
     """On a full disk, drop the temp file (never fsync it again) and raise DiskFull."""
     if exc.errno in FULL:
         part.unlink(missing_ok=True)
-        raise errors.DiskFull(str(target)) from None
+        raise errors.DiskFull(str(target), total) from None
+
+
+def room_for(directory: Path, size: int) -> bool:
+    """Whether a ``size``-byte file fits: free space, and a sparse probe of that length (free
+    space cannot show EFBIG; the probe costs no space and fails as the real writes would)."""
+    if shutil.disk_usage(directory).free < size:
+        return False
+    try:
+        with tempfile.TemporaryFile(dir=directory) as probe:
+            probe.truncate(size)
+    except OSError as exc:
+        if exc.errno in FULL:
+            return False
+        raise
+    return True
+
+
+def _transient(exc: errors.OrchestratorError) -> bool:
+    """Worth another attempt: anything but an API answer that no retry can change."""
+    return not isinstance(exc, errors.ApiError) or classify_read(exc).action is Action.RETRY
 
 
 def _sha256(path: Path) -> str:
@@ -256,12 +284,13 @@ class Downloader:
 
     async def _work(self) -> None:
         while key := await self.pipe.completed.get():
-            await self.disk_ok.wait()
-            job = await self.pipe.ledger.job(key)
-            if job is not None and job.state is S.COMPLETED:
-                await self._download(job)
+            again = True
+            while again:  # True after a full disk: this worker retries once there is room
+                await self.disk_ok.wait()
+                job = await self.pipe.ledger.job(key)
+                again = job is not None and job.state is S.COMPLETED and await self._download(job)
 
-    async def _download(self, job: JobRecord) -> None:
+    async def _download(self, job: JobRecord) -> bool:
         pipe = self.pipe
         await pipe.ledger.transition(
             job.key, S.DOWNLOADING, expect=S.COMPLETED, cause="download started"
@@ -269,7 +298,8 @@ class Downloader:
         try:
             target = inside(pipe.out_dir, job.output_path or f"{job.entry_id}.mp4")
         except errors.DownloadError as exc:
-            return await self._park(job, job.result_url, exc.message)
+            await self._park(job, job.result_url, exc.message)
+            return False
         if job.sha256 and verified_on_disk(target, job.bytes, job.sha256, full=True):
             await self._done(
                 job,
@@ -277,7 +307,12 @@ class Downloader:
                 job.result_url,
                 "already on disk, verified",
             )
-            return
+            return False
+        return await self._attempts(job, target)
+
+    async def _attempts(self, job: JobRecord, target: Path) -> bool:
+        """Up to ``download_attempts`` tries with fresh URLs as needed; True: retry after space."""
+        pipe = self.pipe
         url, refreshes = job.result_url, 0
         backoff = Backoff(
             pipe.rng, base_s=pipe.tuning.backoff_base_s, cap_s=pipe.tuning.backoff_cap_s
@@ -289,19 +324,23 @@ class Downloader:
                 await self._done(
                     job, await fetch(self.session, url, target), url, "downloaded and verified"
                 )
-                return
+                return False
             except errors.UrlExpired as exc:
                 if refreshes >= pipe.tuning.max_url_refreshes:
-                    return await self._park(
-                        job, url, f"{exc.message}; {refreshes} fresh URLs all refused"
-                    )
+                    reason = f"{exc.message}; {refreshes} fresh URLs all refused"
+                    await self._park(job, url, reason)
+                    return False
                 url = None
             except errors.DiskFull as exc:
                 return await self._disk_full(job, url, exc)
-            except (errors.DownloadError, errors.TransportError, errors.ServerError) as exc:
+            except (errors.DownloadError, errors.TransportError, errors.ApiError) as exc:
+                if not _transient(exc):  # a fresh URL's GET can meet any API answer (404, 401)
+                    await self._park(job, url, f"no fresh result URL: {exc.message}")
+                    return False
                 pipe.reporter.note(f"{job.entry_id}: {exc.message}; retrying", level="warning")
                 await pipe.clock.sleep(backoff.next_delay(exc))
         await self._park(job, url, "download failed after repeated attempts; rerun to try again")
+        return False
 
     async def _fresh_url(self, job: JobRecord) -> str:
         remote = await self.pipe.client.get_job(job.remote_id or "")
@@ -335,8 +374,11 @@ class Downloader:
         )
         self.pipe.reporter.note(f"{job.entry_id}: {reason}", level="error")
 
-    async def _disk_full(self, job: JobRecord, url: str | None, exc: errors.DiskFull) -> None:
-        """Put the job back, pause all downloads until space returns, then requeue it."""
+    async def _disk_full(self, job: JobRecord, url: str | None, exc: errors.DiskFull) -> bool:
+        """Put the job back and pause all downloads until space returns; True: try it again.
+
+        The job stays with this worker: once the poller has ended, the queue holds the workers'
+        stop markers, and a job queued behind them would never be downloaded."""
         await self.pipe.ledger.transition(
             job.key,
             S.COMPLETED,
@@ -347,15 +389,14 @@ class Downloader:
             last_error=exc.message,
         )
         if not self.disk_ok.is_set():
-            self.pipe.completed.put_nowait(job.key)
-            return
+            return True  # another worker is already waiting for space (_download_key waits too)
         self.disk_ok.clear()
         self.pipe.reporter.note(
             f"downloads paused: {exc.message}; free some space and they resume", level="error"
         )
         needed = exc.needed or DISK_MARGIN
-        while shutil.disk_usage(self.pipe.out_dir).free < needed:
+        while not room_for(self.pipe.out_dir, needed):
             await self.pipe.clock.sleep(self.pipe.tuning.disk_retry_s)
         self.pipe.reporter.note("space is back: downloads resume")
         self.disk_ok.set()
-        self.pipe.completed.put_nowait(job.key)
+        return True

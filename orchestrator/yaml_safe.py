@@ -14,6 +14,9 @@ So this module lets libyaml (``CSafeLoader``, else the pure-Python ``SafeLoader`
 * duplicate mapping keys are refused naming both lines; keys must be scalars;
 * nesting deeper than :data:`MAX_DEPTH` is refused; no recursion happens here at all;
 * files over ``max_bytes`` (64 MiB by default) are refused before parsing;
+* more than :data:`MAX_VALUES` values (keys, scalars and collections together) are refused at
+  the line where the count is passed: each value costs 70-250 bytes once built, so under the byte
+  cap alone a 64 MiB file of ``[[],[],...]`` would need ~7 GB (a 100,000-job manifest has ~500k);
 * plain scalars follow the YAML 1.2 *core* schema: only ``true``/``false`` (any case style
   the spec lists) are booleans, ``null``/``~``/empty is null, ``16:9`` and ``NO`` are strings,
   ``0x1F``/``0o17`` are ints, ``1.10`` is the float 1.1, ``.inf``/``.nan`` are floats.
@@ -38,6 +41,7 @@ from orchestrator.errors import ManifestError
 
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 MAX_DEPTH = 100
+MAX_VALUES = 1_000_000
 
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _TAG = "tag:yaml.org,2002:"
@@ -144,6 +148,7 @@ class _Builder:
         ] = []  # per open mapping: the key awaiting a value
         self.root: Any = None
         self.documents = 0
+        self.values = 0
 
     def build(self, data: bytes | str, loader_class: Any) -> Any:
         loader = loader_class(data)
@@ -198,6 +203,13 @@ class _Builder:
         self.stack.append(container)
 
     def _add(self, value: Any, line: int) -> None:
+        self.values += 1
+        if self.values > MAX_VALUES:
+            self._fail(
+                f"more than {MAX_VALUES:,} values, the limit for one manifest; split it into "
+                "several batches, or use expand:/takes: for repeats",
+                line,
+            )
         if not self.stack:
             self.root = value
             return

@@ -52,12 +52,14 @@ async def generate(request: web.Request) -> web.StreamResponse:
     outcome = admit(service, request[ACCOUNT], model, raw, webhook)
     if isinstance(outcome, Refusal):
         return outcome.response()
+    if await service.join_burst():
+        return error(503, "The server could not complete the request.").response()
     if service.faults.roll("ambiguous", service.options.fault_ambiguous_rate):
         if service.faults.pick("ambiguous", ("5xx", "drop")) == "drop":
             raise Dropped
         status = int(service.faults.pick("ambiguous", ("500", "502", "503", "504")))
         return error(status, "The server could not complete the request.").response()
-    return json_response(creation_json(outcome))
+    return json_response(service.drift(creation_json(outcome)))
 
 
 async def get_job(request: web.Request) -> web.StreamResponse:

@@ -12,8 +12,11 @@ Kinds (all rates are shares of the eligible requests; ``/_sim/`` routes are neve
 * ``reset``     any API route: the connection is closed with no answer, before doing anything;
 * ``slow``      any API route: the request is processed, then its answer held ``slow_delay_s``;
 * ``ambiguous`` generate POSTs: the job is created (and will be billed), then 5xx or a drop;
-* ``malformed`` JSON answers that would be 200 become a truncated JSON, an HTML page, ``{}`` or
-  a job with an unknown status (the work behind them is still done);
+  ``ambiguous_burst`` (not drawn, counted here too) holds the first N POSTs until all N are in
+  flight and answers each 503, forcing N unknown outcomes into one reconciliation window;
+* ``malformed`` JSON answers that would be 200 become a truncated JSON, an HTML page, ``{}``,
+  a job with an unknown status or jobs without ``created_at``/``status`` (the work behind them
+  is still done);
 * ``truncate``  media GETs announce the full length, send part of it, then drop the connection.
 """
 

@@ -9,8 +9,9 @@ Order for an API route (anything but ``/_sim/`` and the public media files):
    allowed; the account is ``sha256(token)[:16]`` (the token itself is never kept in stats);
 4. the per-account request-rate limit → 429 (at most ``ceil(rate_limit_rps)`` requests in any
    sliding second of real time; refused requests do not count);
-5. the route handler; then the ``malformed`` fault may replace a 200 JSON answer, the ``slow``
-   fault holds the answer ``slow_delay_s``, and ``latency_s`` is added.
+5. the route handler; then the ``malformed`` fault may replace a 200 JSON answer (on the routes
+   ``malformed_routes`` names, or all), the ``slow`` fault holds the answer ``slow_delay_s``,
+   and ``latency_s`` is added.
 
 Unknown paths and methods answer Krea-style JSON (404/405 ``{error}``) instead of aiohttp's text.
 """
@@ -82,6 +83,9 @@ async def _api(request: web.Request, handler: _Handler, service: Service) -> web
         response = await _handle(request, handler)
     options = service.options
     malformed = service.faults.draw("malformed", options.fault_malformed_rate)
+    routes = options.malformed_route_names
+    if routes and request.match_info.route.name not in routes:
+        malformed = False
     if malformed and response.status == 200:
         service.faults.count("malformed")
         response = _malformed(response, service)
@@ -153,16 +157,23 @@ def _malformed(response: web.StreamResponse, service: Service) -> web.StreamResp
     if form == "truncated":
         return web.Response(body=raw[: max(1, len(raw) // 2)], content_type="application/json")
     if form == "weird_status":
-        return json_response(_weird(json.loads(raw)))
+        return json_response(_each_job(json.loads(raw), lambda job: {**job, "status": "weird"}))
+    if form == "missing_fields":
+        return json_response(_each_job(json.loads(raw), _without_fields))
     return json_response({})
 
 
-def _weird(value: Any) -> Any:
+def _each_job(value: Any, change: Callable[[dict[str, Any]], dict[str, Any]]) -> Any:
+    """``value`` with ``change`` applied to the job it is, or to each job of a list page."""
     if isinstance(value, dict) and "status" in value:
-        return {**value, "status": "weird"}
+        return change(value)
     if isinstance(value, dict) and isinstance(value.get("items"), list):
-        return {**value, "items": [_weird(item) for item in value["items"]]}
+        return {**value, "items": [_each_job(item, change) for item in value["items"]]}
     return value
+
+
+def _without_fields(job: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in job.items() if k not in ("created_at", "status")}
 
 
 def _drop(request: web.Request) -> web.Response:

@@ -110,6 +110,27 @@ def api_json(job: SimJob, urls: list[str] | None, pending_shape: str) -> dict[st
     return out
 
 
+def drifted(body: dict[str, Any], words: dict[str, str], urls_shape: str) -> dict[str, Any]:
+    """``body`` (a job's JSON) as a drifted contract shows it: renamed statuses, other urls shapes.
+
+    ``words`` maps a status to the unknown word shown instead; ``urls_shape`` "objects" gives
+    ``result.urls`` as ``[{"url": ...}]`` and "map" as ``{"video": ..., "video_2": ...}``.
+    """
+    word = words.get(body.get("status", ""))
+    if word:
+        body["status"] = word
+    result = body.get("result")
+    if not isinstance(result, dict) or not result.get("urls"):
+        return body
+    urls = result["urls"]
+    if urls_shape == "objects":
+        result["urls"] = [{"url": url} for url in urls]
+    elif urls_shape == "map":
+        names = ["video", *(f"video_{i}" for i in range(2, len(urls) + 1))]
+        result["urls"] = dict(zip(names, urls, strict=True))
+    return body
+
+
 def sim_json(job: SimJob) -> dict[str, Any]:
     """The job as ``GET /_sim/jobs`` shows it: ground truth for tests and benchmarks."""
     return {

@@ -33,7 +33,11 @@ _RATES = (
     "fault_malformed_rate",
     "fault_truncate_rate",
 )
-MALFORMED_FORMS = ("truncated", "html", "empty", "weird_status")
+MALFORMED_FORMS = ("truncated", "html", "empty", "weird_status", "missing_fields")
+#: Routes (by name) the malformed fault can be limited to with ``malformed_routes``.
+MALFORMED_ROUTES = ("generate", "get_job", "list_jobs", "delete_job", "upload_asset")
+#: Statuses ``renamed_statuses`` may rename: terminal ones are the contract and stay as they are.
+RENAMABLE = ("backlogged", "queued", "scheduled", "processing", "sampling", "intermediate-complete")
 
 
 def _opt(default: Any, help: str, **extra: Any) -> Any:
@@ -125,7 +129,18 @@ class SimulatorOptions:
     )
     malformed_forms: str = _opt(
         "truncated,html",
-        "Comma-separated malformed forms to pick from: truncated, html, empty, weird_status.",
+        "Comma-separated malformed forms to pick from: truncated, html, empty, weird_status, "
+        "missing_fields (job objects without created_at and status).",
+    )
+    malformed_routes: str = _opt(
+        "",
+        "Comma-separated routes the malformed fault applies to (generate, get_job, list_jobs, "
+        "delete_job, upload_asset); empty = every route.",
+    )
+    ambiguous_burst: int = _opt(
+        0,
+        "Hold the first N generate POSTs until N are in flight at once (at most 10 s), then "
+        "create each job and answer 503: N ambiguous POSTs in one window (needs N senders).",
     )
     latency_s: float = _opt(0.0, "Real seconds added before every API answer.")
     # -- media ----------------------------------------------------------------------------------
@@ -146,6 +161,17 @@ class SimulatorOptions:
     )
     media_chunk_bytes: int = _opt(65536, "Bytes per write when streaming media.")
     media_chunk_delay_s: float = _opt(0.0, "Real seconds slept between media chunks.")
+    urls_shape: str = _opt(
+        "strings",
+        "Shape of result.urls: strings (the spec), objects [{url}] or a name->url map.",
+        choices=("strings", "objects", "map"),
+    )
+    # -- contract drift -------------------------------------------------------------------------
+    renamed_statuses: str = _opt(
+        "",
+        "Comma-separated status=word pairs: answers show word instead of a non-terminal status "
+        "(statuses Krea adds without notice), e.g. sampling=upscaling,queued=waiting.",
+    )
     # -- webhooks -------------------------------------------------------------------------------
     webhook_duplicates: bool = _opt(False, "Deliver every webhook twice.")
 
@@ -159,6 +185,7 @@ class SimulatorOptions:
                 raise ValueError(f"{f.name} must be one of {', '.join(map(str, choices))}")
         self._check_numbers()
         _ = self.balance_micro, self.start_epoch_s, self.retired, self.malformed_choices
+        _ = self.malformed_route_names, self.status_words
 
     def _check_numbers(self) -> None:
         if self.time_scale < 0 or not math.isfinite(self.time_scale):
@@ -176,8 +203,8 @@ class SimulatorOptions:
         for name in ("slow_delay_s", "latency_s", "media_chunk_delay_s", "unpriced_cu"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
-        if self.job_timeout_s <= 0:
-            raise ValueError("job_timeout_s must be > 0")
+        if self.job_timeout_s <= 0 or self.ambiguous_burst < 0:
+            raise ValueError("job_timeout_s must be > 0 and ambiguous_burst >= 0")
 
     # -- parsed views ---------------------------------------------------------------------------
     @property
@@ -230,6 +257,30 @@ class SimulatorOptions:
         if not forms or unknown:
             raise ValueError(f"malformed_forms must name some of {', '.join(MALFORMED_FORMS)}")
         return forms
+
+    @property
+    def malformed_route_names(self) -> frozenset[str]:
+        """Routes the malformed fault applies to (empty: all)."""
+        names = frozenset(n.strip() for n in self.malformed_routes.split(",") if n.strip())
+        unknown = names - set(MALFORMED_ROUTES)
+        if unknown:
+            raise ValueError(f"malformed_routes must name some of {', '.join(MALFORMED_ROUTES)}")
+        return names
+
+    @property
+    def status_words(self) -> dict[str, str]:
+        """Status -> the word answers show instead (``renamed_statuses``)."""
+        words: dict[str, str] = {}
+        for item in filter(None, (p.strip() for p in self.renamed_statuses.split(","))):
+            status, sep, word = (part.strip() for part in item.partition("="))
+            known = (*RENAMABLE, "completed", "failed", "cancelled")
+            if not sep or status not in RENAMABLE or not word or word in known:
+                raise ValueError(
+                    f"renamed_statuses entry must be status=unknown-word, status one of "
+                    f"{', '.join(RENAMABLE)}: {item!r}"
+                )
+            words[status] = word
+        return words
 
     def changed(self, **changes: Any) -> SimulatorOptions:
         """A copy with ``changes`` applied (validated); unknown names raise ``TypeError``."""

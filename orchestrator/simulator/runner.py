@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -62,6 +62,23 @@ class RunningSimulator:
     def jobs(self) -> list[dict[str, Any]]:
         """The ``GET /_sim/jobs`` list."""
         return all_jobs(self._service)
+
+    async def wait_until(self, predicate: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+        """Wait until ``predicate(stats())`` holds, re-checking after every API request answered.
+
+        Event-driven (no polling, no sleeping): tests use it to act at an exact point of a run
+        ("after the second POST"), then change options with ``configure``.
+        """
+        answered = asyncio.Event()
+        listeners = self._service.counters.listeners
+        listeners.append(answered.set)
+        try:
+            while not predicate(stats := self.stats()):
+                answered.clear()
+                await answered.wait()
+            return stats
+        finally:
+            listeners.remove(answered.set)
 
     async def drain_webhooks(self) -> None:
         """Wait until every webhook delivery started so far has finished (either way)."""

@@ -12,6 +12,8 @@ reproducible.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import hmac
 import math
@@ -23,7 +25,7 @@ from orchestrator.simulator.accounts import Accounts
 from orchestrator.simulator.assets import Asset
 from orchestrator.simulator.clock import VirtualClock, date_of
 from orchestrator.simulator.faults import FaultPlan
-from orchestrator.simulator.job import SimJob, api_json
+from orchestrator.simulator.job import SimJob, api_json, drifted
 from orchestrator.simulator.lifecycle import Lifecycle
 from orchestrator.simulator.options import SimulatorOptions
 from orchestrator.simulator.outcomes import (
@@ -35,6 +37,9 @@ from orchestrator.simulator.outcomes import (
 )
 from orchestrator.simulator.stats import Counters
 from orchestrator.simulator.webhooks import WebhookSender
+
+#: Longest real time a POST of the ambiguous burst waits for the others.
+BURST_WAIT_S = 10.0
 
 
 class Service:
@@ -54,6 +59,8 @@ class Service:
         self.base_url = ""
         self.on_change: Callable[[], None] = lambda: None  #: the runner's waker
         self._url_key = hashlib.sha256(f"krea-simulator urls {options.seed}".encode()).digest()
+        self._burst_taken = 0  #: generate POSTs that joined the ambiguous burst so far
+        self._burst_full = asyncio.Event()
         self.lifecycle = Lifecycle(
             self.accounts, lambda: self.options, self._on_terminal, lambda: self.on_change()
         )
@@ -84,8 +91,28 @@ class Service:
             self.faults.reseed(new.seed)
         if new.concurrency > old.concurrency:
             self.lifecycle.fill_all(now)
+        if new.ambiguous_burst != old.ambiguous_burst:
+            self._burst_full.set()  # release anyone held by the old burst
+            self._burst_taken, self._burst_full = 0, asyncio.Event()
         self.on_change()
         return new
+
+    async def join_burst(self) -> bool:
+        """True for the first ``ambiguous_burst`` created jobs; each waits until all have come.
+
+        The wait is bounded (``BURST_WAIT_S``) so a client that never sends N POSTs at once is
+        not held forever; it still gets its ambiguous answer.
+        """
+        if self._burst_taken >= self.options.ambiguous_burst:
+            return False
+        self._burst_taken += 1
+        full = self._burst_full
+        if self._burst_taken >= self.options.ambiguous_burst:
+            full.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(full.wait(), BURST_WAIT_S)
+        self.faults.count("ambiguous")
+        return True
 
     # -- jobs -----------------------------------------------------------------------------------
     def outcome_rates(self) -> dict[str, float]:
@@ -105,7 +132,14 @@ class Service:
 
     def render(self, job: SimJob, now_s: float) -> dict[str, Any]:
         """The job as Krea's GET shows it, with freshly issued media URLs."""
-        return api_json(job, self._urls(job, now_s), self.options.pending_shape)
+        return self.drift(api_json(job, self._urls(job, now_s), self.options.pending_shape))
+
+    def drift(self, body: dict[str, Any]) -> dict[str, Any]:
+        """A job's JSON as the configured contract drift shows it (``job.drifted``)."""
+        options = self.options
+        if not options.renamed_statuses and options.urls_shape == "strings":
+            return body
+        return drifted(body, options.status_words, options.urls_shape)
 
     def _urls(self, job: SimJob, now_s: float) -> list[str] | None:
         if job.status == "completed":

@@ -9,6 +9,7 @@ a count of 2), and what every account was billed. Accounts appear by id only, ne
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,8 @@ class Counters:
     jobs_created: int = 0
     billed_micro: int = 0
     bodies: Counter[str] = field(default_factory=Counter)
+    #: Called after every counted request (``RunningSimulator.wait_until`` waits on them).
+    listeners: list[Callable[[], None]] = field(default_factory=list)
 
     def served(self, route: str, status: int | None) -> None:
         """Count one API request; ``status`` None means the connection was dropped."""
@@ -37,6 +40,8 @@ class Counters:
             self.statuses[str(status)] += 1
             if status == 429:
                 self.rate_limited += 1
+        for listener in self.listeners:
+            listener()
 
 
 def snapshot(service: Service) -> dict[str, Any]:

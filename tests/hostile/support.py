@@ -1,0 +1,129 @@
+"""Helpers for the hostile-input and fault tests: a recording reporter, CLI runs, figures."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from orchestrator.jobs import JobState
+from orchestrator.manifest import load_manifest
+from orchestrator.runner import run
+from orchestrator.simulator import RunningSimulator
+from tests.integration.pipeline_support import Outcome, settings_for
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Recorder:
+    """A pipeline Reporter that keeps every note and state change; tests wait on what it saw."""
+
+    notes: list[tuple[str, str]] = field(default_factory=list)  #: (level, message)
+    changes: list[tuple[str, JobState | None, JobState, str]] = field(default_factory=list)
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def start(self, batch: str, counts: dict[JobState, int]) -> None:
+        pass
+
+    def job_changed(
+        self, entry_id: str, old: JobState | None, new: JobState, note: str = ""
+    ) -> None:
+        self.changes.append((entry_id, old, new, note))
+        self._changed.set()
+
+    def spend_changed(self, billed_micro: int, exposure_micro: int) -> None:
+        pass
+
+    def note(self, message: str, *, level: str = "info") -> None:
+        self.notes.append((level, message))
+        self._changed.set()
+
+    def reached(self, state: JobState) -> set[str]:
+        """Entries that have moved into ``state`` at some point."""
+        return {entry for entry, _, new, _ in self.changes if new is state}
+
+    def noted(self, text: str) -> list[str]:
+        return [message for _, message in self.notes if text in message]
+
+    async def wait_for(self, predicate: Callable[[Recorder], bool]) -> None:
+        """Return once ``predicate(self)`` holds; re-checked on every event (no polling)."""
+        while not predicate(self):
+            self._changed.clear()
+            await self._changed.wait()
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now (for the webhook receiver)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def cli(*args: str) -> list[str]:
+    """The argv of ``orchestrator <args>`` run with this interpreter."""
+    return [sys.executable, "-m", "orchestrator", *args]
+
+
+@dataclass
+class Finished:
+    code: int
+    out: str
+    err: str
+
+
+async def run_cli(
+    args: Sequence[str], *, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> Finished:
+    """Run ``orchestrator`` to completion in a subprocess; its exit code and both streams."""
+    proc = await asyncio.create_subprocess_exec(
+        *cli(*args),
+        env=env if env is not None else dict(os.environ),
+        cwd=cwd,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    return Finished(
+        proc.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace")
+    )
+
+
+async def lines_until(
+    stream: asyncio.StreamReader, needle: str, seen: list[str] | None = None
+) -> str:
+    """Read lines until one contains ``needle``; every line read is appended to ``seen``."""
+    while raw := await stream.readline():
+        line = raw.decode(errors="replace")
+        if seen is not None:
+            seen.append(line)
+        if needle in line:
+            return line
+    raise AssertionError(f"the process ended before printing {needle!r}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a live process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+async def run_recorded(
+    sim: RunningSimulator,
+    tmp_path: Path,
+    text: str,
+    reporter: Recorder | None = None,
+    **changes: Any,
+) -> Outcome:
+    """Like pipeline_support.run_manifest, with a reporter the test can watch."""
+    path = tmp_path / "jobs.yaml"
+    path.write_text(text)
+    settings = settings_for(sim, tmp_path, **changes)
+    summary = await run(load_manifest(path), settings, reporter)
+    return Outcome(summary, settings.ledger_path, settings.out_dir)

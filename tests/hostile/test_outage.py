@@ -1,0 +1,70 @@
+"""An outage of minutes: the run backs off without spinning or flooding, loses nothing, recovers.
+
+The run is the real CLI in a subprocess, so its CPU time can be read from /proc apart from the
+simulator's (which runs in this process). The outage lasts until the run has logged a dozen
+failed status sweeps: at 100x that is a few real seconds and several API minutes, whatever the
+machine's speed, and the request count is compared with what that many API seconds allow.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import StartSimulator
+from tests.e2e.cli_support import Workdir, assert_billed_once_and_files_whole, write_manifest
+from tests.hostile.support import cpu_seconds, lines_until
+
+SCALE = 100.0
+FAILED_SWEEPS = 12
+#: Activities that may each retry on their own: the poller, the reconciler (POSTs refused by
+#: the outage are ambiguous), and the download workers' fresh-URL GETs.
+ACTIVITIES = 6
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads CPU time from /proc")
+async def test_an_outage_of_minutes_is_waited_out_without_spinning_or_losing_jobs(
+    simulator: StartSimulator, tmp_path: Path
+) -> None:
+    """P3.4: every request 503 for minutes: bounded requests, little CPU, then all jobs once."""
+    sim = await simulator(time_scale=SCALE, concurrency=8, backlog=8, seed=4)
+    work = Workdir(tmp_path, sim, SCALE)
+    write_manifest(tmp_path, 12)
+    proc = await work.start()
+    assert proc.stderr is not None
+    seen: list[str] = []
+    await lines_until(proc.stderr, "-> submitted", seen)
+
+    sim.configure(outage=True)
+    started, cpu_before = time.monotonic(), cpu_seconds(proc.pid)
+    for _ in range(FAILED_SWEEPS):
+        await lines_until(proc.stderr, "status sweep failed, backing off", seen)
+    real_s, cpu_s = time.monotonic() - started, cpu_seconds(proc.pid) - cpu_before
+    during = sim.stats()["faults"]["outage"]
+    sim.configure(outage=False)
+
+    _, rest = await proc.communicate()
+    log = "".join(seen) + rest.decode()
+    assert proc.returncode == 0, log[-3000:]
+    api_s = real_s * SCALE
+    # Full-jitter backoff capped at 60 API s: about one try per 30 s per activity, plus the
+    # doubling warm-up. A retry loop without backoff makes thousands in the same time.
+    assert during <= ACTIVITIES * (10 + api_s / 15), (during, api_s)
+    assert cpu_s < max(0.5, 0.25 * real_s), f"{cpu_s:.2f} s CPU over {real_s:.2f} s of outage"
+    assert "Traceback" not in log
+    await assert_billed_once_and_files_whole(work, 12)
+    print(f"outage {api_s:.0f} API s ({real_s:.1f} s): {during} requests, {cpu_s:.2f} s CPU")
+
+
+def test_cpu_seconds_reads_this_process() -> None:
+    """The /proc reader the outage test relies on sees CPU being spent."""
+    if not Path("/proc/self/stat").exists():
+        pytest.skip("reads CPU time from /proc")
+    before = cpu_seconds(os.getpid())
+    deadline = time.process_time() + 0.2
+    while time.process_time() < deadline:
+        pass
+    assert cpu_seconds(os.getpid()) - before >= 0.1
