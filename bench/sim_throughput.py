@@ -6,13 +6,17 @@ them have completed (their answers then carry media URLs), and hammers ``GET /jo
 ``GET /jobs?limit=100`` with random cursors from concurrent client tasks. Prints requests/s per
 phase. The target is >= 1,000 req/s; numbers on a noisy VM are orders of magnitude.
 
-    .venv/bin/python bench/sim_throughput.py [--jobs 10000] [--seconds 5] [--workers 32]
+    .venv/bin/python bench/sim_throughput.py [--jobs 10000] [--seconds 5] [--workers 32] [--json]
+
+``python -m bench`` runs it in a child process with ``--json`` (it pins CPUs, which must not
+leak into the other scenarios) and reports the two rates as context for the naive client's load.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import random
 import subprocess
@@ -79,29 +83,38 @@ async def hammer(
     return done / (time.perf_counter() - started)
 
 
-async def run(jobs: int, seconds: float, workers: int) -> None:
+async def run(jobs: int, seconds: float, workers: int, quiet: bool = False) -> dict[str, float]:
+    """Start the simulator, measure, stop it; returns requests/s by phase."""
     child, url = start_server()
     try:
         connector = aiohttp.TCPConnector(limit=workers)
         async with aiohttp.ClientSession(headers=HEADERS, connector=connector) as http:
-            await measure(http, url, jobs, seconds, workers)
+            return await measure(http, url, jobs, seconds, workers, say=_quiet if quiet else print)
     finally:
         child.terminate()
         child.wait(10)
 
 
+def _quiet(*args: object) -> None:
+    pass
+
+
 async def measure(
-    http: aiohttp.ClientSession, url: str, jobs: int, seconds: float, workers: int
-) -> None:
+    http: aiohttp.ClientSession,
+    url: str,
+    jobs: int,
+    seconds: float,
+    workers: int,
+    say: Callable[..., None] = print,
+) -> dict[str, float]:
     started = time.perf_counter()
     ids = await create_jobs(http, url, jobs)
-    print(f"created {len(ids)} jobs: {len(ids) / (time.perf_counter() - started):,.0f} POST/s")
+    rates = {"POST /generate": len(ids) / (time.perf_counter() - started)}
+    say(f"created {len(ids)} jobs: {rates['POST /generate']:,.0f} POST/s")
     async with http.post(f"{url}/_sim/advance", json={"seconds": 40_000}) as response:
         await response.read()
     async with http.get(f"{url}/_sim/stats") as response:
-        print(
-            f"jobs by status after advancing the clock: {(await response.json())['job_statuses']}"
-        )
+        say(f"jobs by status after advancing the clock: {(await response.json())['job_statuses']}")
     async with http.get(f"{url}/jobs", params={"limit": "1000"}) as response:
         stamps = [item["created_at"] for item in (await response.json())["items"]]
 
@@ -118,7 +131,9 @@ async def measure(
 
     for name, request in (("GET /jobs/{id}", get_job), ("GET /jobs?limit=100", list_page)):
         rate = await hammer(seconds, workers, request)
-        print(f"{name:<22} {rate:>8,.0f} req/s  ({workers} concurrent clients, {jobs} jobs)")
+        rates[name] = rate
+        say(f"{name:<22} {rate:>8,.0f} req/s  ({workers} concurrent clients, {jobs} jobs)")
+    return rates
 
 
 def main() -> None:
@@ -126,8 +141,11 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=10_000)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--workers", type=int, default=32)
+    parser.add_argument("--json", action="store_true", help="Print only a JSON object of rates.")
     options = parser.parse_args()
-    asyncio.run(run(options.jobs, options.seconds, options.workers))
+    rates = asyncio.run(run(options.jobs, options.seconds, options.workers, quiet=options.json))
+    if options.json:
+        print(json.dumps(rates))
 
 
 if __name__ == "__main__":

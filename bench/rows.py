@@ -1,0 +1,107 @@
+"""The table's rows: each figure beside its reference and target, numbered as in the issue."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.config import Plan
+from bench.report import Row, configured_429s, dig, fmt, mark, rss_growth, sizes
+
+
+def _api_rows(
+    v: dict[str, Any], d: dict[str, Any], ok: dict[str, bool | None], plan: Plan
+) -> list[Row]:
+    account = f"C={plan.concurrency}, backlog {plan.backlog}, {plan.duration_s:g} s jobs"
+    unconf = d.get("limits_unconfigured") or {}
+    conf = d.get("limits_configured") or {}
+    return [
+        Row(f"1 utilisation ({account}, {plan.steady_jobs} jobs)", fmt(v["utilisation"], "%"),
+            f"naive {fmt(dig(d, 'naive', 'utilisation'), '%')}", ">= 95 %",
+            mark(ok["utilisation >= 95%"])),
+        Row(f"2 submissions/s / rate limit ({plan.rate_rps:g} rps)",
+            f"{fmt(v['submit_rate_ratio'])} ({fmt(dig(d, 'rate', 'submissions_per_s'), '/s', 1)})",
+            "", "close to 1"),
+        Row("2 429s, limits configured (3 runs)", fmt(configured_429s(d)), "", "0",
+            mark(ok["zero 429s with limits configured"])),
+        Row("2 429s, limits not configured", fmt(unconf.get("rate_limited")),
+            f"configured: {fmt(conf.get('rate_limited'))}", "report"),
+        Row("2 recovery to >= 90 % after 1st 429 (API s)", _recovery(unconf),
+            f"configured, from 1st job: {fmt(conf.get('recovery_s'), 's', 0)}", "<= 60 s",
+            mark(ok["recovery to >= 90% within 60 s"])),
+        Row("2 utilisation, rate-limited: not configured",
+            fmt(unconf.get("utilisation"), "%"), f"configured {fmt(conf.get('utilisation'), '%')}",
+            ""),
+        Row("3 status requests per job", fmt(v["status_calls_per_job"], digits=3),
+            f"naive {fmt(v['naive_status_calls_per_job'], digits=1)}", "<= 0.2",
+            mark(ok["<= 0.2 status requests per job"])),
+        Row("4 completion -> file latency p50 (API s)", fmt(v["latency_p50_s"], "s"),
+            f"naive {fmt(dig(d, 'naive', 'latency_p50_s'), 's')}", ""),
+        Row("4 completion -> file latency p99 (API s)", fmt(v["latency_p99_s"], "s"),
+            f"naive {fmt(dig(d, 'naive', 'latency_p99_s'), 's')}", ""),
+    ]  # fmt: skip
+
+
+def _recovery(run: dict[str, Any]) -> str:
+    if run.get("recovered") is False:
+        return "never"
+    return fmt(run.get("recovery_s"), "s", 0)
+
+
+def _download_row(
+    v: dict[str, Any], d: dict[str, Any], ok: dict[str, bool | None], plan: Plan
+) -> Row:
+    mib = plan.media_bytes >> 20
+    return Row(
+        f"5 download ({plan.download_jobs} x {mib} MiB, {plan.download_workers} streams)",
+        f"{fmt(dig(d, 'download', 'orchestrator_mb_s'), 'MB/s', 0)} = {fmt(v['download_ratio'])} x",
+        f"plain loop {fmt(dig(d, 'download', 'plain_mb_s'), 'MB/s', 0)}; "
+        f"+ fsync {fmt(dig(d, 'download', 'plain_fsync_mb_s'), 'MB/s', 0)}",
+        ">= 0.9 x",
+        mark(ok["download >= 90% of plain loop"]),
+    )
+
+
+def _scale_rows(v: dict[str, Any], d: dict[str, Any], ok: dict[str, bool | None]) -> list[Row]:
+    runs = sizes(d)
+    labels = " / ".join(
+        f"{r['jobs'] // 1000}k" if r["jobs"] >= 1000 else str(r["jobs"]) for r in runs
+    )
+    full = " / ".join(fmt(r.get("cpu_ms_per_job"), digits=2) for r in runs if not r.get("bounded"))
+    steady = " / ".join(fmt(r.get("steady_cpu_ms_per_job"), digits=2) for r in runs)
+    rss = " / ".join(fmt(r.get("peak_rss_mb"), digits=0) for r in runs)
+    growth = ", ".join(f"+{g:.1f}" for g in rss_growth(d))
+    resume: dict[str, Any] = next((r["resume"] for r in runs if "resume" in r), {})
+    return [
+        Row("6 CPU ms per job, full runs (incl. start-up)", full,
+            f"after start-up {labels}: {steady}", "<= 1 ms", mark(ok["CPU <= 1 ms per job"])),
+        Row(f"6 peak RSS MB, {labels}", rss, f"MB per 1k more jobs: {growth}",
+            "<= 200 at 100k", mark(ok["peak RSS <= 200 MB at 100k"])),
+        Row("6 RSS growth", "sub-linear" if ok["RSS grows at most linearly"] else "super-linear",
+            "", "<= linear", mark(ok["RSS grows at most linearly"])),
+        Row("7 resume start-up, 100k ledger (s)", fmt(v["resume_s_100k"], "s"),
+            f"until {resume.get('measured_until', 'n/a')}; validate alone "
+            f"{fmt(dig(d, 'scale', 'validate', 'wall_s'), 's')}",
+            "<= 2 s", mark(ok["resume start-up <= 2 s at 100k"])),
+    ]  # fmt: skip
+
+
+def _other_rows(v: dict[str, Any], d: dict[str, Any]) -> list[Row]:
+    sim = d.get("sim_throughput") or {}
+    return [
+        Row("8 ledger transitions/s (1 commit each)", fmt(v["ledger_tps"], digits=0),
+            f"apply() x100: {fmt(dig(d, 'ledger', 'apply_moves_per_s'), 'moves/s', 0)}", ""),
+        Row("simulator capacity (context)", fmt(sim.get("GET /jobs/{id}"), "GET/s", 0),
+            f"list pages {fmt(sim.get('GET /jobs?limit=100'), '/s', 0)}", ""),
+    ]  # fmt: skip
+
+
+def build(
+    values: dict[str, Any], details: dict[str, Any], ok: dict[str, bool | None], plan: Plan
+) -> list[Row]:
+    """Every row of the table, in the issue's order."""
+    return [
+        *_api_rows(values, details, ok, plan),
+        _download_row(values, details, ok, plan),
+        *_scale_rows(values, details, ok),
+        *_other_rows(values, details),
+    ]
