@@ -6,11 +6,16 @@ the ledger's commit rate bounds how many jobs per second one ``run`` can move. M
 
 * ``transition``: one job at a time, each call its own durable commit (what the submitter and
   the downloader do);
-* ``apply``: moves in batches of ``batch`` in one transaction (what a status sweep does).
+* ``apply``: moves in batches of ``batch`` in one transaction (what a status sweep does);
+* ``concurrent``: ``tasks`` tasks each walking its own jobs with ``transition`` at the same time
+  (what a run's submit worker, poller and download workers do): the group commit lets their
+  transitions share commits. Reported with the transitions per commit and the CPU per transition
+  (the process's, threads included).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +35,10 @@ class LedgerFigures:
     apply_moves_per_s: float
     transitions: int
     moves: int
+    concurrent_per_s: float
+    concurrent_per_commit: float
+    concurrent_cpu_us: float  #: CPU microseconds per transition, concurrent walk
+    one_by_one_cpu_us: float  #: CPU microseconds per transition, one at a time
 
 
 async def _planned(ledger: Ledger, folder: Path, jobs: int) -> list[str]:
@@ -41,15 +50,22 @@ async def _planned(ledger: Ledger, folder: Path, jobs: int) -> list[str]:
     return [spec.key for spec in manifest.specs]
 
 
-async def _walk_one_by_one(ledger: Ledger, keys: list[str]) -> float:
-    """Each key through WALK with ``transition``; returns elapsed seconds."""
-    started = time.perf_counter()
+async def _walk_one_by_one(ledger: Ledger, keys: list[str]) -> tuple[float, float]:
+    """Each key through WALK with ``transition``; returns (elapsed, CPU) seconds."""
+    started, cpu = time.perf_counter(), time.process_time()
     for key in keys:
         previous = S.PENDING
         for state in WALK:
             await ledger.transition(key, state, expect=previous, cause="bench")
             previous = state
-    return time.perf_counter() - started
+    return time.perf_counter() - started, time.process_time() - cpu
+
+
+async def _walk_concurrently(ledger: Ledger, keys: list[str], tasks: int) -> tuple[float, float]:
+    """``tasks`` tasks share the keys, each walking its own; returns (elapsed, CPU) seconds."""
+    started, cpu = time.perf_counter(), time.process_time()
+    await asyncio.gather(*(_walk_one_by_one(ledger, keys[i::tasks]) for i in range(tasks)))
+    return time.perf_counter() - started, time.process_time() - cpu
 
 
 async def _walk_in_batches(ledger: Ledger, keys: list[str], batch: int) -> float:
@@ -65,16 +81,24 @@ async def _walk_in_batches(ledger: Ledger, keys: list[str], batch: int) -> float
 
 
 async def measure(
-    folder: Path, single: int = 600, batched: int = 2000, batch: int = 100
+    folder: Path, single: int = 600, batched: int = 2000, batch: int = 100, tasks: int = 6
 ) -> LedgerFigures:
-    """Run both measurements on a fresh ledger in ``folder``."""
+    """Run the three measurements on a fresh ledger in ``folder``."""
     async with Ledger.open(ensure_dir(folder) / "bench.db") as ledger:
-        keys = await _planned(ledger, folder, single + batched)
-        one_s = await _walk_one_by_one(ledger, keys[:single])
-        many_s = await _walk_in_batches(ledger, keys[single:], batch)
+        keys = await _planned(ledger, folder, 2 * single + batched)
+        one_s, one_cpu = await _walk_one_by_one(ledger, keys[:single])
+        many_s = await _walk_in_batches(ledger, keys[single : single + batched], batch)
+        rounds = ledger.commit_counts[0]
+        together_s, together_cpu = await _walk_concurrently(ledger, keys[single + batched :], tasks)
+        rounds = ledger.commit_counts[0] - rounds
+    walked = single * len(WALK)
     return LedgerFigures(
-        transition_per_s=single * len(WALK) / one_s,
+        transition_per_s=walked / one_s,
         apply_moves_per_s=batched * len(WALK) / many_s,
-        transitions=single * len(WALK),
+        transitions=walked,
         moves=batched * len(WALK),
+        concurrent_per_s=walked / together_s,
+        concurrent_per_commit=walked / rounds,
+        concurrent_cpu_us=1e6 * together_cpu / walked,
+        one_by_one_cpu_us=1e6 * one_cpu / walked,
     )

@@ -30,6 +30,7 @@ class NaiveResult:
     """What the naive client saw."""
 
     done: list[tuple[str, float]] = field(default_factory=list)  #: (job_id, wall epoch s)
+    noticed: list[tuple[str, float]] = field(default_factory=list)  #: poll that saw it finished
     polls: int = 0
     rate_limited: int = 0
     failed: int = 0
@@ -95,6 +96,7 @@ class NaiveClient:
                 self.result.rate_limited += 1
             status = str(data.get("status", ""))
             if status in TERMINAL:
+                self.result.noticed.append((job_id, time.time()))
                 urls = (data.get("result") or {}).get("urls") or []
                 return status, (str(urls[0]) if urls else None)
 

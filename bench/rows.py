@@ -38,6 +38,11 @@ def _api_rows(
             f"naive {fmt(dig(d, 'naive', 'latency_p50_s'), 's')}", ""),
         Row("4 completion -> file latency p99 (API s)", fmt(v["latency_p99_s"], "s"),
             f"naive {fmt(dig(d, 'naive', 'latency_p99_s'), 's')}", ""),
+        Row("4 of which completion -> noticed, p50 / p99",
+            f"{fmt(dig(d, 'steady', 'noticed_p50_s'), 's')} / "
+            f"{fmt(dig(d, 'steady', 'noticed_p99_s'), 's')}",
+            f"naive {fmt(dig(d, 'naive', 'noticed_p50_s'), 's')} / "
+            f"{fmt(dig(d, 'naive', 'noticed_p99_s'), 's')}", ""),
     ]  # fmt: skip
 
 
@@ -90,6 +95,11 @@ def _other_rows(v: dict[str, Any], d: dict[str, Any]) -> list[Row]:
     return [
         Row("8 ledger transitions/s (1 commit each)", fmt(v["ledger_tps"], digits=0),
             f"apply() x100: {fmt(dig(d, 'ledger', 'apply_moves_per_s'), 'moves/s', 0)}", ""),
+        Row("8 ledger transitions/s, 6 tasks at once",
+            fmt(dig(d, "ledger", "concurrent_per_s"), digits=0),
+            f"{fmt(dig(d, 'ledger', 'concurrent_per_commit'), 'per commit', 1)}; CPU "
+            f"{fmt(dig(d, 'ledger', 'concurrent_cpu_us'), 'us', 0)} vs one at a time "
+            f"{fmt(dig(d, 'ledger', 'one_by_one_cpu_us'), 'us', 0)}", ""),
         Row("simulator capacity (context)", fmt(sim.get("GET /jobs/{id}"), "GET/s", 0),
             f"list pages {fmt(sim.get('GET /jobs?limit=100'), '/s', 0)}", ""),
     ]  # fmt: skip

@@ -113,11 +113,14 @@ def pipeline_figures(
     }
 
 
-def latency_figures(values: list[float]) -> Figures:
+def latency_figures(values: list[float], noticed: list[float]) -> Figures:
+    """Completion → verified file, and its first part: completion → noticed by a status call."""
     return {
         "latency_p50_s": analysis.percentile(values, 0.5),
         "latency_p99_s": analysis.percentile(values, 0.99),
         "latency_max_s": max(values) if values else None,
+        "noticed_p50_s": analysis.percentile(noticed, 0.5),
+        "noticed_p99_s": analysis.percentile(noticed, 0.99),
     }
 
 
@@ -136,12 +139,13 @@ async def steady(plan: Plan, parent: Path) -> Figures:
         )
         stats, sim_jobs = await simdata.stats(sim.url), await simdata.jobs(sim.url)
     done = [(rid, simdata.epoch_s(at)) for rid, at in workload.done_rows(space.ledger)]
+    noticed = [(rid, simdata.epoch_s(at)) for rid, at in workload.noticed_rows(space.ledger)]
     lat = analysis.latencies(sim_jobs, done, clock)
     shutil.rmtree(space.out, ignore_errors=True)
     return {
         **run_figures(run),
         **pipeline_figures(stats, sim_jobs, plan, plan.steady_jobs),
-        **latency_figures(lat),
+        **latency_figures(lat, analysis.latencies(sim_jobs, noticed, clock)),
         "done": len(done),
         "ideal_real_s": ideal_real_s(plan, plan.steady_jobs),
     }
@@ -162,7 +166,10 @@ async def naive(plan: Plan, parent: Path) -> Figures:
     return {
         "wall_s": wall,
         **pipeline_figures(stats, sim_jobs, plan, plan.steady_jobs),
-        **latency_figures(analysis.latencies(sim_jobs, result.done, clock)),
+        **latency_figures(
+            analysis.latencies(sim_jobs, result.done, clock),
+            analysis.latencies(sim_jobs, result.noticed, clock),
+        ),
         "done": len(result.done),
         "poll_interval_p50_s": analysis.percentile(result.poll_gaps_api_s, 0.5),
         "poll_interval_mean_s": (

@@ -49,6 +49,16 @@ def done_rows(ledger: Path) -> list[tuple[str, str]]:
     return [(str(r[0]), str(r[1])) for r in rows]
 
 
+def noticed_rows(ledger: Path) -> list[tuple[str, str]]:
+    """(remote_id, first moment the ledger recorded it completed): when a sweep noticed it."""
+    with _connect(ledger) as db:
+        rows = db.execute(
+            "SELECT remote_id, min(at) FROM events WHERE to_state = 'completed' "
+            "AND remote_id IS NOT NULL GROUP BY remote_id"
+        ).fetchall()
+    return [(str(r[0]), str(r[1])) for r in rows]
+
+
 def state_counts(ledger: Path) -> dict[str, int]:
     """Jobs per state."""
     with _connect(ledger) as db:

@@ -1,8 +1,10 @@
-"""What was spent, from ledger rows: billed, free, in flight; by batch, model, state, day (pure).
+"""What was spent and what the rest will cost, by batch, model, state and day (pure).
 
 Krea has no endpoint that tells spend, so the ledger is the user's only account and must be exact.
-This module turns its rows (plain values: no SQL, no I/O) into the figures ``reports`` renders.
-Money is integer micro-USD throughout; a ratio is rounded half up to whole micro-USD once, last.
+This module turns its rows (plain values: no SQL, no I/O) into the figures ``reports`` renders;
+``spend_history`` reads the events for what the rows alone cannot tell (earlier attempts, billing
+times, days). Money is integer micro-USD throughout; a ratio is rounded half up to whole micro-USD
+once, last.
 
 Which bucket a job falls in (:func:`bucket`), from our ``state`` and Krea's ``remote_status``:
 
@@ -12,19 +14,16 @@ Which bucket a job falls in (:func:`bucket`), from our ``state`` and Krea's ``re
   an earlier, failed attempt and says nothing about the current one.
 * **in flight** (exposure): submitting, submitted, ambiguous, and orphans Krea has not finished: a
   remote job may exist and may still be charged. Counted at the estimated price.
-* **free**: everything else: failed, cancelled, rejected, pending (never created: not sent yet,
-  held back by the budget, refused with 429/402, or reconciled as never created) and orphans Krea
-  failed or cancelled.
+* **not sent**: pending jobs the manifest still has: not sent yet, held back by the budget,
+  refused with 429/402, reconciled as never created, or sent back by a retry. No remote job
+  exists, but the next run sends them: each will cost its estimated price once completed.
+* **free**: failed, cancelled, rejected, orphans Krea failed or cancelled, and pending jobs the
+  manifest no longer has (never created, and no run will send them).
 
 ``state`` is ours (``jobs.JobState``: where the orchestrator is with a job); ``remote_status`` is
 Krea's (``jobs.RemoteStatus``: what Krea last said of the job's latest remote job). ``by_status``
 groups by state. A job retried after a failure is one row, counted in its current state; its
-earlier attempts are **free attempts**, counted from the events table (events entering failed or
-cancelled).
-
-History alone can rebuild the bill: every remote job whose events show ``completed`` is charged
-once, at the price its row carried then (:func:`billed_from_events`). It equals the billed total
-of the current rows; the tests hold both ways to that.
+earlier attempts are **free attempts** (``spend_history``).
 
 Clips are billed jobs other than orphans: the videos the manifest asked for. Cost per clip = all
 billed money (orphan spend included: it is part of what the clips cost) / clips. Cost per second =
@@ -34,33 +33,32 @@ have created it), since Krea reports no price per job.
 
 ``as_dict`` gives each figure as the plain data the JSON report is built from (its shape is
 documented in ``reports``): money as integer ``*_micro`` plus a ``*_usd`` number derived from it.
-
-Days are UTC calendar days of the billing time: when the ledger saw the remote job complete (its
-first event with remote status ``completed``), else Krea's ``completed_at``, else ``updated_at``.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
-from datetime import UTC
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 from typing import Any
 
-from orchestrator.clock import parse_utc
 from orchestrator.jobs import IN_FLIGHT, REMOTE_TERMINAL, JobState
 from orchestrator.prices import usd
+from orchestrator.spend_history import (
+    CURRENT_REMOTE,
+    Charge,
+    Day,
+    EventRow,
+    billing_times,
+    charges,
+    days,
+    free_attempts,
+)
 
 S = JobState
-#: States in which remote_status describes the row's current remote job.
-_CURRENT_REMOTE = frozenset({S.SUBMITTED, S.COMPLETED, S.DOWNLOADING, S.DONE, S.ORPHAN})
 #: States that only a job Krea completed can be in.
 _COMPLETED_STATES = frozenset({S.COMPLETED, S.DOWNLOADING, S.DONE})
-#: Events that record a free attempt: Krea failed or cancelled the remote job.
-_FREE_ATTEMPT = frozenset({S.FAILED.value, S.CANCELLED.value})
-UNKNOWN_DAY = "unknown"
 
 
 class Bucket(StrEnum):
@@ -68,6 +66,7 @@ class Bucket(StrEnum):
 
     BILLED = "billed"  #: Krea completed it: charged
     IN_FLIGHT = "in_flight"  #: a remote job may exist and may still be charged
+    NOT_SENT = "not_sent"  #: no remote job yet; a run will send it, and it will cost then
     FREE = "free"  #: not charged, and cannot be as things stand
 
 
@@ -87,34 +86,17 @@ class JobRow:
     remote_created_at: str | None = None
     completed_at: str | None = None
     updated_at: str | None = None
+    planned: bool = True  #: the batch's latest manifest has it: a run would send it
 
     @classmethod
     def of(cls, row: Mapping[str, Any]) -> JobRow:
         """From a column -> value mapping (extra columns are ignored)."""
         values = {name: row[name] for name in _JOB_COLUMNS if name in row}
-        return cls(**{**values, "state": JobState(row["state"])})
-
-
-@dataclass(frozen=True, slots=True)
-class EventRow:
-    """The columns of one ``events`` row that accounting reads."""
-
-    seq: int
-    job_key: str
-    at: str
-    to_state: str
-    remote_id: str | None = None
-    remote_status: str | None = None
-    price_micro: int | None = None
-
-    @classmethod
-    def of(cls, row: Mapping[str, Any]) -> EventRow:
-        """From a column -> value mapping (extra columns are ignored)."""
-        return cls(**{name: row[name] for name in _EVENT_COLUMNS if name in row})
+        planned = bool(values.get("planned", True))  # SQLite gives 0 or 1
+        return cls(**{**values, "state": JobState(row["state"]), "planned": planned})
 
 
 _JOB_COLUMNS = tuple(f.name for f in fields(JobRow))
-_EVENT_COLUMNS = tuple(f.name for f in fields(EventRow))
 
 
 @dataclass
@@ -126,6 +108,8 @@ class Tally:
     billed_micro: int = 0
     in_flight_jobs: int = 0
     in_flight_micro: int = 0
+    not_sent_jobs: int = 0  #: pending: no remote job yet (not sent, or held back by the budget)
+    not_sent_micro: int = 0  #: their estimated price: what sending them will cost
     free_jobs: int = 0
     free_attempts: int = 0  #: remote jobs Krea failed or cancelled (from the events)
     clips: int = 0  #: billed jobs other than orphans
@@ -142,6 +126,9 @@ class Tally:
         elif kind is Bucket.IN_FLIGHT:
             self.in_flight_jobs += 1
             self.in_flight_micro += row.price_micro
+        elif kind is Bucket.NOT_SENT:
+            self.not_sent_jobs += 1
+            self.not_sent_micro += row.price_micro
         else:
             self.free_jobs += 1
 
@@ -180,6 +167,8 @@ class Tally:
             "billed_seconds": float(self.seconds),
             **money("cost_per_clip", self.cost_per_clip_micro),
             **money("cost_per_second", self.cost_per_second_micro),
+            "not_sent_jobs": self.not_sent_jobs,
+            **money("not_sent", self.not_sent_micro),
         }
 
 
@@ -216,37 +205,6 @@ class Orphan:
 
 
 @dataclass(frozen=True, slots=True)
-class Charge:
-    """One billed job at its billing time, with the running total: the spend-over-time chart."""
-
-    at: str | None
-    key: str
-    batch: str
-    model: str
-    price_micro: int
-    cumulative_micro: int
-
-
-@dataclass(frozen=True, slots=True)
-class Day:
-    """One UTC day: what was billed, and how many attempts Krea failed or cancelled for free."""
-
-    day: str
-    billed_jobs: int
-    billed_micro: int
-    free_attempts: int
-
-    def as_dict(self) -> dict[str, Any]:
-        """The day as plain data (see ``reports``)."""
-        return {
-            "day": self.day,
-            "billed_jobs": self.billed_jobs,
-            **money("billed", self.billed_micro),
-            "free_attempts": self.free_attempts,
-        }
-
-
-@dataclass(frozen=True, slots=True)
 class Figures:
     """Everything a report shows, added up."""
 
@@ -264,13 +222,15 @@ class Figures:
 
 
 def bucket(row: JobRow) -> Bucket:
-    """Billed, in flight or free (rules in the module docstring)."""
+    """Billed, in flight, not sent or free (rules in the module docstring)."""
     if row.state in _COMPLETED_STATES:
         return Bucket.BILLED
-    if row.state in _CURRENT_REMOTE and row.remote_status == "completed":
+    if row.state in CURRENT_REMOTE and row.remote_status == "completed":
         return Bucket.BILLED
     if row.state is S.ORPHAN or row.state is S.SUBMITTED:
         return Bucket.FREE if row.remote_status in REMOTE_TERMINAL else Bucket.IN_FLIGHT
+    if row.state is S.PENDING:
+        return Bucket.NOT_SENT if row.planned else Bucket.FREE
     return Bucket.IN_FLIGHT if row.state in IN_FLIGHT else Bucket.FREE
 
 
@@ -290,7 +250,8 @@ def account(jobs: Iterable[JobRow], events: Iterable[EventRow]) -> Figures:
             by_status.setdefault(row.state, Tally()),
         ):
             tally.add(row, attempts[row.key])
-    spent = charges(rows, billing_times(history))
+    billed = [row for row in rows if bucket(row) is Bucket.BILLED]
+    spent = charges(billed, billing_times(history))
     return Figures(
         totals=totals,
         by_batch=dict(sorted(by_batch.items())),
@@ -300,66 +261,6 @@ def account(jobs: Iterable[JobRow], events: Iterable[EventRow]) -> Figures:
         orphans=[_orphan(row) for row in rows if row.state is S.ORPHAN],
         charges=spent,
     )
-
-
-def free_attempts(events: Iterable[EventRow]) -> Counter[str]:
-    """Job key -> remote jobs of it that Krea failed or cancelled (each one free)."""
-    return Counter(e.job_key for e in events if e.to_state in _FREE_ATTEMPT)
-
-
-def billed_from_events(events: Iterable[EventRow]) -> int:
-    """The bill rebuilt from history alone: each remote job seen completed, once, at its price."""
-    return sum(price for _, price in _completions(events).values())
-
-
-def billing_times(events: Iterable[EventRow]) -> dict[str, str]:
-    """Remote id (job key without one) -> when the ledger first saw that remote job completed."""
-    return {ident: at for ident, (at, _) in _completions(events).items()}
-
-
-def _completions(events: Iterable[EventRow]) -> dict[str, tuple[str, int]]:
-    """Remote id -> (time, price) of the first event that shows it completed."""
-    first: dict[str, tuple[str, int]] = {}
-    for event in events:
-        if event.remote_status != "completed" or JobState(event.to_state) not in _CURRENT_REMOTE:
-            continue
-        first.setdefault(event.remote_id or event.job_key, (event.at, event.price_micro or 0))
-    return first
-
-
-def charges(rows: Iterable[JobRow], times: Mapping[str, str]) -> list[Charge]:
-    """Billed rows in billing order, each with the running total."""
-    billed = [
-        (times.get(row.remote_id or row.key) or row.completed_at or row.updated_at, row)
-        for row in rows
-        if bucket(row) is Bucket.BILLED
-    ]
-    billed.sort(key=lambda pair: (pair[0] is None, _sortable(pair[0]), pair[1].key))
-    out, total = [], 0
-    for at, row in billed:
-        total += row.price_micro
-        out.append(Charge(at, row.key, row.batch, row.model, row.price_micro, total))
-    return out
-
-
-def days(spent: Iterable[Charge], events: Iterable[EventRow], keys: set[str]) -> list[Day]:
-    """Billed money and free attempts per UTC day, oldest first (unknown times last)."""
-    jobs, micro, free = Counter[str](), Counter[str](), Counter[str]()
-    for charge in spent:
-        jobs[utc_day(charge.at)] += 1
-        micro[utc_day(charge.at)] += charge.price_micro
-    for event in events:
-        if event.to_state in _FREE_ATTEMPT and event.job_key in keys:
-            free[utc_day(event.at)] += 1
-    names = sorted(set(jobs) | set(free), key=lambda d: (d == UNKNOWN_DAY, d))
-    return [Day(d, jobs[d], micro[d], free[d]) for d in names]
-
-
-def utc_day(moment: str | None) -> str:
-    """The UTC calendar day of an ISO timestamp (``unknown`` without one)."""
-    if not moment:
-        return UNKNOWN_DAY
-    return parse_utc(moment).astimezone(UTC).date().isoformat()
 
 
 def ratio_micro(micro: int, count: int | Decimal) -> int | None:
@@ -372,10 +273,6 @@ def ratio_micro(micro: int, count: int | Decimal) -> int | None:
 def money(name: str, micro: int | None) -> dict[str, Any]:
     """``{name}_micro`` (the number to compute with) and ``{name}_usd`` (derived, for reading)."""
     return {f"{name}_micro": micro, f"{name}_usd": None if micro is None else usd(micro)}
-
-
-def _sortable(moment: str | None) -> float:
-    return parse_utc(moment).timestamp() if moment else 0.0
 
 
 def _orphan(row: JobRow) -> Orphan:

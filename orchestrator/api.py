@@ -6,9 +6,11 @@
     jobs = orchestrator.jobs("orchestrator.db", batch="demo")                      # JobRecord list
     figures = orchestrator.report("orchestrator.db")                              # the report JSON
 
-The key comes from ``KREA_API_KEY`` (or ``api_key_file=``), exactly as for the command line, and
-keyword arguments are :class:`~orchestrator.config.Settings` fields. Jupyter already runs an event
-loop, so there use the ``a``-prefixed coroutines; the plain functions say so if called there.
+The key comes from ``KREA_API_KEY`` (or ``api_key_file=``, or ``api_key=``), as for the command
+line, and keyword arguments are :class:`~orchestrator.config.Settings` fields. A missing ledger
+or batch raises :class:`~orchestrator.errors.InputError`, as the CLI exits 2 for it. Jupyter
+already runs an event loop, so there use the ``a``-prefixed coroutines; the plain functions say
+so if called there.
 """
 
 from __future__ import annotations
@@ -20,11 +22,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from orchestrator import reports
+from orchestrator.commands import read_ledger
 from orchestrator.config import Settings, api_key_from_env
 from orchestrator.errors import ConfigError
 from orchestrator.jobs import JobRecord
-from orchestrator.ledger import Ledger
-from orchestrator.manifest import load_manifest
 from orchestrator.pipeline import Reporter
 from orchestrator.runner import RunSummary
 from orchestrator.runner import run as run_batch
@@ -37,16 +38,18 @@ async def arun(
     reporter: Reporter | None = None, api_key_file: str | None = None, **settings: Any,
 ) -> RunSummary:  # fmt: skip
     """Run ``manifest`` to verified files; resumes whatever the ledger holds."""
-    key = settings.pop("api_key", None) or api_key_from_env(api_key_file)
+    key = settings.pop("api_key", None) or api_key_from_env(
+        api_key_file, hint="or pass api_key= (a simulator's URL as api_base=)"
+    )
     config = Settings(api_key=key, ledger_path=Path(ledger), out_dir=Path(out)).with_(**settings)
-    return await run_batch(load_manifest(manifest), config, reporter)
+    return await run_batch(manifest, config, reporter)  # loaded only if the ledger lacks its jobs
 
 
 async def ajobs(
     ledger: str | Path = "orchestrator.db", *, batch: str | None = None
 ) -> list[JobRecord]:
     """Every job row of the ledger (or of one batch), in manifest order."""
-    async with Ledger.open(ledger, readonly=True) as book:
+    async with read_ledger(ledger, batch) as book:
         return await book.jobs(batch=batch)
 
 
@@ -54,7 +57,7 @@ async def areport(
     ledger: str | Path = "orchestrator.db", *, batch: str | None = None
 ) -> dict[str, Any]:
     """The report as the documented JSON object (see ``reports``)."""
-    async with Ledger.open(ledger, readonly=True) as book:
+    async with read_ledger(ledger, batch) as book:
         data: dict[str, Any] = json.loads(await reports.render(book, batch, "json"))
         return data
 

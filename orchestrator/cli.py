@@ -1,35 +1,50 @@
 """The `orchestrator` command: parse arguments, build Settings, call the library, print the result.
 
-Nothing below this module imports click. Every command is thin: the work lives in ``runner``,
-``costs``, ``reports`` and ``ledger``. One error handler (:class:`Main`) turns any
+Nothing below this module and its options (``cli_options``) imports click. Every command is
+thin: the work lives in ``commands`` and below. One error handler (:class:`Main`) turns any
 ``OrchestratorError`` into ``Error: <message>`` on stderr and the exit code of its class; the
 traceback is shown only with ``--debug`` (or ``ORCHESTRATOR_DEBUG=1``).
 
 Exit codes: 0 every job has its verified file; 1 some jobs failed, were rejected or cancelled;
-2 bad input (nothing was changed); 3 stopped by the budget or by Krea's 402; 4 could not run
-(ledger busy, bad key, ...); 130 interrupted (run the same command again to resume).
+2 bad input: manifest, a flag's value (click's usage errors too), no key, no such ledger or batch
+(nothing was changed); 3 stopped by the budget or by Krea's 402; 4 could not run (ledger busy,
+key refused, ...); 130 interrupted (run the same command again to resume).
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sys
 import traceback
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
 from orchestrator import commands, errors
-from orchestrator.config import DEFAULT_API_BASE, Settings, api_key_from_env
+from orchestrator.cli_options import (
+    Number,
+    api_options,
+    check_run_options,
+    debug_option,
+    ledger_option,
+    run_options,
+)
+from orchestrator.config import (
+    DEFAULT_LEDGER,
+    DEFAULT_OUT,
+    SIMULATED_LEDGER,
+    SIMULATED_OUT,
+    Settings,
+    api_key_from_env,
+)
 from orchestrator.prices import micro_from_usd
 from orchestrator.simulator.command import simulate
 
 T = TypeVar("T")
-F = TypeVar("F", bound=Callable[..., Any])
+SIMULATE_HINT = "or add --simulate to try the tool on the built-in simulator"
 
 
 class Main(click.Group):
@@ -82,122 +97,6 @@ def main(ctx: click.Context, debug: bool) -> None:
 main.add_command(simulate)
 
 
-def ledger_option(f: F) -> F:
-    return click.option(
-        "--ledger",
-        "ledger_path",
-        type=click.Path(dir_okay=False, path_type=Path),
-        default="orchestrator.db",
-        show_default=True,
-        envvar="ORCHESTRATOR_LEDGER",
-        show_envvar=True,
-        help="The SQLite ledger file.",
-    )(f)
-
-
-def api_options(f: F) -> F:
-    f = click.option(
-        "--api-key-file",
-        type=click.Path(dir_okay=False),
-        envvar="KREA_API_KEY_FILE",
-        show_envvar=True,
-        help="Read the API key from this file (else KREA_API_KEY).",
-    )(f)
-    return click.option(
-        "--api-base",
-        default=DEFAULT_API_BASE,
-        show_default=True,
-        envvar="KREA_API_BASE",
-        show_envvar=True,
-        help="Krea API base URL.",
-    )(f)
-
-
-def run_options(f: F) -> F:
-    """The options `run` and `retry` share."""
-    options = [
-        click.option(
-            "--out",
-            "out_dir",
-            type=click.Path(file_okay=False, path_type=Path),
-            default="out",
-            show_default=True,
-            envvar="ORCHESTRATOR_OUT",
-            show_envvar=True,
-            help="Folder the MP4s are written under.",
-        ),
-        click.option(
-            "--budget", type=float, help="Cap in USD for this batch (overrides budget_usd)."
-        ),
-        click.option(
-            "--max-in-flight",
-            type=click.IntRange(1),
-            help="Krea concurrency + backlog of the account.",
-        ),
-        click.option(
-            "--rps", type=click.FloatRange(min=0, min_open=True), help="Requests per second cap."
-        ),
-        click.option(
-            "--submit-workers",
-            type=click.IntRange(1, 16),
-            default=1,
-            show_default=True,
-            help="POSTs in flight at once (1 keeps crash attribution exact).",
-        ),
-        click.option(
-            "--download-workers",
-            type=click.IntRange(1, 64),
-            default=4,
-            show_default=True,
-            help="Downloads at once.",
-        ),
-        click.option(
-            "--poll-min",
-            type=click.FloatRange(min=0, min_open=True),
-            default=2.0,
-            show_default=True,
-            help="Shortest time between status sweeps, seconds.",
-        ),
-        click.option(
-            "--poll-max",
-            type=click.FloatRange(min=0, min_open=True),
-            default=30.0,
-            show_default=True,
-            help="Longest time between status sweeps, seconds.",
-        ),
-        click.option(
-            "--webhook-url", help="Public URL Krea should POST finished jobs to (webhook mode)."
-        ),
-        click.option(
-            "--webhook-listen", metavar="HOST:PORT", help="Where the webhook receiver listens."
-        ),
-        click.option(
-            "--simulate",
-            is_flag=True,
-            help="Run against the built-in Krea simulator (no key, no cost).",
-        ),
-        click.option(
-            "--time-scale",
-            type=click.FloatRange(min=0, min_open=True),
-            default=None,
-            help="API seconds per real second; only meaningful with a simulator [--simulate: 60].",
-        ),
-        click.option("--dry-run", is_flag=True, help="Validate and estimate only; send nothing."),
-        click.option(
-            "--progress",
-            type=click.Choice(["auto", "live", "plain", "json", "quiet"]),
-            default="auto",
-            show_default=True,
-            help="How to show progress.",
-        ),
-        ledger_option,
-        api_options,
-    ]
-    for option in reversed(options):
-        f = option(f)
-    return f
-
-
 @main.command()
 @click.argument("manifest", type=click.Path(exists=True, dir_okay=False))
 @run_options
@@ -237,7 +136,7 @@ def validate(manifest: str) -> None:
 
 @main.command()
 @click.argument("manifest", type=click.Path(exists=True, dir_okay=False))
-@click.option("--budget", type=float, help="Check the estimate against this cap in USD.")
+@click.option("--budget", type=Number(0), help="Check the estimate against this cap in USD.")
 @click.option(
     "--format",
     "fmt",
@@ -254,7 +153,7 @@ def estimate(manifest: str, budget: float | None, fmt: str) -> None:
 
 
 @main.command()
-@ledger_option
+@ledger_option()
 @click.option("--batch", help="Only this batch.")
 @click.option(
     "--format",
@@ -265,12 +164,12 @@ def estimate(manifest: str, budget: float | None, fmt: str) -> None:
     help="table for people, json for programs (shape in the README).",
 )
 def status(ledger_path: Path, batch: str | None, fmt: str) -> None:
-    """Jobs per batch and state, and the age of the oldest job in flight (no API key needed)."""
+    """Jobs per batch and state, orphans, and the age of the oldest job in flight (no API key)."""
     click.echo(_run_async(commands.status(ledger_path, batch, fmt)))
 
 
 @main.command()
-@ledger_option
+@ledger_option()
 @click.option("--batch", help="Only this batch.")
 @click.option(
     "--format",
@@ -289,7 +188,7 @@ def report(ledger_path: Path, batch: str | None, fmt: str, output: Path | None) 
 
 
 @main.command()
-@ledger_option
+@ledger_option()
 @click.option("--batch", help="Only this batch.")
 @click.option("--events", is_flag=True, help="Export the event history instead of the jobs.")
 @click.option(
@@ -312,26 +211,40 @@ def export(
 
 @main.command()
 @click.option("--batch", required=True, help="The batch whose jobs in flight are cancelled.")
-@ledger_option
+@ledger_option()
 @api_options
 def cancel(batch: str, ledger_path: Path, api_base: str, api_key_file: str | None) -> None:
-    """Cancel (DELETE) every job of BATCH still in flight at Krea; cancelled jobs are free."""
+    """Cancel (DELETE) every job of BATCH still in flight at Krea; cancelled jobs are free.
+
+    Refused while a `run` holds the ledger (stop it first). Ambiguous jobs are skipped and
+    counted: their Krea job id is unknown until the next `run` reconciles them.
+    """
     settings = Settings(
         api_base=api_base, api_key=api_key_from_env(api_key_file), ledger_path=ledger_path
     )
     click.echo(_run_async(commands.cancel(settings, batch)))
 
 
+# `--debug` after the command too (`orchestrator run x --debug`), as the error hint suggests.
+for _command in main.commands.values():
+    _command.params.append(debug_option())
+
+
 def _settings(**options: Any) -> Settings:
-    """Settings from `run`'s options (the key never comes from a flag)."""
-    simulated = options["simulate"] or options["dry_run"]
-    budget = options["budget"]
+    """Settings from `run`'s options (the key never comes from a flag).
+
+    ``--simulate`` gets its own ledger and output folder unless given: a simulated MP4 must never
+    sit where a paid one is expected, nor a simulated job in a ledger a real run resumes.
+    """
+    simulate, budget = options["simulate"], options["budget"]
+    keyless = simulate or options["dry_run"]
+    ledger = options["ledger_path"] or Path(SIMULATED_LEDGER if simulate else DEFAULT_LEDGER)
     return Settings(
         api_base=options["api_base"],
-        api_key="" if simulated else api_key_from_env(options["api_key_file"]),
-        ledger_path=options["ledger_path"],
-        out_dir=options["out_dir"],
-        time_scale=options["time_scale"] or (60.0 if options["simulate"] else 1.0),
+        api_key="" if keyless else api_key_from_env(options["api_key_file"], hint=SIMULATE_HINT),
+        ledger_path=ledger,
+        out_dir=options["out_dir"] or Path(SIMULATED_OUT if simulate else DEFAULT_OUT),
+        time_scale=options["time_scale"] or (60.0 if simulate else 1.0),
         submit_workers=options["submit_workers"],
         download_workers=options["download_workers"],
         max_in_flight=options["max_in_flight"],
@@ -342,15 +255,16 @@ def _settings(**options: Any) -> Settings:
         poll_max_s=options["poll_max"],
         webhook_url=options["webhook_url"],
         webhook_listen=options["webhook_listen"],
-        seed=int(os.environ["ORCHESTRATOR_SEED"]) if os.environ.get("ORCHESTRATOR_SEED") else None,
+        seed=options["seed"],
     )
 
 
 def _run_manifest(manifest: str, retry_failed: int, options: dict[str, Any]) -> None:
     """`run` and `retry`: the same run, with more or fewer new attempts for failed jobs."""
+    progress = check_run_options(options)
     settings = _settings(retry_failed=retry_failed, **options)
-    flags = {name: options[name] for name in ("simulate", "dry_run", "progress")}
-    sys.exit(_run_async(commands.run(manifest, settings, **flags)))
+    flags = {name: options[name] for name in ("simulate", "dry_run")}
+    sys.exit(_run_async(commands.run(manifest, settings, progress=progress, **flags)))
 
 
 def _run_async(coroutine: Coroutine[Any, Any, T]) -> T:

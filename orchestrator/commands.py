@@ -7,25 +7,28 @@ program reads has a JSON form whose shape is documented in the README.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
-from collections.abc import Sequence
-from contextlib import AsyncExitStack
+from collections import Counter
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from orchestrator import costs, errors, reports
+from orchestrator.accounting import Figures
 from orchestrator.client import KreaClient
 from orchestrator.clock import parse_utc
 from orchestrator.config import Settings
-from orchestrator.jobs import JobState
+from orchestrator.jobs import JobRecord, JobState
 from orchestrator.ledger import Ledger, LedgerLock, Move
 from orchestrator.manifest import load_manifest
-from orchestrator.pipeline import Reporter
-from orchestrator.progress import JsonLog, LineLog, LivePanel, Quiet
+from orchestrator.progress import Ending, JsonLog, LineLog, LivePanel, Quiet
 from orchestrator.runner import RunSummary
 from orchestrator.runner import run as run_batch
+from orchestrator.startup import prepare
 
 S = JobState
 DEMO_SIMULATOR = {"concurrency": 4, "backlog": 12, "seed": 7}
@@ -34,62 +37,107 @@ DEMO_SIMULATOR = {"concurrency": 4, "backlog": 12, "seed": 7}
 async def run(
     manifest_path: str, settings: Settings, *, simulate: bool, dry_run: bool, progress: str
 ) -> int:
-    """`orchestrator run`: returns the exit code."""
-    manifest = load_manifest(manifest_path)
+    """`orchestrator run`: returns the exit code.
+
+    The reporter is given an ending however the run ends (an error, Ctrl-C), so a CI step reading
+    ``--json`` always finds the ``end`` event last.
+    """
     if dry_run:
         text, fits = estimate(manifest_path, _usd(settings.budget_micro), "table")
         print(text)
         return errors.EXIT_STOPPED if fits is False else errors.EXIT_OK
-    async with AsyncExitStack() as stack:
-        if simulate:
-            settings = await _start_simulator(stack, settings)
-        reporter = _reporter(progress, settings.budget_micro or manifest.budget_micro)
-        if isinstance(reporter, LivePanel):
-            stack.enter_context(reporter)
-        summary = await run_batch(manifest, settings, reporter)
-    print(await _summary_text(summary, settings))
+    reporter = _reporter(progress)
+    try:
+        summary = await _run_batch(manifest_path, settings, simulate, reporter)
+    except errors.OrchestratorError as exc:
+        reporter.finish(Ending(exc.exit_code, fields={"error": exc.message}))
+        raise
+    except asyncio.CancelledError:
+        reporter.finish(Ending(errors.EXIT_INTERRUPTED, fields={"error": "interrupted"}))
+        raise
+    reporter.finish(await _ending(summary, settings))
     return summary.exit_code
 
 
-async def _start_simulator(stack: AsyncExitStack, settings: Settings) -> Settings:
+async def _run_batch(
+    manifest_path: str, settings: Settings, simulate: bool, reporter: LineLog
+) -> RunSummary:
+    plan = await prepare(manifest_path, settings)  # loaded only if the ledger lacks its jobs
+    async with AsyncExitStack() as stack:
+        if simulate:
+            settings = await _start_simulator(stack, settings, reporter)
+        if isinstance(reporter, LivePanel):
+            reporter.budget_micro = settings.budget_micro or plan.budget_micro
+            stack.enter_context(reporter)
+        return await run_batch(plan, settings, reporter)
+
+
+async def _start_simulator(
+    stack: AsyncExitStack, settings: Settings, reporter: LineLog
+) -> Settings:
     from orchestrator.simulator import running_simulator
 
     sim = await stack.enter_async_context(
         running_simulator(time_scale=settings.time_scale, **DEMO_SIMULATOR)
     )
-    print(
+    reporter.headline(
         f"Using the built-in Krea simulator at {sim.url} ({settings.time_scale:g}x speed, no cost)"
     )
     return settings.with_(api_base=sim.url, api_key="simulated-account")
 
 
-def _reporter(progress: str, budget_micro: int | None) -> Reporter:
+def _reporter(progress: str) -> LineLog:
     if progress == "auto":
         progress = "live" if sys.stderr.isatty() else "plain"
     if progress == "live":
-        return LivePanel(budget_micro=budget_micro)
+        return LivePanel()
     if progress == "json":
         return JsonLog()
     return Quiet() if progress == "quiet" else LineLog()
 
 
-async def _summary_text(summary: RunSummary, settings: Settings) -> str:
+async def _ending(summary: RunSummary, settings: Settings) -> Ending:
+    """The summary as lines for people, one line for --quiet, and the ``end`` event's fields."""
+    async with Ledger.open(settings.ledger_path, readonly=True) as ledger:
+        figures = await reports.figures(ledger, summary.batch)
     done = summary.counts.get(S.DONE, 0)
+    counts = sorted(summary.counts.items())
+    others = ", ".join(f"{n} {s}" for s, n in counts if s is not S.DONE and n)
     lines = [f"{done} of {summary.planned} jobs have verified MP4s under {summary.out_dir}/"]
-    others = {s: n for s, n in summary.counts.items() if s is not S.DONE and n}
-    if others:
-        lines.append("not done: " + ", ".join(f"{n} {s}" for s, n in sorted(others.items())))
+    lines += [f"not done: {others}"] if others else []
     if summary.held_back:
-        lines.append(
-            f"held back by the budget: {summary.held_back} jobs ({_money(summary.held_back_micro)})"
-        )
+        held = f"{summary.held_back} jobs ({_money(summary.held_back_micro)})"
+        lines.append(f"held back by the budget: {held}")
     if summary.stopped == "funds":
         lines.append(
             "Krea answered 402: top up the API balance at https://krea.ai/app/api, then rerun"
         )
-    async with Ledger.open(settings.ledger_path, readonly=True) as ledger:
-        lines.append(await reports.batch_summary(ledger, summary.batch))
-    return "\n".join(lines)
+    lines.append(reports.summary_text(figures))
+    line = (
+        f"batch {summary.batch}: {done} of {summary.planned} done"
+        + (f" ({others})" if others else "")
+        + f", {_money(figures.totals.billed_micro)} billed, exit {summary.exit_code}"
+    )
+    return Ending(summary.exit_code, lines, line, _end_fields(summary, figures))
+
+
+def _end_fields(summary: RunSummary, figures: Figures) -> dict[str, object]:
+    """The ``end`` event (README, Commands): add keys, never rename."""
+    totals = figures.totals
+    return {
+        "batch": summary.batch,
+        "planned": summary.planned,
+        "done": summary.counts.get(S.DONE, 0),
+        "counts": {str(s): n for s, n in sorted(summary.counts.items())},
+        "billed_micro": totals.billed_micro,
+        "billed_usd": totals.billed_micro / 1_000_000,
+        "in_flight_micro": totals.in_flight_micro,
+        "in_flight_usd": totals.in_flight_micro / 1_000_000,
+        "held_back": summary.held_back,
+        "held_back_micro": summary.held_back_micro,
+        "stopped": summary.stopped,
+        "out_dir": str(summary.out_dir),
+    }
 
 
 def validate(manifest_path: str) -> str:
@@ -119,90 +167,133 @@ def estimate(manifest_path: str, budget_usd: float | None, fmt: str) -> tuple[st
     return text, result.fits_budget
 
 
+@asynccontextmanager
+async def read_ledger(path: str | Path, batch: str | None = None) -> AsyncIterator[Ledger]:
+    """The ledger at ``path``, read-only; a missing ledger or batch is bad input (exit 2)."""
+    require_ledger(path)
+    async with Ledger.open(path, readonly=True) as ledger:
+        await _check_batch(ledger, batch)
+        yield ledger
+
+
+def require_ledger(path: str | Path) -> None:
+    """Readers never create a ledger: a path with none is a typo, said as bad input (exit 2)."""
+    if not Path(path).is_file():
+        raise errors.NoLedger(str(path))
+
+
+async def _check_batch(ledger: Ledger, batch: str | None) -> None:
+    if batch is not None and await ledger.batch(batch) is None:
+        raise errors.InputError(f"no batch {batch!r} in {ledger.path}")
+
+
 async def status(ledger_path: Path, batch: str | None, fmt: str) -> str:
-    """`orchestrator status`: counts per batch and state, oldest job in flight."""
-    async with Ledger.open(ledger_path, readonly=True) as ledger:
+    """`orchestrator status`: counts per batch and state, orphans, oldest job in flight.
+
+    ``--format json`` is a list with one object per batch (README, Commands)::
+
+        [{"batch": "demo", "states": {"done": 9, "submitted": 2}, "orphans": 0,
+          "oldest_in_flight": "3m05s", "oldest_in_flight_s": 185.2}]
+    """
+    async with read_ledger(ledger_path, batch) as ledger:
         names = [batch] if batch else await ledger.batch_names()
-        if batch and await ledger.batch(batch) is None:
-            raise errors.InputError(f"no batch {batch!r} in {ledger_path}")
         data = [await _batch_status(ledger, name) for name in names]
     if fmt == "json":
         return json.dumps(data, indent=2)
     states = [s.value for s in JobState if s is not S.ORPHAN]
     rows = [
-        (d["batch"], *(str(d["states"].get(s, 0)) for s in states), d["oldest_in_flight"] or "-")
+        (d["batch"], *(str(d["states"].get(s, 0)) for s in states), str(d["orphans"]),
+         d["oldest_in_flight"] or "-")
         for d in data
-    ]
-    return (
-        _table(("batch", *states, "oldest in flight"), rows)
-        if rows
-        else "the ledger has no batches yet"
-    )
+    ]  # fmt: skip
+    header = ("batch", *states, "orphans", "oldest in flight")
+    return _table(header, rows) if rows else "the ledger has no batches yet"
 
 
 async def _batch_status(ledger: Ledger, name: str) -> dict[str, Any]:
     counts = await ledger.state_counts(name, planned_only=True)
+    orphans = counts.pop(S.ORPHAN, 0)  # remote jobs no entry claims: not the batch's jobs
     oldest = await ledger.oldest_in_flight(name)
-    age = None
-    if oldest:
-        seconds = (datetime.now(UTC) - parse_utc(oldest)).total_seconds()
-        age = f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+    seconds = (datetime.now(UTC) - parse_utc(oldest)).total_seconds() if oldest else None
     return {
         "batch": name,
         "states": {s.value: n for s, n in counts.items()},
-        "oldest_in_flight": age,
+        "orphans": orphans,
+        "oldest_in_flight": None if seconds is None else _age(seconds),
+        "oldest_in_flight_s": None if seconds is None else round(seconds, 1),
     }
+
+
+def _age(seconds: float) -> str:
+    return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
 
 
 async def report(ledger_path: Path, batch: str | None, fmt: str) -> str:
     """`orchestrator report` (see ``reports``)."""
-    async with Ledger.open(ledger_path, readonly=True) as ledger:
+    async with read_ledger(ledger_path, batch) as ledger:
         return await reports.render(ledger, batch, fmt)
 
 
 async def export(ledger_path: Path, batch: str | None, events: bool, fmt: str) -> str:
     """`orchestrator export`: every job (or event) row, as CSV or JSON."""
-    async with Ledger.open(ledger_path, readonly=True) as ledger:
+    async with read_ledger(ledger_path, batch) as ledger:
         return await reports.export(ledger, batch, events=events, fmt=fmt)
 
 
 async def cancel(settings: Settings, batch: str) -> str:
-    """`orchestrator cancel`: DELETE every job of ``batch`` in flight, and record the outcome."""
+    """`orchestrator cancel`: DELETE every job of ``batch`` in flight, and record the outcome.
+
+    Only jobs with a Krea job id can be cancelled: an ambiguous job's id is unknown until the next
+    `run` reconciles it, so it is skipped and counted, never guessed.
+    """
+    require_ledger(settings.ledger_path)
     lock = LedgerLock(settings.ledger_path)
-    lock.acquire()  # a run in progress would keep sending: stop it first
+    lock.acquire()  # a run in progress would keep sending: it must be stopped first
     try:
-        async with (
-            Ledger.open(settings.ledger_path) as ledger,
-            KreaClient.connect(settings.api_base, settings.api_key) as client,
-        ):
+        async with Ledger.open(settings.ledger_path) as ledger:
+            await _check_batch(ledger, batch)
             rows = await ledger.jobs(batch=batch, states=[S.SUBMITTED])
-            outcomes = [
-                await _cancel_one(ledger, client, row.key, row.remote_id or "") for row in rows
-            ]
+            unknown = await ledger.jobs(batch=batch, states=[S.SUBMITTING, S.AMBIGUOUS])
+            async with KreaClient.connect(settings.api_base, settings.api_key) as client:
+                outcomes = [await _cancel_one(ledger, client, row) for row in rows]
     finally:
         lock.release()
-    cancelled = outcomes.count("cancelled")
-    return f"cancelled {cancelled} of {len(rows)} jobs in flight" + (
-        f"; {len(rows) - cancelled} could no longer be cancelled (see `orchestrator status`)"
-        if cancelled < len(rows)
-        else ""
-    )
+    return _cancel_text(Counter(outcomes), len(rows), len(unknown))
 
 
-async def _cancel_one(ledger: Ledger, client: KreaClient, key: str, remote_id: str) -> str:
+async def _cancel_one(ledger: Ledger, client: KreaClient, row: JobRecord) -> str:
+    """DELETE one job; its Krea status afterwards ("unknown" when Krea no longer knows it)."""
+    remote_id = row.remote_id or ""
     try:
         remote = await client.cancel_job(remote_id)
-    except errors.ApiError:
+    except errors.ApiError:  # 409: it finished first; a 401 comes back from the GET below
         remote = None
-    if remote is None or remote.status != "cancelled":
-        remote = await client.get_job(remote_id)
+    try:
+        if remote is None or remote.status != "cancelled":
+            remote = await client.get_job(remote_id)  # what it became instead
+    except errors.NotFound:
+        return "unknown"  # the next `run` marks it failed after Krea's 404s
     to = {"cancelled": S.CANCELLED, "completed": S.COMPLETED, "failed": S.FAILED}.get(remote.status)
     if to is not None:
         fields: dict[str, Any] = {"remote_status": remote.status}
         if to is S.COMPLETED:
             fields |= {"result_url": remote.urls[0] if remote.urls else None}
-        await ledger.apply([Move(key, S.SUBMITTED, to, "orchestrator cancel", fields)])
+        await ledger.apply([Move(row.key, S.SUBMITTED, to, "orchestrator cancel", fields)])
     return remote.status
+
+
+def _cancel_text(outcomes: Counter[str], in_flight: int, skipped: int) -> str:
+    cancelled = outcomes.pop("cancelled", 0)
+    parts = [f"cancelled {cancelled} of {in_flight} jobs in flight"]
+    if outcomes:
+        others = ", ".join(f"{n} {status}" for status, n in sorted(outcomes.items()))
+        parts.append(f"{sum(outcomes.values())} could no longer be cancelled ({others})")
+    if skipped:
+        parts.append(
+            f"skipped {skipped} ambiguous jobs: their Krea job id is unknown until the next "
+            "`orchestrator run` reconciles them"
+        )
+    return "; ".join(parts)
 
 
 def _money(micro: int | None) -> str:

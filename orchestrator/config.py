@@ -17,6 +17,9 @@ from orchestrator.errors import ConfigError
 DEFAULT_API_BASE = "https://api.krea.ai"
 DEFAULT_LEDGER = "orchestrator.db"
 DEFAULT_OUT = "out"
+#: `run --simulate` keeps its own ledger and files, so simulated MP4s never pass as paid ones.
+SIMULATED_LEDGER = "simulated.db"
+SIMULATED_OUT = "simulated-out"
 
 
 @dataclass(frozen=True)
@@ -46,8 +49,12 @@ class Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
 
 
-def api_key_from_env(key_file: str | None = None, *, required: bool = True) -> str:
-    """The key from ``KREA_API_KEY``, else from a file; ConfigError when required and absent."""
+def api_key_from_env(key_file: str | None = None, *, required: bool = True, hint: str = "") -> str:
+    """The key from ``KREA_API_KEY``, else from a file; ConfigError when required and absent.
+
+    ``hint`` ends the message with what else the caller can do (``run`` can simulate; ``cancel``
+    cannot), so no command suggests a flag it lacks.
+    """
     key = os.environ.get("KREA_API_KEY", "").strip()
     path = key_file or os.environ.get("KREA_API_KEY_FILE")
     if not key and path:
@@ -57,8 +64,7 @@ def api_key_from_env(key_file: str | None = None, *, required: bool = True) -> s
             raise ConfigError(f"cannot read the API key file {path}: {exc.strerror}") from None
     if required and not key:
         raise ConfigError(
-            "no API key: set KREA_API_KEY (or KREA_API_KEY_FILE), or use `orchestrator demo` "
-            "to try the tool on the built-in simulator"
+            "no API key: set KREA_API_KEY (or KREA_API_KEY_FILE)" + (f", {hint}" if hint else "")
         )
     return key
 

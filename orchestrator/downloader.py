@@ -1,265 +1,35 @@
-"""Downloading finished videos: completed → downloading → done; never a partial file as final.
+"""Downloading finished videos: completed → downloading → done, by a fixed pool of workers.
 
-Every file goes through the same sequence (RELIABILITY P4.1-P4.6):
-
-1. Stream into ``.<name>.part`` beside the target (same filesystem, so the rename is atomic),
-   resuming a partial file with ``Range`` + ``If-Range`` (its ETag is in ``.<name>.part.json``);
-   a ``200`` to a range request restarts from zero, a ``206`` must start where the file ends.
-2. Count the bytes against the announced length, walk the MP4 boxes (``mp4.check_mp4``), hash it.
-3. ``fsync`` the file, ``os.replace`` it onto the target, ``fsync`` the directory; only then is the
-   job ``done`` in the ledger, with its size and sha256.
+Each worker takes a completed job's key from the poller's queue, marks it ``downloading`` and has
+``transfer.fetch`` bring the file through its safe sequence (temp file, length, MP4 boxes, sha256,
+fsync, atomic rename); only then is the job ``done`` in the ledger, with its size and sha256.
 
 A media host that refuses a once-good URL (401/403/404/410) means the URL expired: a fresh one
-comes from ``GET /jobs/{id}``. A full disk deletes the temp file (a failed fsync is never retried
-on the same file), pauses every download with one clear message, and resumes once space returns.
-The API key is never sent to the media host: downloads use their own session.
+comes from ``GET /jobs/{id}``, a bounded number of times before the job is parked. A full disk
+pauses every download with one clear message and resumes once space returns. The API key is
+never sent to the media host: downloads use their own session.
 """
 
 from __future__ import annotations
 
 import asyncio
-import errno
-import hashlib
-import json
-import os
-import shutil
-import tempfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 import aiohttp
 
 from orchestrator import errors
 from orchestrator.clock import now_utc
 from orchestrator.jobs import JobRecord, JobState
-from orchestrator.mp4 import check_mp4
 from orchestrator.pipeline import Pipeline
 from orchestrator.retry import Action, Backoff, classify_read
+from orchestrator.transfer import DISK_MARGIN, Fetched, fetch, inside, room_for, verified_on_disk
 
 S = JobState
-FLUSH_BYTES = 1 << 20
-DISK_MARGIN = 16 << 20
-#: No room for this file: no space, over quota, or past a file size limit (EFBIG, ``ulimit -f``).
-FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
-
-
-@dataclass(frozen=True)
-class Fetched:
-    size: int
-    sha256: str
-
-
-def part_paths(target: Path) -> tuple[Path, Path]:
-    """The temp file and its resume metadata, beside the target."""
-    return target.with_name(f".{target.name}.part"), target.with_name(f".{target.name}.part.json")
-
-
-async def fetch(session: aiohttp.ClientSession, url: str, target: Path) -> Fetched:
-    """Download ``url`` to ``target`` through the safe sequence; resumes a previous partial file."""
-    part, meta = part_paths(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    offset, etag = _resume_point(part, meta)
-    headers = {"Range": f"bytes={offset}-", "If-Range": etag} if offset and etag else {}
-    try:
-        async with session.get(url, headers=headers) as response:
-            total, offset = _plan(response, offset, url)
-            if total is None:  # 416 on a file that is already whole
-                total = offset
-            else:
-                _ensure_space(target, total - offset)
-                meta.write_text(json.dumps({"etag": response.headers.get("ETag"), "total": total}))
-                await _stream(response, part, offset, target, total)
-    except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
-        got = part.stat().st_size if part.exists() else 0
-        raise errors.Truncated(total_or_unknown(meta), got, url=_safe(url)) from None
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        raise errors.DownloadError(
-            f"download failed ({type(exc).__name__})", url=_safe(url)
-        ) from None
-    return await asyncio.to_thread(_finish, part, meta, target, total, url)
-
-
-def total_or_unknown(meta: Path) -> int:
-    try:
-        return int(json.loads(meta.read_text())["total"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return -1
-
-
-def _resume_point(part: Path, meta: Path) -> tuple[int, str | None]:
-    if not part.exists():
-        return 0, None
-    try:
-        etag = json.loads(meta.read_text()).get("etag")
-    except (OSError, ValueError, AttributeError):
-        etag = None
-    if not etag:  # without a validator a resumed file could mix two versions: start over
-        part.unlink()
-        return 0, None
-    return part.stat().st_size, str(etag)
-
-
-def _plan(response: aiohttp.ClientResponse, offset: int, url: str) -> tuple[int | None, int]:
-    """(total size, offset to write at) from the answer; raises for answers we cannot use."""
-    status = response.status
-    if status in (401, 403, 404, 410):
-        raise errors.UrlExpired(f"the media host answered {status}", url=_safe(url))
-    if status == 206:
-        start, total = _content_range(response.headers.get("Content-Range", ""))
-        if start != offset or total is None:
-            raise errors.DownloadError(
-                "a partial answer does not continue the file", url=_safe(url)
-            )
-        return total, offset
-    if status == 416:
-        _, total = _content_range(response.headers.get("Content-Range", ""))
-        if total is not None and total == offset:
-            return None, offset
-        raise errors.DownloadError("the server cannot resume this file", url=_safe(url))
-    if status != 200:
-        raise errors.DownloadError(f"the media host answered {status}", url=_safe(url))
-    if response.content_length is None:
-        raise errors.DownloadError("the media host gave no length", url=_safe(url))
-    return response.content_length, 0
-
-
-def _content_range(value: str) -> tuple[int | None, int | None]:
-    """``bytes 100-199/2000`` → (100, 2000); ``bytes */2000`` → (None, 2000)."""
-    try:
-        _, spec = value.split(" ", 1)
-        span, total = spec.split("/", 1)
-        start = None if span == "*" else int(span.split("-", 1)[0])
-        return start, (None if total == "*" else int(total))
-    except ValueError:
-        return None, None
-
-
-def _ensure_space(target: Path, needed: int) -> None:
-    if shutil.disk_usage(target.parent).free < needed + DISK_MARGIN:
-        raise errors.DiskFull(str(target), needed + DISK_MARGIN)
-
-
-async def _stream(
-    response: aiohttp.ClientResponse, part: Path, offset: int, target: Path, total: int
-) -> None:
-    with part.open("r+b" if offset else "wb") as handle:
-        handle.truncate(offset)
-        handle.seek(offset)
-        buffer = bytearray()
-        try:
-            async for chunk in response.content.iter_chunked(FLUSH_BYTES):
-                buffer += chunk
-                if len(buffer) >= FLUSH_BYTES:
-                    data = bytes(buffer)
-                    buffer.clear()
-                    await asyncio.to_thread(_write, handle, part, target, data, total)
-        finally:
-            # also when the transfer is cut or times out: the next attempt resumes after them
-            if buffer:
-                await asyncio.to_thread(_write, handle, part, target, bytes(buffer), total)
-
-
-def _write(handle: BinaryIO, part: Path, target: Path, data: bytes, total: int) -> None:
-    try:
-        handle.write(data)
-        handle.flush()
-    except OSError as exc:
-        _fail_full(exc, part, target, total)
-        raise
-
-
-def _finish(part: Path, meta: Path, target: Path, total: int, url: str) -> Fetched:
-    """Blocking tail of a download (run in a thread): verify, fsync, rename, fsync the directory."""
-    size = part.stat().st_size
-    if size != total:
-        raise errors.Truncated(total, size, url=_safe(url))
-    try:
-        check_mp4(part)
-    except errors.NotMp4:
-        part.unlink(missing_ok=True)
-        meta.unlink(missing_ok=True)
-        raise
-    digest = _sha256(part)
-    try:
-        with part.open("rb+") as handle:
-            os.fsync(handle.fileno())
-    except OSError as exc:
-        _fail_full(exc, part, target, total)
-        raise
-    os.replace(part, target)
-    _fsync_dir(target.parent)
-    meta.unlink(missing_ok=True)
-    return Fetched(size, digest)
-
-
-def _fail_full(exc: OSError, part: Path, target: Path, total: int) -> None:
-    """On a full disk, drop the temp file (never fsync it again) and raise DiskFull."""
-    if exc.errno in FULL:
-        part.unlink(missing_ok=True)
-        raise errors.DiskFull(str(target), total) from None
-
-
-def room_for(directory: Path, size: int) -> bool:
-    """Whether a ``size``-byte file fits: free space, and a sparse probe of that length (free
-    space cannot show EFBIG; the probe costs no space and fails as the real writes would)."""
-    if shutil.disk_usage(directory).free < size:
-        return False
-    try:
-        with tempfile.TemporaryFile(dir=directory) as probe:
-            probe.truncate(size)
-    except OSError as exc:
-        if exc.errno in FULL:
-            return False
-        raise
-    return True
 
 
 def _transient(exc: errors.OrchestratorError) -> bool:
     """Worth another attempt: anything but an API answer that no retry can change."""
     return not isinstance(exc, errors.ApiError) or classify_read(exc).action is Action.RETRY
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(FLUSH_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _safe(url: str) -> str:
-    """A URL without its query string (signatures) for messages."""
-    return url.split("?", 1)[0]
-
-
-def inside(out_dir: Path, relative: str) -> Path:
-    """``out_dir / relative``, refused if symlinks would take the write outside ``out_dir``."""
-    root = out_dir.resolve()
-    target = (root / relative).resolve()
-    if not target.is_relative_to(root):
-        raise errors.DownloadError(f"refusing to write {relative}: it resolves outside {root}")
-    return target
-
-
-def verified_on_disk(
-    path: Path, size: int | None, sha256: str | None, *, full: bool = False
-) -> bool:
-    """True when ``path`` holds the recorded file: same size (and same sha256 when ``full``)."""
-    try:
-        if size is None or path.stat().st_size != size:
-            return False
-    except OSError:
-        return False
-    return not full or (sha256 is not None and _sha256(path) == sha256)
 
 
 class Downloader:
@@ -291,10 +61,19 @@ class Downloader:
                 again = job is not None and job.state is S.COMPLETED and await self._download(job)
 
     async def _download(self, job: JobRecord) -> bool:
-        pipe = self.pipe
-        await pipe.ledger.transition(
+        # Not awaited: the GET of the media changes nothing remote, and this worker's next write
+        # (done, parked) is queued behind it, so the two share a commit. A crash before either
+        # lands leaves the job completed, which is downloaded again: the same as from downloading.
+        started = self.pipe.ledger.transition_soon(
             job.key, S.DOWNLOADING, expect=S.COMPLETED, cause="download started"
         )
+        try:
+            return await self._download_started(job)
+        finally:
+            await started  # long since committed; raises if the move itself was refused
+
+    async def _download_started(self, job: JobRecord) -> bool:
+        pipe = self.pipe
         try:
             target = inside(pipe.out_dir, job.output_path or f"{job.entry_id}.mp4")
         except errors.DownloadError as exc:
@@ -303,7 +82,7 @@ class Downloader:
         if job.sha256 and verified_on_disk(target, job.bytes, job.sha256, full=True):
             await self._done(
                 job,
-                Fetched(job.bytes or 0, job.sha256),
+                Fetched(job.bytes or 0, job.sha256, target.stat().st_mtime_ns),
                 job.result_url,
                 "already on disk, verified",
             )
@@ -356,6 +135,7 @@ class Downloader:
             cause=cause,
             bytes=fetched.size,
             sha256=fetched.sha256,
+            file_mtime_ns=fetched.mtime_ns,
             result_url=url,
             done_at=now_utc(),
             last_error=None,

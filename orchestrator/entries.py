@@ -161,12 +161,17 @@ def tag(value: Any, position: int) -> str:
 
 
 def expand_entries(jobs: YamlList, defaults: Defaults, problems: Problems) -> Iterator[Draft]:
-    """Every entry's drafts, in order; broken entries are reported and skipped."""
+    """Every entry's drafts, in order; broken entries are reported and skipped.
+
+    Consumes ``jobs``: each entry is released (replaced by None) once its drafts are taken, so
+    the parsed tree of a 100,000-entry manifest shrinks while its JobSpecs grow.
+    """
     total = 0
     for index, entry in enumerate(jobs):
         if not isinstance(entry, YamlMap):
             problems.add("each job must be a mapping with at least `prompt:`", line_of(jobs, index))
             continue
+        jobs[index] = None
         drafts = _Entry(entry, index, defaults, problems).drafts()
         total += len(drafts)
         if total > MAX_JOBS:

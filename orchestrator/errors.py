@@ -8,7 +8,8 @@ The CLI has a single handler: it prints ``Error: <message>`` and exits with the 
     │   ├── ManifestError(path,line,job,field)
     │   │   └── ManifestErrors(errors)     all problems of one manifest at once
     │   ├── PriceUnknown(model,detail)     a request the price table cannot price
-    │   └── ConfigError                    bad flag, missing API key, ...
+    │   ├── ConfigError                    bad flag, missing API key, ...
+    │   └── NoLedger(path)                 a command that reads the ledger was given none
     ├── LedgerError
     │   ├── LedgerBusy(pid)                another `run` holds the ledger
     │   └── IllegalTransition(key,from,to) a bug: the state machine forbids it
@@ -116,6 +117,17 @@ class PriceUnknown(InputError):
 
 class ConfigError(InputError):
     """A setting is missing or invalid."""
+
+
+class NoLedger(InputError):
+    """There is no ledger at the given path: a wrong --ledger is bad input, not a failure to run."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        super().__init__(
+            f"no ledger at {path}: check --ledger (or ORCHESTRATOR_LEDGER); "
+            "`orchestrator run` creates it"
+        )
 
 
 class LedgerError(OrchestratorError):

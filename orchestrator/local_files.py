@@ -90,6 +90,10 @@ class FileHasher:
             raise ValueError(found)
         return found
 
+    def hashed(self) -> dict[str, str]:
+        """absolute path -> sha256 of every file hashed without a problem."""
+        return {path: found[0] for path, found in self._seen.items() if isinstance(found, tuple)}
+
 
 def _hash_file(absolute: str, written: str) -> str:
     extension = os.path.splitext(absolute)[1].lower()

@@ -45,6 +45,11 @@ into drafts, planning.py checks each job (schema, price, local files, output pat
 local_files.py, output_paths.py and prices.py beneath it. This module owns the top level.
 ``JobSpec.key`` comes from ``jobs.job_key``: formatting, key order or quoting changes in the
 YAML change no key, and editing one prompt changes exactly one.
+
+A run keeps a manifest's :class:`ManifestHeader` (everything but the jobs) in its ledger, under
+:func:`planner_fingerprint`: resuming the same bytes then needs none of this (startup.py).
+Loading 100,000 jobs holds the parsed tree and the JobSpecs at once only briefly: each entry is
+released as soon as it is expanded (entries.py), and JobSpec is slotted.
 """
 
 from __future__ import annotations
@@ -52,7 +57,9 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
 from typing import Any
 
 from orchestrator.entries import (
@@ -73,6 +80,11 @@ from orchestrator.prices import PriceOverrides, micro_from_usd, parse_override
 from orchestrator.yaml_safe import YamlList, YamlMap, line_of, parse_yaml, read_capped
 
 TOP_LEVEL = ("batch", "defaults", "jobs", "output", "limits", "budget_usd", "prices")
+#: What decides the jobs a manifest becomes (see planner_fingerprint).
+PLANNER_FILES = (
+    "manifest.py", "entries.py", "planning.py", "yaml_safe.py", "output_paths.py", "prices.py",
+    "spec.py", "local_files.py", "jobs.py", "data/krea-openapi.json", "data/prices.json",
+)  # fmt: skip
 LIMITS = ("max_in_flight", "requests_per_second")
 MAX_PROBLEMS = 50
 _BATCH = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}")
@@ -87,6 +99,27 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class ManifestHeader:
+    """What a run needs of a manifest once its jobs are in the ledger: everything but the jobs.
+
+    The ledger keeps it with the batch, so that resuming an unchanged manifest need not parse
+    and check every entry again (see startup.py).
+    """
+
+    path: str
+    batch: str
+    sha256: str  #: of the file's bytes
+    limits: Limits
+    budget_micro: int | None
+    local_files: dict[str, str] = field(default_factory=dict)  #: absolute path -> its sha256
+
+    @property
+    def files(self) -> dict[str, str]:
+        """sha256 -> a local path with that content: what the uploader sends."""
+        return {digest: path for path, digest in self.local_files.items()}
+
+
+@dataclass(frozen=True)
 class Manifest:
     """A loaded manifest: every job expanded, validated and priced, in manifest order."""
 
@@ -98,6 +131,14 @@ class Manifest:
     budget_micro: int | None
     prices: PriceOverrides
     specs: list[JobSpec]  #: seq 0..n-1
+    local_files: dict[str, str] = field(default_factory=dict)  #: absolute path -> its sha256
+
+    @property
+    def header(self) -> ManifestHeader:
+        """Everything but the jobs."""
+        return ManifestHeader(
+            self.path, self.batch, self.sha256, self.limits, self.budget_micro, self.local_files
+        )
 
 
 def load_manifest(path: str | os.PathLike[str]) -> Manifest:
@@ -108,6 +149,28 @@ def load_manifest(path: str | os.PathLike[str]) -> Manifest:
     if not isinstance(document, YamlMap):
         raise ManifestError("a manifest must be a mapping with `batch:` and `jobs:`", path=shown)
     return _TopLevel(shown, document).manifest(hashlib.sha256(data).hexdigest())
+
+
+def manifest_sha256(path: str | os.PathLike[str]) -> str:
+    """The sha256 of a manifest file's bytes (the same cap as loading it applies)."""
+    return hashlib.sha256(read_capped(path)).hexdigest()
+
+
+@cache
+def planner_fingerprint() -> str:
+    """A digest of the code and data that turn a manifest into jobs.
+
+    A plan recorded in a ledger is reused only under the same fingerprint: a new price table,
+    schema or validation rule makes the next run load its manifest in full again.
+    """
+    digest = hashlib.sha256()
+    package = resources.files("orchestrator")
+    for name in PLANNER_FILES:
+        try:
+            digest.update(package.joinpath(name).read_bytes())
+        except OSError:  # installed without sources: nothing to tell versions apart by
+            digest.update(name.encode())
+    return digest.hexdigest()
 
 
 class _TopLevel:
@@ -131,7 +194,8 @@ class _TopLevel:
         specs = [spec for spec in planned if spec is not None]
         self.problems.raise_if_any()
         template = defaults.template or DEFAULT_TEMPLATE
-        return Manifest(self.path, batch, sha256, template, limits, budget, overrides, specs)
+        files = planner.hasher.hashed()
+        return Manifest(self.path, batch, sha256, template, limits, budget, overrides, specs, files)
 
     def _add(self, message: str, key: str | None = None, field: str | None = None) -> None:
         line = line_of(self.doc, key) if key in self.doc else self.doc.line

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Hashable
 from typing import Any
 
 from orchestrator import local_files, output_paths
@@ -25,6 +26,8 @@ from orchestrator.jobs import JobSpec, canonical_json, job_key
 from orchestrator.prices import PriceOverrides, price_micro
 from orchestrator.spec import Problem, load_spec, request_problems
 from orchestrator.yaml_safe import YamlMap
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 class Planner:
@@ -41,7 +44,7 @@ class Planner:
         self.batch, self.overrides, self.problems = batch, overrides, problems
         self.defaults = defaults  #: the manifest's ``defaults:``, for the lines of its fields
         self.hasher = local_files.FileHasher(base_dir)
-        self.verdicts: dict[tuple[str, str], list[Problem]] = {}
+        self.verdicts: dict[tuple[str, Hashable], list[Problem]] = {}
         self.ids: dict[str, int] = {}
         self.paths: dict[str, tuple[str, int]] = {}
         self.template_problems: set[tuple[int | None, str]] = set()
@@ -124,8 +127,7 @@ class Planner:
         return (request if ok else None), checked, files
 
     def _valid(self, draft: Draft, request: dict[str, Any]) -> bool:
-        rest = {k: v for k, v in request.items() if k != "prompt"}
-        cache_key = (draft.model, canonical_json(rest))
+        cache_key = (draft.model, _shape(request))
         verdict = self.verdicts.get(cache_key)
         if verdict is None:
             verdict = self.verdicts[cache_key] = _problems_except_prompt(draft.model, request)
@@ -178,6 +180,18 @@ class Planner:
             known = "batch, id, base_id, take, index, model, or a request field"
             raise ValueError(f"unknown placeholder {{{name}}} in the output template ({known})")
         return default
+
+
+def _shape(request: dict[str, Any]) -> Hashable:
+    """The request but its prompt, as a key of the verdict cache.
+
+    A flat request (the common case) becomes a sorted tuple of (name, type, value): types are
+    kept, so 5, 5.0 and True never share a verdict. Nested values fall back to canonical JSON.
+    """
+    rest = [(name, type(value), value) for name, value in request.items() if name != "prompt"]
+    if all(kind in _SCALARS for _, kind, _ in rest):
+        return tuple(sorted(rest, key=lambda item: item[0]))
+    return canonical_json({name: value for name, _, value in rest})
 
 
 def _head(field: str) -> str:

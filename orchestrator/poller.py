@@ -6,11 +6,19 @@ job created since the oldest one still in flight, so a **sweep** of one page usu
 whole batch. Jobs older than the pages a sweep reads (a straggler stuck for an hour behind
 thousands of newer ones) get an individual ``GET /jobs/{id}``, at most once a minute each.
 
-When to sweep again is a pure decision (:func:`next_delay`): aim for several completions per
-sweep at the completion rate observed so far, sooner while Krea's backlog for us could run dry,
-never more often than ``poll_min_s`` nor less often than ``poll_max_s``. Before the first
-completion the interval grows geometrically. In webhook mode a delivery is only a hint: the job is
-confirmed with ``GET /jobs/{id}`` before anything changes, and unknown ids are ignored.
+When to sweep again is a pure decision (:func:`next_delay`), never more often than
+``poll_min_s`` nor less often than ``poll_max_s``:
+
+* just after the next end :mod:`forecast` predicts from the durations of the same model's jobs,
+  while the :class:`~orchestrator.forecast.Allowance` of status requests per job lasts. Finished
+  jobs are then noticed within about ``SWEEP_LAG_S``, not half a polling interval later;
+* otherwise on a timer: several completions per sweep at the completion rate observed so far,
+  sooner while Krea's backlog for us could run dry; before the first completion the interval grows
+  geometrically. When every running job has a predicted end, the timer is only a safety net
+  (``poll_max_s``).
+
+In webhook mode a delivery is only a hint: the job is confirmed with ``GET /jobs/{id}`` before
+anything changes, and unknown ids are ignored.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from dataclasses import dataclass
 from orchestrator import errors
 from orchestrator.client import RemoteJob
 from orchestrator.clock import parse_utc
+from orchestrator.forecast import Allowance, Forecast, epoch_s, plan_sweep
 from orchestrator.jobs import (
     REMOTE_TERMINAL,
     JobRecord,
@@ -40,6 +49,8 @@ MAX_PAGES = 3
 #: A job Krea keeps answering 404 for (deleted elsewhere, another account) is given up as failed
 #: rather than waited for forever; failed jobs are free and --retry-failed can resend it.
 MISSING_LIMIT = 3
+#: How long after a predicted end to sweep (API seconds): Krea's list may lag its own clock.
+SWEEP_LAG_S = 0.25
 
 
 def moves_for(tracked: Sequence[JobRecord], seen: dict[str, RemoteJob]) -> list[Move]:
@@ -90,6 +101,8 @@ class Pace:
 
     completion_rate: float = 0.0  #: jobs finished per API second (moving average)
     empty_sweeps: int = 0
+    next_end_in_s: float | None = None  #: until just after the next predicted end (if affordable)
+    all_predicted: bool = False  #: every running job has a predicted end: the timer is a safety net
 
 
 def wanted_entry(wanted: dict[str, JobRecord], key: str) -> str:
@@ -98,12 +111,16 @@ def wanted_entry(wanted: dict[str, JobRecord], key: str) -> str:
 
 def next_delay(pace: Pace, *, backlogged: int, tuning: Tuning) -> float:
     """Seconds until the next sweep (pure; see the module docstring)."""
-    if pace.completion_rate <= 0:
+    if pace.all_predicted:
+        delay = tuning.poll_max_s
+    elif pace.completion_rate <= 0:
         delay = tuning.poll_min_s * 1.5**pace.empty_sweeps
     else:
         delay = tuning.completions_per_sweep / pace.completion_rate
         if backlogged:
             delay = min(delay, 0.5 * backlogged / pace.completion_rate)
+    if pace.next_end_in_s is not None:
+        delay = min(delay, pace.next_end_in_s)
     return min(tuning.poll_max_s, max(tuning.poll_min_s, delay))
 
 
@@ -113,6 +130,9 @@ class Poller:
     def __init__(self, pipe: Pipeline) -> None:
         self.pipe = pipe
         self.pace = Pace()
+        self.forecast = Forecast()
+        self.allowance = Allowance()
+        self._first_page: tuple[float, float] | None = None  #: (answered, newest Krea timestamp)
         self._hints: set[str] = set()
         self._wake = asyncio.Event()
         self._last_get: dict[str, float] = {}
@@ -137,22 +157,52 @@ class Poller:
                     return
                 await self._idle()
                 continue
+            self._follow(tracked)
+            started = self.pipe.clock.now()
             try:
                 finished = await self._sweep(tracked)
                 self._backoff.succeeded()
             except (errors.ApiError, errors.TransportError) as exc:
-                if classify_read(exc).action is not Action.RETRY:
-                    raise
-                self.pipe.reporter.note(
-                    f"status sweep failed, backing off: {exc.message}", level="warning"
-                )
-                await self.pipe.clock.sleep(self._backoff.next_delay(exc))
+                await self._sweep_failed(exc)
                 continue
             now = self.pipe.clock.now()
             self._learn(finished, now - (self._last_sweep if self._last_sweep is not None else now))
             self._last_sweep = now
+            self._plan(started)
             backlogged = sum(1 for t in tracked if t.remote_status == "backlogged")
-            await self._wait(next_delay(self.pace, backlogged=backlogged, tuning=self.pipe.tuning))
+            interval = next_delay(self.pace, backlogged=backlogged, tuning=self.pipe.tuning)
+            await self._wait(interval - (now - started))  # from this sweep's start to the next
+
+    def _follow(self, tracked: Sequence[JobRecord]) -> None:
+        """Hand jobs new in flight to the forecast; each earns its share of status requests."""
+        for job in tracked:
+            created = job.remote_created_at or job.created_at
+            if job.remote_id and created:
+                known = self.forecast.track(job.remote_id, job.model, job.remote_status, created)
+                if known:
+                    self.allowance.earn()
+        self.forecast.keep_only(job.remote_id for job in tracked if job.remote_id)
+
+    def _plan(self, started: float) -> None:
+        """Aim the next sweep just after predicted ends, while the allowance lasts.
+
+        ``started`` is when the sweep just done began: intervals run from one start to the next.
+        """
+        tuning, end = self.pipe.tuning, None
+        if self.allowance.left >= 1:
+            soonest = started + tuning.poll_min_s - SWEEP_LAG_S
+            end = plan_sweep(self.forecast.ends(), tuning.poll_min_s, not_before=soonest)
+        self.pace.next_end_in_s = None if end is None else end + SWEEP_LAG_S - started
+        self.pace.all_predicted = end is not None and self.forecast.unpredicted() == 0
+
+    async def _sweep_failed(self, exc: errors.ApiError | errors.TransportError) -> None:
+        """Back off (Retry-After when given); a rate 429 also slows every request down."""
+        if classify_read(exc).action is not Action.RETRY:
+            raise exc
+        if isinstance(exc, errors.RateLimited):
+            self.pipe.pacer.on_rate_limited()
+        self.pipe.reporter.note(f"status sweep failed, backing off: {exc.message}", level="warning")
+        await self.pipe.clock.sleep(self._backoff.next_delay(exc))
 
     async def _tracked(self) -> list[JobRecord]:
         rows = await self.pipe.ledger.jobs(batch=self.pipe.batch, states=[S.SUBMITTED, S.ORPHAN])
@@ -192,9 +242,12 @@ class Poller:
             wanted, min(parse_utc(t.remote_created_at or t.created_at or "") for t in tracked)
         )
         for remote_id in self._due_by_id(wanted, seen):
+            self.allowance.spend()
             job = await self._get(remote_id)
             if job is not None:
                 seen[remote_id] = job
+        if self._first_page is not None:
+            self.forecast.observe(seen, *self._first_page)
         moves = moves_for(tracked, seen)
         retries = self._retries(moves)
         await self.pipe.ledger.apply([*moves, *retries])  # one transaction: a retry is never lost
@@ -209,15 +262,28 @@ class Poller:
         seen: dict[str, RemoteJob] = {}
         cursor: str | None = None
         limit = min(1000, max(50, 2 * len(wanted) + 20))
+        self._first_page = None
         for _ in range(MAX_PAGES):
+            self.allowance.spend()
             page = await self.pipe.client.list_jobs(cursor=cursor, limit=limit)
-            seen.update((item.job_id, item) for item in page.items if item.job_id in wanted)
+            found = [item for item in page.items if item.job_id in wanted]
+            if cursor is None:
+                ended = (item for item in found if item.status in REMOTE_TERMINAL)
+                self._note_first_page([*page.items[:1], *ended])
+            seen.update((item.job_id, item) for item in found)
             if len(seen) == len(wanted) or not page.items or not page.next_cursor:
                 break
             if parse_utc(page.items[-1].created_at) < oldest:  # type: ignore[operator]
                 break
             cursor, limit = page.next_cursor, 1000
         return seen
+
+    def _note_first_page(self, items: Sequence[RemoteJob]) -> None:
+        """The newest Krea timestamp on the first page (newest job first), and when it came."""
+        stamps = [epoch_s(item.completed_at or item.created_at) for item in items]
+        newest = max((stamp for stamp in stamps if stamp is not None), default=None)
+        if newest is not None:
+            self._first_page = (self.pipe.clock.now(), newest)
 
     def _due_by_id(self, wanted: dict[str, JobRecord], seen: dict[str, RemoteJob]) -> list[str]:
         """Hinted jobs, and stragglers the pages did not reach (each at most once per interval)."""

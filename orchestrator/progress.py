@@ -1,14 +1,19 @@
 """What a running batch shows: a live panel on a terminal, one line per event otherwise, or JSON.
 
-All three implement ``pipeline.Reporter``; the pipeline calls them and never waits on them.
+All four implement ``pipeline.Reporter``; the pipeline calls them and never waits on them.
+Progress goes to stderr and the outcome to stdout, so ``run ... > result`` keeps only the outcome.
 
 * :class:`LivePanel` (rich): counts by state, in-flight jobs running vs waiting in Krea's backlog,
-  throughput, spend so far and an ETA, redrawn four times a second.
-* :class:`LineLog`: one plain line per state change, for pipes and log files.
-* :class:`JsonLog`: one JSON object per line (``{"t", "event", ...}``), for CI and other tools.
+  throughput, spend so far and an ETA, redrawn four times a second; then the summary.
+* :class:`LineLog`: one plain line per state change, for pipes and log files; then the summary.
+* :class:`JsonLog`: one JSON object per line on stderr (``{"t", "event", ...}``: ``start``,
+  ``job``, ``spend``, ``note``, and last ``end`` with the exit code and the money), for CI and
+  other tools; stdout stays empty, so ``2>&1`` gives pure JSON lines.
+* :class:`Quiet` (``--quiet``): errors only, then one summary line on stdout: what a CI log
+  wants, since the exit code already says how the run went.
 
-``--quiet`` keeps only warnings and errors. Nothing here ever prints the API key: reporters only
-receive job ids, states and messages built from our own error types.
+Nothing here ever prints the API key: reporters only receive job ids, states and messages built
+from our own error types.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import json
 import sys
 import time
 from collections import Counter, deque
+from dataclasses import dataclass, field
 from typing import TextIO
 
 from rich.console import Console, Group
@@ -34,6 +40,16 @@ WAITING = {"backlogged", "queued", "scheduled"}
 
 def usd(micro: int) -> str:
     return f"${micro / 1_000_000:,.2f}"
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How a run ended, in each form a reporter may want: built once, shown by the mode."""
+
+    exit_code: int
+    lines: list[str] = field(default_factory=list)  #: the summary for people
+    line: str = ""  #: the same in one line, for --quiet
+    fields: dict[str, object] = field(default_factory=dict)  #: the ``end`` event's figures
 
 
 class Tally:
@@ -104,6 +120,15 @@ class LineLog:
     def note(self, message: str, *, level: str = "info") -> None:
         self._emit(level, message)
 
+    def headline(self, message: str) -> None:
+        """Something the user should read before the progress (which simulator is used)."""
+        print(message, flush=True)
+
+    def finish(self, ending: Ending) -> None:
+        """The outcome, on stdout (nothing when an error ended the run: the error says it)."""
+        if ending.lines:
+            print("\n".join(ending.lines), flush=True)
+
     def _emit(self, level: str, message: str) -> None:
         if LEVELS.get(level, 1) >= self.min_level:
             prefix = "" if level == "info" else f"{level}: "
@@ -127,11 +152,27 @@ class JsonLog(LineLog):
             )
 
     def spend_changed(self, billed_micro: int, exposure_micro: int) -> None:
+        if (billed_micro, exposure_micro) == (self.tally.billed_micro, self.tally.exposure_micro):
+            return  # a sweep that settled nothing new: no event
         super().spend_changed(billed_micro, exposure_micro)
-        self._json("debug", "spend", billed_micro=billed_micro, exposure_micro=exposure_micro)
+        self._json(
+            "info",
+            "spend",
+            billed_micro=billed_micro,
+            billed_usd=billed_micro / 1_000_000,
+            exposure_micro=exposure_micro,
+            exposure_usd=exposure_micro / 1_000_000,
+        )
 
     def note(self, message: str, *, level: str = "info") -> None:
         self._json(level, "note", severity=level, message=message)
+
+    def headline(self, message: str) -> None:
+        self.note(message)
+
+    def finish(self, ending: Ending) -> None:
+        """The last line, always written: a CI step reads its exit code and money from it."""
+        self._json("error", "end", exit_code=ending.exit_code, **ending.fields)
 
     def _json(self, level: str, event: str, **fields: object) -> None:
         if LEVELS.get(level, 1) >= self.min_level:
@@ -190,7 +231,14 @@ class LivePanel(LineLog):
 
 
 class Quiet(LineLog):
-    """Warnings and errors only."""
+    """Errors only, then one summary line: a failed job is in the counts, not a warning."""
 
     def __init__(self, stream: TextIO | None = None) -> None:
-        super().__init__(stream, min_level="warning")
+        super().__init__(stream, min_level="error")
+
+    def headline(self, message: str) -> None:
+        pass
+
+    def finish(self, ending: Ending) -> None:
+        if ending.line:
+            print(ending.line, flush=True)

@@ -12,9 +12,9 @@ from collections.abc import Sequence
 from html import escape as esc
 from typing import Any
 
-from orchestrator.accounting import Charge
 from orchestrator.clock import parse_utc
 from orchestrator.reports import _highlights, _sections, dollars
+from orchestrator.spend_history import Charge
 
 MAX_STEPS = 2000  #: most steps the spend-over-time chart draws
 

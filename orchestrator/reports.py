@@ -1,7 +1,8 @@
 """After spending: the `report` (table, CSV, JSON, HTML), the after-run summary and `export`.
 
-Figures come from ``accounting`` (pure; its docstring says what billed, in flight and free mean);
-this module reads the ledger through its read-only report queries and renders. No HTTP, no SQL.
+Figures come from ``accounting`` (pure; its docstring says what billed, in flight, not sent and
+free mean); this module reads the ledger through its read-only report queries and renders. No
+HTTP, no SQL.
 
 ``report --format json`` has a stable shape (the README copies it; add keys, never rename)::
 
@@ -10,17 +11,19 @@ this module reads the ledger through its read-only report queries and renders. N
       "ledger": "/home/me/orchestrator.db",
       "batch": "demo",                      # null: every batch in the ledger
       "totals": {
-        "jobs": 4,
+        "jobs": 7,                          # billed + in flight + not sent + free
         "billed_jobs": 2, "billed_micro": 1101934, "billed_usd": 1.101934,
         "in_flight_jobs": 1, "in_flight_micro": 366700, "in_flight_usd": 0.3667,
-        "free_jobs": 1,                     # failed, cancelled, rejected, pending (never created)
+        "free_jobs": 1,                     # failed, cancelled, rejected (never charged)
         "free_attempts": 2,                 # remote jobs Krea failed or cancelled (history)
         "clips": 2, "billed_seconds": 15.0, # billed jobs other than orphans; their seconds
         "cost_per_clip_micro": 550967, "cost_per_clip_usd": 0.550967,
         "cost_per_second_micro": 73462, "cost_per_second_usd": 0.073462,
+        "not_sent_jobs": 3,                 # pending: not sent yet or held back by the budget
+        "not_sent_micro": 1100100, "not_sent_usd": 1.1001,  # what sending them will cost
         "orphans": 0, "orphan_billed_micro": 0, "orphan_billed_usd": 0.0
       },
-      "by_batch": [{"batch": "demo", <the keys of totals from "jobs" to "cost_per_second_usd">,
+      "by_batch": [{"batch": "demo", <the keys of totals from "jobs" to "not_sent_usd">,
                     "budget_micro": 5000000, "budget_usd": 5.0}],
       "by_model": [{"model": "kling/kling-2.5", <the same keys>}],
       "by_status": [{"state": "done", <the same keys>}, {"state": "submitted", ...}],
@@ -35,15 +38,19 @@ this module reads the ledger through its read-only report queries and renders. N
 Money is integer micro-USD (``*_micro``), the numbers to compute with; ``*_usd`` is derived from
 it for reading (exact to 6 places). A ratio is null when there is nothing to divide by. Groups
 are sorted by name (``by_status`` in the order of ``jobs.JobState``, ``by_day`` by date, UTC);
-each group's figures add up exactly to ``totals``. ``state`` is ours and ``remote_status`` is
+each group's figures add up exactly to ``totals``, and in every group ``jobs`` = billed + in
+flight + not sent + free. Billed is what Krea charged; billed + in flight + not sent is what the
+batch will have cost once every job still to go completes. (Until the ``not_sent_*`` keys were
+added, pending jobs were counted in ``free_jobs``.) ``state`` is ours and ``remote_status`` is
 Krea's (see ``accounting``). Orphans are remote jobs reconciliation found that no entry could
 claim: duplicate spend when billed.
 
 CSV is one table: ``section`` (total, batch, model, status, day, orphan), ``name``, the figures
-(USD as exact decimals). HTML is one self-contained file (inline CSS and SVG; no script, no
-network) with every ledger string escaped, since ids and prompts are user input. ``export`` gives
-every job (or event) row, columns as in ``Ledger.EXPORT_*_COLUMNS``, as CSV or a JSON list; it
-includes each request (the user's own data) and never media URLs or anything key-like.
+(USD as exact decimals; new columns go before ``note``). HTML is one self-contained file (inline
+CSS and SVG; no script, no network) with every ledger string escaped, since ids and prompts are
+user input. ``export`` gives every job (or event) row, columns as in ``Ledger.EXPORT_*_COLUMNS``,
+as CSV or a JSON list; it includes each request (the user's own data) and never media URLs or
+anything key-like.
 """
 
 from __future__ import annotations
@@ -55,26 +62,32 @@ from collections.abc import Iterable, Sequence
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from orchestrator.accounting import EventRow, Figures, JobRow, account, money
+from orchestrator.accounting import Figures, JobRow, account, money
 from orchestrator.clock import now_utc
 from orchestrator.errors import InputError
 from orchestrator.ledger import Ledger
+from orchestrator.spend_history import EventRow
 
 FORMATS = ("table", "csv", "json", "html")
 # fmt: off
 CSV_COLUMNS = (
     "section", "name", "jobs", "billed_jobs", "billed_micro", "billed_usd", "in_flight_jobs",
     "in_flight_micro", "in_flight_usd", "free_jobs", "free_attempts", "clips", "billed_seconds",
-    "cost_per_clip_usd", "cost_per_second_usd", "note",
+    "cost_per_clip_usd", "cost_per_second_usd", "not_sent_jobs", "not_sent_micro", "not_sent_usd",
+    "note",
 )
 GROUP_HEADER = (
-    "jobs", "billed", "in flight", "free", "free attempts", "clips", "seconds", "billed $",
-    "in flight $", "$/clip", "$/second",
+    "jobs", "billed", "in flight", "not sent", "free", "free attempts", "clips", "seconds",
+    "billed $", "in flight $", "not sent $", "$/clip", "$/second",
 )
 # fmt: on
 DAY_HEADER = ("day", "billed", "billed $", "free attempts")
 ORPHAN_HEADER = ("remote id", "batch", "model", "Krea status", "price", "billed")
 _GROUPS = (("batch", "by_batch"), ("model", "by_model"), ("state", "by_status"))
+#: The figures of GROUP_HEADER, in its order: counts, seconds, money, then the per-second rate.
+_GROUP_COUNTS = ("jobs", "billed_jobs", "in_flight_jobs", "not_sent_jobs", "free_jobs",
+                 "free_attempts", "clips")  # fmt: skip
+_GROUP_MONEY = ("billed_micro", "in_flight_micro", "not_sent_micro", "cost_per_clip_micro")
 Section = tuple[str, Sequence[str], list[tuple[str, ...]]]
 
 
@@ -226,8 +239,13 @@ def _highlights(t: dict[str, Any]) -> list[tuple[str, str]]:
             f"{dollars(t['in_flight_micro'])} estimated ({plural(t['in_flight_jobs'], 'job')})",
         ),
         (
+            "not sent",
+            f"{dollars(t['not_sent_micro'])} estimated ({plural(t['not_sent_jobs'], 'job')} "
+            "pending or held back by the budget)",
+        ),
+        (
             "free",
-            f"{plural(t['free_jobs'], 'job')}; "
+            f"{plural(t['free_jobs'], 'job')} failed, cancelled or rejected; "
             f"{plural(t['free_attempts'], 'attempt')} failed or cancelled",
         ),
         ("orphans", f"{t['orphans']} ({dollars(t['orphan_billed_micro'])} billed)"),
@@ -250,9 +268,8 @@ def _sections(document: dict[str, Any]) -> list[Section]:
 
 
 def _group_cells(g: dict[str, Any]) -> tuple[str, ...]:
-    keys = ("jobs", "billed_jobs", "in_flight_jobs", "free_jobs", "free_attempts", "clips")
-    cash = [dollars(g[k]) for k in ("billed_micro", "in_flight_micro", "cost_per_clip_micro")]
-    counts = [str(g[k]) for k in keys]
+    counts = [str(g[k]) for k in _GROUP_COUNTS]
+    cash = [dollars(g[k]) for k in _GROUP_MONEY]
     return (*counts, _seconds(g["billed_seconds"]), *cash, rate(g["cost_per_second_micro"]))
 
 
@@ -292,6 +309,11 @@ def summary_text(result: Figures) -> str:
     if t.in_flight_jobs:
         lines.append(
             f"in flight: {plural(t.in_flight_jobs, 'job')}, up to {dollars(t.in_flight_micro)} more"
+        )
+    if t.not_sent_jobs:
+        lines.append(
+            f"not sent: {plural(t.not_sent_jobs, 'job')} (pending or held back by the budget), "
+            f"{dollars(t.not_sent_micro)} more once sent"
         )
     if t.free_attempts:
         lines.append(f"free: {t.free_attempts} attempts Krea failed or cancelled (not charged)")

@@ -2,13 +2,15 @@
 
 Order of work, and why:
 
-1. Take the ledger's exclusive lock: two runs on one ledger could both send the same job.
-2. Sync the manifest into the ledger (skipped when the file is byte-for-byte the one last synced).
-3. Recover: ``submitting`` rows (a crash between intent and answer) become ``ambiguous``;
-   ``downloading`` rows go back to ``completed``; ``done`` rows whose file is gone are fetched
-   again; ``--retry-failed`` sends failed jobs back to ``pending``.
-4. Reconcile every ambiguous job *before* the first POST (``reconcile``).
-5. Run the submitter, poller and downloader side by side until nothing is left in flight.
+1. Load and check the manifest, unless the ledger already holds the jobs of these very bytes
+   (``startup``): a resume of 100,000 jobs then starts in about a second.
+2. Take the ledger's exclusive lock: two runs on one ledger could both send the same job.
+3. Sync the manifest into the ledger, in one transaction (skipped when the ledger holds it).
+4. Recover, set-based (``startup``): ``submitting`` rows (a crash between intent and answer)
+   become ``ambiguous``; ``downloading`` rows go back to ``completed``; ``done`` rows whose file
+   is gone are fetched again; ``--retry-failed`` sends failed jobs back to ``pending``.
+5. Reconcile every ambiguous job *before* the first POST (``reconcile``).
+6. Run the submitter, poller and downloader side by side until nothing is left in flight.
 
 Ctrl-C or SIGTERM cancels the stages wherever they are: every state on disk is one the next run
 recovers from, so stopping needs no cleanup and loses nothing.
@@ -27,16 +29,16 @@ import aiohttp
 from orchestrator.client import KreaClient
 from orchestrator.clock import Clock
 from orchestrator.config import Settings
-from orchestrator.downloader import Downloader, verified_on_disk
+from orchestrator.downloader import Downloader
 from orchestrator.errors import EXIT_CANNOT_RUN, EXIT_JOBS_FAILED, EXIT_OK, EXIT_STOPPED
-from orchestrator.jobs import IN_FLIGHT, REMOTE_TERMINAL, JobState
-from orchestrator.ledger import Batch, Ledger, LedgerLock, Move
+from orchestrator.jobs import JobState
+from orchestrator.ledger import Ledger, LedgerLock
 from orchestrator.limits import InFlightWindow, Pacer
-from orchestrator.manifest import Manifest
+from orchestrator.manifest import Manifest, ManifestHeader
 from orchestrator.pipeline import Budget, NullReporter, Pipeline, Reporter, Tuning
 from orchestrator.poller import Poller
-from orchestrator.prices import seconds_for
 from orchestrator.reconcile import Reconciler
+from orchestrator.startup import Plan, prepare, recover, sync_manifest
 from orchestrator.submitter import Submitter
 from orchestrator.webhooks import webhook_receiver
 
@@ -72,44 +74,30 @@ class RunSummary:
 
 
 async def run(
-    manifest: Manifest, settings: Settings, reporter: Reporter | None = None
+    manifest: Plan | Manifest | str | os.PathLike[str],
+    settings: Settings,
+    reporter: Reporter | None = None,
 ) -> RunSummary:
-    """Take ``manifest`` to verified files (see the module docstring)."""
+    """Take ``manifest`` to verified files (see the module docstring).
+
+    Given a path, a manifest whose jobs the ledger already holds is not loaded again (startup.py);
+    given a Plan, its jobs are released once they are in the ledger.
+    """
     reporter = reporter or NullReporter()
+    plan = await prepare(manifest, settings)  # checked in full before anything is written
     lock = LedgerLock(settings.ledger_path)
     lock.acquire()
     try:
         async with Ledger.open(settings.ledger_path) as ledger:
-            await sync_manifest(ledger, manifest, settings)
-            return await _run(ledger, manifest, settings, reporter)
+            header = await sync_manifest(ledger, plan, settings)
+            plan.manifest = None  # 100,000 JobSpecs need not outlive their sync
+            return await _run(ledger, header, settings, reporter)
     finally:
         lock.release()
 
 
-def batch_record(manifest: Manifest, settings: Settings) -> Batch:
-    """The batch row: absolute paths, and the budget from the flag or else the manifest."""
-    budget = settings.budget_micro if settings.budget_micro is not None else manifest.budget_micro
-    out_dir, manifest_path = os.path.abspath(settings.out_dir), os.path.abspath(manifest.path)
-    return Batch(manifest.batch, manifest_path, manifest.sha256, out_dir, budget)
-
-
-async def sync_manifest(ledger: Ledger, manifest: Manifest, settings: Settings) -> None:
-    """Record the batch and its jobs; a byte-identical manifest already synced is skipped."""
-    known = await ledger.batch(manifest.batch)
-    batch = batch_record(manifest, settings)
-    await ledger.save_batch(batch)
-    if known is not None and (known.manifest_sha256, known.out_dir) == (
-        batch.manifest_sha256,
-        batch.out_dir,
-    ):
-        return
-    seconds = {s.key: seconds_for(s.model, s.request) for s in manifest.specs}
-    await ledger.sync_plan(manifest.batch, manifest.specs, seconds)
-    await ledger.apply(await ledger.moved_outputs(manifest.batch, manifest.specs))
-
-
 async def _run(
-    ledger: Ledger, manifest: Manifest, settings: Settings, reporter: Reporter
+    ledger: Ledger, manifest: ManifestHeader, settings: Settings, reporter: Reporter
 ) -> RunSummary:
     rps = settings.requests_per_second or manifest.limits.requests_per_second
     ceiling = settings.max_in_flight or manifest.limits.max_in_flight or DEFAULT_CEILING
@@ -136,7 +124,7 @@ async def _run(
             reporter=reporter,
             rng=random.Random(settings.seed),
             tuning=_tuning(settings),
-            files={k: v for s in manifest.specs for k, v in s.files.items()},
+            files=manifest.files,
             webhook_url=settings.webhook_url,
             retry_failed=settings.retry_failed,
         )
@@ -151,57 +139,6 @@ def _tuning(settings: Settings) -> Tuning:
     if settings.webhook_url:
         return Tuning(poll_min_s=settings.poll_max_s, poll_max_s=settings.poll_max_s)
     return Tuning(poll_min_s=settings.poll_min_s, poll_max_s=settings.poll_max_s)
-
-
-async def recover(pipe: Pipeline) -> None:
-    """Bring a ledger left by a crash (or a finished run) to a state the stages work from."""
-    ledger, batch = pipe.ledger, pipe.batch
-    crashed = await ledger.jobs(states=[S.SUBMITTING])
-    await ledger.apply(
-        [
-            Move(r.key, S.SUBMITTING, S.AMBIGUOUS, "crash recovery: the POST may have been sent")
-            for r in crashed
-        ]
-    )
-    interrupted = await ledger.jobs(batch=batch, states=[S.DOWNLOADING])
-    await ledger.apply(
-        [
-            Move(r.key, S.DOWNLOADING, S.COMPLETED, "crash recovery: download interrupted")
-            for r in interrupted
-        ]
-    )
-    done = await ledger.jobs(batch=batch, states=[S.DONE], planned_only=True)
-    await ledger.apply(
-        [
-            Move(r.key, S.DONE, S.COMPLETED, "the file is missing or changed on disk")
-            for r in done
-            if not verified_on_disk(pipe.out_dir / (r.output_path or ""), r.bytes, r.sha256)
-        ]
-    )
-    if pipe.retry_failed > 0:
-        failed = await ledger.jobs(batch=batch, states=[S.FAILED, S.CANCELLED], planned_only=True)
-        await ledger.apply(
-            [Move(r.key, r.state, S.PENDING, "retry requested: a new attempt") for r in failed]
-        )
-        for row in failed:
-            pipe.retried[row.key] = 1
-    await _restore_accounts(pipe)
-
-
-async def _restore_accounts(pipe: Pipeline) -> None:
-    """In-flight slots, spend and the download queue, from the ledger."""
-    rows = await pipe.ledger.jobs(batch=pipe.batch)
-    for row in rows:
-        flying = row.state in IN_FLIGHT or (
-            row.state is S.ORPHAN and row.remote_status not in REMOTE_TERMINAL
-        )
-        if flying:
-            pipe.window.hold()
-            pipe.budget.exposure_micro += row.price_micro
-        elif row.remote_status == "completed":
-            pipe.budget.billed_micro += row.price_micro
-        if row.state is S.COMPLETED:
-            pipe.completed.put_nowait(row.key)
 
 
 async def _stages(pipe: Pipeline, settings: Settings, media: aiohttp.ClientSession) -> None:

@@ -56,6 +56,7 @@ class Submitter:
         self._cursor = -1
         self._claimed: set[str] = set()  #: keys a worker holds, so no other worker takes them
         self._feed = asyncio.Lock()
+        self._saving: set[asyncio.Future[None]] = set()  #: job ids queued, not yet committed
 
     async def run(self) -> None:
         """Return when no pending job can be sent (all sent, held back by the budget, stopped)."""
@@ -66,6 +67,8 @@ class Submitter:
             async with asyncio.TaskGroup() as group:
                 for _ in range(self.workers):
                     group.create_task(self._work())
+            for saved in list(self._saving):
+                await saved  # raises if a job id could not be recorded
         finally:
             self.pipe.flags.submitting_done.set()
 
@@ -191,22 +194,33 @@ class Submitter:
 
     async def _accepted(self, job: JobRecord, remote: RemoteJob) -> None:
         pipe = self.pipe
-        await pipe.ledger.transition(
-            job.key,
-            S.SUBMITTED,
-            expect=S.SUBMITTING,
-            cause="submitted",
-            remote_id=remote.job_id,
-            remote_status=remote.status,
-            remote_created_at=remote.created_at,
-            answered_at=now_utc(),
-            last_error=None,
+        # Not awaited: the next intent is queued behind it, so the job id is on disk before the
+        # next POST leaves, and the two share one commit (one fsync) instead of two.
+        self._saving.add(
+            saved := pipe.ledger.transition_soon(
+                job.key,
+                S.SUBMITTED,
+                expect=S.SUBMITTING,
+                cause="submitted",
+                remote_id=remote.job_id,
+                remote_status=remote.status,
+                remote_created_at=remote.created_at,
+                answered_at=now_utc(),
+                last_error=None,
+            )
         )
+        saved.add_done_callback(self._saving.discard)
+        saved.add_done_callback(lambda done: self._recorded(job, done))
         pipe.window.on_accepted()
         if self.floor is None or parse_utc(remote.created_at) > parse_utc(self.floor):
             self.floor = remote.created_at
-        pipe.submitted.set()
-        pipe.reporter.job_changed(job.entry_id, S.PENDING, S.SUBMITTED)
+
+    def _recorded(self, job: JobRecord, saved: asyncio.Future[None]) -> None:
+        """Once the job id is on disk: wake the poller and tell the user (never before)."""
+        if saved.cancelled() or saved.exception() is not None:
+            return
+        self.pipe.submitted.set()
+        self.pipe.reporter.job_changed(job.entry_id, S.PENDING, S.SUBMITTED)
 
     async def _post_failed(self, job: JobRecord, exc: errors.OrchestratorError) -> Outcome:
         pipe = self.pipe

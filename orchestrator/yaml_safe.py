@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -232,7 +233,8 @@ class _Builder:
         if key in mapping.key_lines:
             first = mapping.key_lines[key]
             self._fail(f"duplicate key {key!r} at lines {first} and {line}", line)
-        self.pending[-1] = (key, line)
+        # 100,000 entries repeat the same few keys: one shared string each, not 100,000 copies
+        self.pending[-1] = (sys.intern(key) if type(key) is str else key, line)
 
     def _check_tag(self, tag: str | None, kind: str, line: int) -> None:
         if tag is not None and tag not in ("!", _TAG + kind):

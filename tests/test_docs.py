@@ -56,3 +56,14 @@ def test_exit_codes_in_the_readme_match_the_error_classes() -> None:
     codes = {v for k, v in vars(errors).items() if k.startswith("EXIT_")}
     table = README.split("## Exit codes", 1)[1].split("##", 1)[0]
     assert {int(c) for c in re.findall(r"^\| (\d+) \|", table, flags=re.M)} == codes
+
+
+def test_the_state_diagram_has_exactly_the_transitions_of_the_state_machine() -> None:
+    """The README's diagram is jobs.TRANSITIONS, no move missing and none invented."""
+    from orchestrator.jobs import TRANSITIONS
+
+    section = README.split("### Job states", 1)[1].split("\n### ", 1)[0]
+    diagram = section.split("```mermaid\n", 1)[1].split("```", 1)[0]
+    drawn = set(re.findall(r"^\s*([a-z]+) --> ([a-z]+)\b", diagram, flags=re.M))
+    allowed = {(str(a), str(b)) for a, targets in TRANSITIONS.items() for b in targets}
+    assert drawn == allowed, {"missing": allowed - drawn, "invented": drawn - allowed}

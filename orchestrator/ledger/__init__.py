@@ -1,6 +1,7 @@
 """The SQLite ledger: every job's state, remote id and file, durable before the next remote call.
 
-This package is the only place with SQL: ``store`` (the Ledger), ``records`` (rows <-> values),
+This package is the only place with SQL: ``store`` (the Ledger), ``commits`` (group commit),
+``records`` (rows <-> values), ``plan_queries`` (syncing a plan, set-based start-up queries),
 ``report_queries`` (bulk reads for reports), ``migrations`` (the schema), ``lock`` (one writer).
 Why it is built this way:
 
@@ -10,7 +11,10 @@ Why it is built this way:
   ``status`` and ``report`` open the file read-only and may run beside it (P1.6).
 * **One statement per transition**: :meth:`Ledger.transition` is a compare-and-set ``UPDATE``
   checked against ``jobs.TRANSITIONS``; a trigger appends the event row in the same statement, so
-  each transition is atomic and durable when the call returns (autocommit).
+  a transition cannot happen without its history, and it is durable when the call returns.
+* **Group commit** (``commits``): transitions asked for at the same moment by different tasks
+  share one transaction and one fsync; rounds commit in the order asked, so a transition queued
+  without waiting (:meth:`Ledger.transition_soon`) is durable once any later write has returned.
 * Multi-statement units use ``BEGIN IMMEDIATE`` under an ``asyncio.Lock``, and never await anything
   but the database inside (P1.3-P1.5): no HTTP can happen inside a transaction.
 """

@@ -112,10 +112,24 @@ M002_EVENTS_BY_BATCH = """
 CREATE INDEX events_batch ON events(batch, seq);
 """
 
+M003_SYNCED_PLAN = """
+-- JSON: the manifest header, output folder and planner fingerprint of the plan the batch's jobs
+-- were last synced from (see orchestrator/startup.py); NULL until a sync has committed.
+ALTER TABLE batches ADD COLUMN synced_plan TEXT;
+"""
+
+M004_FILE_MTIME = """
+-- The modification time (ns) of a done job's file when it was verified: start-up compares it (with
+-- the size) to notice a file changed since, and only then reads the file to check its sha256.
+ALTER TABLE jobs ADD COLUMN file_mtime_ns INTEGER;
+"""
+
 #: (version, name, SQL script). Append only: never edit a migration that has shipped.
 MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "initial schema", M001_INITIAL),
     (2, "index events by batch (per-batch reports)", M002_EVENTS_BY_BATCH),
+    (3, "record the plan a batch was synced from (fast resume)", M003_SYNCED_PLAN),
+    (4, "the verified file's modification time (changed-file check)", M004_FILE_MTIME),
 ]
 
 Progress = Callable[[int, str], None]

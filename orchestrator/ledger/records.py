@@ -31,6 +31,7 @@ SETTABLE = frozenset(
         "answered_at",
         "completed_at",
         "done_at",
+        "file_mtime_ns",
         "output_path",
         "price_micro",
     }
@@ -80,6 +81,17 @@ class Event:
     remote_status: str | None
     price_micro: int | None
     detail: str | None
+
+
+@dataclass(frozen=True)
+class DoneFile:
+    """What the ledger recorded of a done job's file when it was verified."""
+
+    key: str
+    output_path: str | None
+    bytes: int | None
+    sha256: str | None
+    mtime_ns: int | None  #: None for files verified before this was recorded
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ class ReportQueries:
     )
     _MONEY_JOB_COLUMNS = (
         "key, batch, entry_id, model, state, price_micro, seconds, remote_id, remote_status, "
-        "remote_created_at, completed_at, updated_at"
+        "remote_created_at, completed_at, updated_at, planned"
     )
     _MONEY_EVENT_COLUMNS = "seq, job_key, at, to_state, remote_id, remote_status, price_micro"
 
@@ -43,7 +43,8 @@ class ReportQueries:
         """What accounting reads of the jobs of ``batch`` (or all), in batch and manifest order.
 
         Rows that are pending, were never sent and have left the manifest are skipped: they are
-        no part of any spend, past or future.
+        no part of any spend, past or future. ``planned`` tells accounting whether a pending row
+        will still be sent (it costs money then) or has left the manifest (it never will).
         """
         ever_sent = "(planned = 1 OR state != 'pending' OR attempts > 0)"
         where, params = self._batch_where(batch, ever_sent)

@@ -17,23 +17,23 @@ from typing import Any
 import aiosqlite
 
 from orchestrator.clock import now_utc
-from orchestrator.errors import IllegalTransition, LedgerError
-from orchestrator.jobs import JobRecord, JobSpec, JobState, canonical_json
+from orchestrator.errors import LedgerError
+from orchestrator.jobs import JobRecord, JobState
+from orchestrator.ledger.commits import GroupCommit
 from orchestrator.ledger.migrations import migrate
+from orchestrator.ledger.plan_queries import PlanQueries
 from orchestrator.ledger.records import (
     JOB_COLUMNS,
     Batch,
     Event,
     Move,
-    PlanSync,
     filters,
     record,
-    update_sql,
 )
 from orchestrator.ledger.report_queries import ReportQueries
 
 
-class Ledger(ReportQueries):
+class Ledger(PlanQueries, ReportQueries):
     """An open ledger file. Use :meth:`open` (async context manager)."""
 
     def __init__(self, db: aiosqlite.Connection, path: Path, readonly: bool) -> None:
@@ -41,6 +41,7 @@ class Ledger(ReportQueries):
         self.path = path
         self.readonly = readonly
         self._lock = asyncio.Lock()  # serialises every use of the one connection (P1.5)
+        self._commits = GroupCommit(db, self._lock)
 
     @classmethod
     @asynccontextmanager
@@ -54,17 +55,27 @@ class Ledger(ReportQueries):
             db = await aiosqlite.connect(target, uri=readonly, isolation_level=None)
         except sqlite3.Error as exc:
             raise LedgerError(f"cannot open ledger {ledger_path}: {exc}") from None
+        ledger: Ledger | None = None
         try:
             await _configure(db, readonly)
-            yield cls(db, ledger_path, readonly)
+            ledger = cls(db, ledger_path, readonly)
+            yield ledger
         finally:
+            if ledger is not None:
+                await ledger._commits.close()
             await db.close()
+
+    @property
+    def commit_counts(self) -> tuple[int, int]:
+        """(transactions, transitions) committed through the group commit since opening."""
+        return self._commits.rounds, self._commits.moves
 
     # -- transactions -------------------------------------------------------------------------
 
     @asynccontextmanager
     async def _write(self) -> AsyncIterator[aiosqlite.Connection]:
         """One multi-statement unit: BEGIN IMMEDIATE ... COMMIT, rolled back on any exception."""
+        await self._commits.settled()
         async with self._lock:
             await self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -75,10 +86,12 @@ class Ledger(ReportQueries):
             await self._db.execute("COMMIT")
 
     async def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        await self._commits.settled()  # read your own queued transitions
         async with self._lock:
             return list(await self._db.execute_fetchall(sql, params))
 
     async def _execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        await self._commits.settled()  # writes land in the order they were asked for
         async with self._lock:
             cursor = await self._db.execute(sql, params)
             return int(cursor.rowcount)
@@ -115,74 +128,7 @@ class Ledger(ReportQueries):
     async def batch_names(self) -> list[str]:
         return [row[0] for row in await self._fetch("SELECT name FROM batches ORDER BY created_at")]
 
-    # -- the plan -----------------------------------------------------------------------------
-
-    async def sync_plan(
-        self, batch: str, specs: Sequence[JobSpec], seconds: dict[str, float | None]
-    ) -> PlanSync:
-        """Insert new jobs as pending, keep existing ones, and mark what the manifest dropped."""
-        now = now_utc()
-        rows = [
-            (
-                s.key,
-                batch,
-                s.entry_id,
-                s.model,
-                canonical_json(s.request),
-                JobState.PENDING.value,
-                s.seq,
-                s.price_micro,
-                seconds.get(s.key),
-                s.output_path,
-                "planned",
-                now,
-                now,
-            )
-            for s in specs
-        ]
-        async with self._write() as db:
-            before = await _count(db, "SELECT count(*) FROM jobs WHERE batch = ?", (batch,))
-            await db.execute(
-                "UPDATE jobs SET planned = 0 WHERE batch = ? AND planned = 1", (batch,)
-            )
-            await db.executemany(
-                "INSERT INTO jobs (key, batch, entry_id, model, request, state, seq, price_micro, "
-                "seconds, output_path, cause, created_at, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET "
-                "planned = 1, seq = excluded.seq, seconds = excluded.seconds, "
-                "output_path = CASE WHEN jobs.state = 'done' THEN jobs.output_path "
-                "                   ELSE excluded.output_path END, "
-                "price_micro = CASE WHEN jobs.state = 'pending' THEN excluded.price_micro "
-                "                   ELSE jobs.price_micro END",
-                rows,
-            )
-            after = await _count(db, "SELECT count(*) FROM jobs WHERE batch = ?", (batch,))
-            dropped = await _count(
-                db,
-                "SELECT count(*) FROM jobs WHERE batch = ? AND planned = 0 AND state = 'pending'",
-                (batch,),
-            )
-        return PlanSync(added=after - before, kept=len(specs) - (after - before), dropped=dropped)
-
-    async def moved_outputs(self, batch: str, specs: Sequence[JobSpec]) -> list[Move]:
-        """Done jobs whose output path the manifest changed: they go back to completed."""
-        wanted = {s.key: s.output_path for s in specs}
-        rows = await self._fetch(
-            "SELECT key, output_path FROM jobs WHERE batch = ? AND state = 'done'", (batch,)
-        )
-        return [
-            Move(
-                key,
-                JobState.DONE,
-                JobState.COMPLETED,
-                "output path changed in the manifest",
-                {"output_path": wanted[key]},
-            )
-            for key, path in rows
-            if key in wanted and wanted[key] != path
-        ]
-
-    # -- reading jobs -------------------------------------------------------------------------
+    # -- reading jobs (the plan's sync and start-up queries: plan_queries.PlanQueries) --------
 
     async def job(self, key: str) -> JobRecord | None:
         rows = await self._fetch(f"SELECT {JOB_COLUMNS} FROM jobs WHERE key = ?", (key,))
@@ -250,22 +196,29 @@ class Ledger(ReportQueries):
         **fields: Any,
     ) -> None:
         """Move one job, durably. Raises IllegalTransition if the move is not allowed or stale."""
-        move = Move(key, expect, to, cause, fields, detail)
-        sql, params = update_sql(move, now_utc())
-        if await self._execute(sql, params) != 1:
-            raise IllegalTransition(key, expect.value, to.value)
+        await self._commits.submit([Move(key, expect, to, cause, fields, detail)])
+
+    def transition_soon(
+        self,
+        key: str,
+        to: JobState,
+        *,
+        expect: JobState,
+        cause: str,
+        detail: str | None = None,
+        **fields: Any,
+    ) -> asyncio.Future[None]:
+        """Queue a transition without waiting: it is durable once any later write has returned.
+
+        For a move the next remote call does not depend on (a job id after its POST: the next
+        intent is queued behind it). The caller awaits the future later, to see any error.
+        """
+        return self._commits.submit([Move(key, expect, to, cause, fields, detail)])
 
     async def apply(self, moves: Sequence[Move]) -> None:
-        """Several transitions in one transaction (a sweep's worth of status changes)."""
-        if not moves:
-            return
-        now = now_utc()
-        async with self._write() as db:
-            for move in moves:
-                sql, params = update_sql(move, now)
-                cursor = await db.execute(sql, params)
-                if cursor.rowcount != 1:
-                    raise IllegalTransition(move.key, move.expect.value, move.to.value)
+        """Several transitions as one unit, all or nothing (a sweep's worth of status changes)."""
+        if moves:
+            await self._commits.submit(moves)
 
     async def add_orphan(
         self,
@@ -361,8 +314,3 @@ async def _configure(db: aiosqlite.Connection, readonly: bool) -> None:
     await db.execute("PRAGMA synchronous = FULL")
     await db.execute("PRAGMA foreign_keys = ON")
     await migrate(db)
-
-
-async def _count(db: aiosqlite.Connection, sql: str, params: Sequence[Any]) -> int:
-    rows = await db.execute_fetchall(sql, params)
-    return int(next(iter(rows))[0])

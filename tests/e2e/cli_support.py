@@ -21,6 +21,7 @@ class Workdir:
     root: Path
     sim: RunningSimulator
     scale: float
+    progress: tuple[str, ...] = ("--progress", "plain")
 
     @property
     def ledger(self) -> Path:
@@ -37,19 +38,45 @@ class Workdir:
         return [
             sys.executable, "-m", "orchestrator", command, str(self.root / "jobs.yaml"),
             "--api-base", self.sim.url, "--ledger", str(self.ledger), "--out", str(self.out),
-            "--time-scale", str(self.scale), "--poll-min", "2", "--progress", "plain", *extra,
+            "--time-scale", str(self.scale), "--poll-min", "2", *self.progress, *extra,
         ]  # fmt: skip
 
-    async def start(self, *extra: str) -> asyncio.subprocess.Process:
+    async def start(self, *extra: str, command: str = "run") -> asyncio.subprocess.Process:
         return await asyncio.create_subprocess_exec(
-            *self.args("run", *extra), env=self.env(), stdout=asyncio.subprocess.PIPE,
+            *self.args(command, *extra), env=self.env(), stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
 
-    async def run(self, *extra: str) -> tuple[int, str, str]:
-        proc = await self.start(*extra)
+    async def run(self, *extra: str, command: str = "run") -> tuple[int, str, str]:
+        """``run`` (or ``retry``) with this workdir's manifest, to its end: code, stdout, stderr."""
+        proc = await self.start(*extra, command=command)
         out, err = await proc.communicate()
         return proc.returncode or 0, out.decode(), err.decode()
+
+    async def call(self, *args: str) -> tuple[int, str, str]:
+        """Any other command (`status`, `cancel`, ...) on this workdir's ledger, to its end."""
+        proc = await asyncio.create_subprocess_exec(
+            *orchestrator(*args, "--ledger", str(self.ledger)), env=self.env(),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await proc.communicate()
+        return proc.returncode or 0, out.decode(), err.decode()
+
+
+def orchestrator(*args: str) -> list[str]:
+    """The argv of ``orchestrator <args>`` with this interpreter."""
+    return [sys.executable, "-m", "orchestrator", *args]
+
+
+async def wait_for_lines(proc: asyncio.subprocess.Process, needle: str, count: int = 1) -> None:
+    """Read the run's stderr until ``count`` lines contain ``needle`` (event-driven, no sleeps)."""
+    assert proc.stderr is not None
+    seen = 0
+    while line := await proc.stderr.readline():
+        seen += needle in line.decode()
+        if seen >= count:
+            return
+    raise AssertionError(f"the run ended after {seen} of {count} lines with {needle!r}")
 
 
 def write_manifest(root: Path, count: int) -> None:

@@ -23,9 +23,9 @@ from pathlib import Path
 import pytest
 
 from orchestrator import errors
-from orchestrator.downloader import _write, part_paths, room_for
 from orchestrator.jobs import JobState
 from orchestrator.simulator import media_sha256_for
+from orchestrator.transfer import part_paths, room_for, write_chunk
 from tests.conftest import StartSimulator
 from tests.e2e.cli_support import TOKEN
 from tests.hostile.support import Recorder, cli, lines_until, run_recorded
@@ -46,7 +46,7 @@ def test_enospc_on_the_write_path_is_disk_full_and_drops_the_temp_file(tmp_path:
     part, _ = part_paths(target)
     part.write_bytes(b"the first bytes of a download")
     with open("/dev/full", "wb") as full, pytest.raises(errors.DiskFull) as caught:
-        _write(full, part, target, b"x" * 65536, 300_000)
+        write_chunk(full, part, target, b"x" * 65536, 300_000)
     assert caught.value.needed == 300_000
     assert caught.value.message.startswith(f"no space left on the device for {target}")
     assert not part.exists(), "the temp file of a failed write was kept"

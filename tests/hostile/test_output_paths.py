@@ -45,11 +45,6 @@ def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="missing guard: sync_manifest does not check other batches' output paths in the same "
-    "out dir (ledger query + runner check needed); remove this mark once it does",
-)
 async def test_two_batches_of_one_ledger_never_write_the_same_file(
     simulator: StartSimulator, tmp_path: Path
 ) -> None:

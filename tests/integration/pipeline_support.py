@@ -79,3 +79,9 @@ async def assert_exactly_once(sim: RunningSimulator, outcome: Outcome, entries: 
         assert hashlib.sha256(data).hexdigest() == row.sha256
         assert len(data) == row.bytes
     assert sim.stats()["billed_micro"] == outcome.summary.billed_micro
+
+
+async def ledger_events(path: Path, key: str) -> list[tuple[str | None, str, str]]:
+    """(from, to, cause) of every transition of one job, oldest first."""
+    async with Ledger.open(path, readonly=True) as ledger:
+        return [(e.from_state, e.to_state, e.cause) for e in await ledger.events(key=key)]

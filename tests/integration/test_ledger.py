@@ -245,7 +245,9 @@ async def test_migrations_upgrade_an_older_ledger_in_place(tmp_path: Path) -> No
     path = tmp_path / "l.db"
     await planned(path)
     db = sqlite3.connect(path)
-    db.execute("DROP INDEX events_batch")
+    db.execute("DROP INDEX events_batch")  # undo migrations 2 to 4
+    db.execute("ALTER TABLE batches DROP COLUMN synced_plan")
+    db.execute("ALTER TABLE jobs DROP COLUMN file_mtime_ns")
     db.execute("DELETE FROM migrations WHERE version > 1")
     db.execute("PRAGMA user_version = 1")
     db.commit()
@@ -258,4 +260,5 @@ async def test_migrations_upgrade_an_older_ledger_in_place(tmp_path: Path) -> No
         db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'events_batch'").fetchone()[0]
         == 1
     )
+    assert "synced_plan" in {row[1] for row in db.execute("PRAGMA table_info(batches)")}
     db.close()

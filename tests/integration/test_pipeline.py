@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from orchestrator.simulator import media_sha256_for
 from tests.integration.pipeline_support import (
     assert_exactly_once,
     charged,
+    ledger_events,
     ledger_rows,
     manifest_text,
     run_manifest,
@@ -155,11 +157,25 @@ async def test_a_retired_model_is_rejected_and_never_retried(simulator, tmp_path
 
 
 async def test_expired_urls_are_refreshed(simulator, tmp_path: Path) -> None:
-    """P4.5: media URLs that expire before the download get a fresh one from GET /jobs/{id}."""
-    sim = await simulator(time_scale=1000, url_ttl_s=0.001)
+    """P4.5: a stored media URL that expired before its download gets a fresh one (GET /jobs/{id}).
+
+    The first run's downloads are all cut short (range ignored, so they never add up) and parked
+    with their URLs, valid for ten hours; twenty hours later every one has expired.
+    """
+    sim = await simulator(
+        time_scale=1000, url_ttl_s=36_000, fault_truncate_rate=1.0, range_mode="ignore"
+    )
+    first = await run_manifest(sim, tmp_path, manifest_text(4))
+    assert first.summary.counts == {JobState.COMPLETED: 4}
+    sim.configure(fault_truncate_rate=0.0, range_mode="honour", time_scale=1.0)
+    sim.advance(72_000)
+    before = sim.stats()
     outcome = await run_manifest(sim, tmp_path, manifest_text(4))
     await assert_exactly_once(sim, outcome, 4)
-    assert sim.stats()["requests"].get("GET /jobs/{id}", 0) >= 4
+    after = sim.stats()
+    fresh = after["requests"]["GET /jobs/{id}"] - before["requests"].get("GET /jobs/{id}", 0)
+    assert fresh == 4  # one fresh URL per job, no more
+    assert after["statuses"]["403"] - before["statuses"].get("403", 0) == 4  # each stored URL
 
 
 async def test_big_files_resume_after_truncation(simulator, tmp_path: Path) -> None:
@@ -257,3 +273,27 @@ async def test_several_submit_workers_never_take_the_same_job(
     assert {r.remote_id for r in entries} <= billed  # every entry billed once...
     assert billed - {r.remote_id for r in entries} <= orphans  # ...and any extra is a known orphan
     assert outcome.summary.billed_micro == sim.stats()["billed_micro"]
+
+
+async def test_a_finished_file_changed_on_disk_is_fetched_again(simulator, tmp_path: Path) -> None:
+    """Start-up's quick check: a file edited since it was verified (same size, new mtime, other
+    bytes) goes back to completed and is downloaded again; one only touched is left as it is."""
+    sim = await simulator(time_scale=1000)
+    first = await run_manifest(sim, tmp_path, manifest_text(2))
+    rows = {r.entry_id: r for r in await ledger_rows(first.ledger_path)}
+    edited, touched = (first.out_dir / (rows[name].output_path or "") for name in ("j0", "j1"))
+    body = bytearray(edited.read_bytes())
+    body[-1] ^= 0xFF  # same size, different bytes
+    edited.write_bytes(body)
+    later_ns = edited.stat().st_mtime_ns + 10**9  # as if edited a second later
+    os.utime(edited, ns=(later_ns, later_ns))
+    os.utime(touched, ns=(later_ns, later_ns))
+    media_gets = sim.stats()["statuses"].get("200", 0)
+    again = await run_manifest(sim, tmp_path, manifest_text(2))
+    await assert_exactly_once(sim, again, 2)
+    assert sim.stats()["statuses"]["200"] - media_gets >= 1  # j0's file fetched once more
+    history = await ledger_events(again.ledger_path, rows["j0"].key)
+    assert ("done", "completed", "the file is missing or changed on disk") in history
+    assert ("done", "completed", "the file is missing or changed on disk") not in (
+        await ledger_events(again.ledger_path, rows["j1"].key)
+    )

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestrator.downloader import verified_on_disk
 from orchestrator.jobs import TERMINAL, JobRecord, JobState
 from orchestrator.simulator import media_sha256_for
+from orchestrator.transfer import verified_on_disk
 
 S = JobState
 

@@ -1,4 +1,4 @@
-"""accounting on hand-built rows: billed vs free vs in flight, orphans, retries, rates, UTC days."""
+"""accounting on hand-built rows: billed, in flight, not sent, free; orphans, retries, days."""
 
 from __future__ import annotations
 
@@ -8,19 +8,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchestrator.accounting import (
+from orchestrator.accounting import Bucket, JobRow, account, bucket, ratio_micro
+from orchestrator.jobs import JobState
+from orchestrator.spend_history import (
     UNKNOWN_DAY,
-    Bucket,
     EventRow,
-    JobRow,
-    account,
     billed_from_events,
-    bucket,
     free_attempts,
-    ratio_micro,
     utc_day,
 )
-from orchestrator.jobs import JobState
 
 S = JobState
 NOON = "2026-03-01T12:00:00.000Z"
@@ -38,6 +34,7 @@ def job(
     remote_id: str | None = None,
     completed_at: str | None = None,
     updated_at: str | None = NOON,
+    planned: bool = True,
 ) -> JobRow:
     if remote_status is None and state in (S.COMPLETED, S.DOWNLOADING, S.DONE):
         remote_status = "completed"
@@ -53,6 +50,7 @@ def job(
         remote_status=remote_status,
         completed_at=completed_at,
         updated_at=updated_at,
+        planned=planned,
     )
 
 
@@ -81,8 +79,8 @@ def event(
         (S.SUBMITTING, None, Bucket.IN_FLIGHT),
         (S.SUBMITTING, "failed", Bucket.IN_FLIGHT),  # left over from the attempt before a retry
         (S.AMBIGUOUS, "cancelled", Bucket.IN_FLIGHT),
-        (S.PENDING, "failed", Bucket.FREE),  # a retry not sent yet
-        (S.PENDING, None, Bucket.FREE),  # never created
+        (S.PENDING, "failed", Bucket.NOT_SENT),  # a retry not sent yet: it will cost then
+        (S.PENDING, None, Bucket.NOT_SENT),  # not sent yet, or held back by the budget
         (S.FAILED, "failed", Bucket.FREE),
         (S.CANCELLED, "cancelled", Bucket.FREE),
         (S.REJECTED, None, Bucket.FREE),
@@ -99,8 +97,18 @@ def test_each_job_lands_in_exactly_one_bucket(
     assert bucket(job("k", state, remote_status=remote_status)) is expected
 
 
-def test_totals_split_billed_free_and_in_flight() -> None:
-    """Billed and in-flight sums are integer sums of prices; free jobs cost nothing."""
+def test_a_pending_job_the_manifest_dropped_is_free_not_unsent() -> None:
+    """No run sends a pending job the manifest no longer has: it will never cost anything."""
+    assert bucket(job("k", S.PENDING, planned=False)) is Bucket.FREE
+    assert bucket(job("k", S.PENDING, remote_status="failed", planned=False)) is Bucket.FREE
+    assert bucket(job("k", S.FAILED, remote_status="failed", planned=False)) is Bucket.FREE
+    assert bucket(job("k", S.DONE, planned=False)) is Bucket.BILLED  # money spent stays spent
+    columns = {"key": "k", "batch": "b", "entry_id": "e", "model": "m", "state": "pending"}
+    assert JobRow.of({**columns, "price_micro": 5, "planned": 0}).planned is False  # SQLite's 0
+
+
+def test_totals_split_billed_in_flight_not_sent_and_free() -> None:
+    """Billed, in-flight and not-sent sums are integer sums of prices; free jobs cost nothing."""
     rows = [
         job("done", S.DONE, 300_000),
         job("completed", S.COMPLETED, 200_000, model="xai/grok-video"),
@@ -110,11 +118,17 @@ def test_totals_split_billed_free_and_in_flight() -> None:
         job("cancelled", S.CANCELLED, 70_000, remote_status="cancelled"),
         job("rejected", S.REJECTED, 70_000),
         job("held", S.PENDING, 70_000),
+        job("retry", S.PENDING, 30_000, remote_status="failed"),
+        job("dropped", S.PENDING, 900_000, planned=False),
     ]
     totals = account(rows, []).totals
-    assert (totals.jobs, totals.billed_jobs, totals.billed_micro) == (8, 2, 500_000)
+    assert (totals.jobs, totals.billed_jobs, totals.billed_micro) == (10, 2, 500_000)
     assert (totals.in_flight_jobs, totals.in_flight_micro) == (2, 150_000)
-    assert totals.free_jobs == 4
+    assert (totals.not_sent_jobs, totals.not_sent_micro) == (2, 100_000)
+    assert totals.free_jobs == 4  # failed, cancelled, rejected, dropped
+    figures = totals.as_dict()
+    assert (figures["not_sent_jobs"], figures["not_sent_micro"]) == (2, 100_000)
+    assert figures["not_sent_usd"] == 0.1
     assert (totals.clips, totals.seconds) == (2, Decimal(10))
 
 
@@ -125,15 +139,19 @@ def test_groups_add_up_to_the_totals() -> None:
         job("b", S.DONE, 200_000, batch="y", model="xai/grok-video"),
         job("c", S.SUBMITTED, 100_000, batch="y", remote_status="queued"),
         job("d", S.FAILED, 100_000, remote_status="failed"),
+        job("e", S.PENDING, 40_000, batch="x", model="xai/grok-video"),
     ]
     result = account(rows, [])
     assert list(result.by_batch) == ["b", "x", "y"]
     assert list(result.by_model) == ["kling/kling-2.5", "xai/grok-video"]
-    assert list(result.by_status) == [S.SUBMITTED, S.DONE, S.FAILED]  # JobState order
+    assert list(result.by_status) == [S.PENDING, S.SUBMITTED, S.DONE, S.FAILED]  # JobState order
     for groups in (result.by_batch, result.by_model, result.by_status):
         assert sum(t.billed_micro for t in groups.values()) == result.totals.billed_micro
         assert sum(t.in_flight_micro for t in groups.values()) == 100_000
-        assert sum(t.jobs for t in groups.values()) == 4
+        assert sum(t.not_sent_micro for t in groups.values()) == 40_000
+        assert sum(t.jobs for t in groups.values()) == 5
+    assert result.by_batch["x"].not_sent_jobs == 1
+    assert result.by_model["xai/grok-video"].not_sent_micro == 40_000
 
 
 def test_orphans_are_itemised_and_billed_only_when_krea_completed_them() -> None:
@@ -276,22 +294,29 @@ def test_rows_are_read_from_column_mappings() -> None:
             st.integers(0, 10**7),
             st.sampled_from(["m1", "m2"]),
             st.one_of(st.none(), st.floats(0.5, 20)),
+            st.booleans(),
         ),
         max_size=30,
     )
 )
 def test_every_job_is_counted_once_and_groups_sum_to_totals(rows: list[tuple]) -> None:  # type: ignore[type-arg]
-    """Whatever the mix: billed + in flight + free = jobs, and every grouping adds up exactly."""
+    """Whatever the mix: billed + in flight + not sent + free = jobs; every grouping adds up."""
     jobs = [
-        job(f"k{i}", state, price, remote_status=status, model=model, seconds=seconds)
-        for i, (state, status, price, model, seconds) in enumerate(rows)
-    ]
+        job(f"k{i}", state, price, remote_status=status, model=model, seconds=seconds,
+            planned=planned)
+        for i, (state, status, price, model, seconds, planned) in enumerate(rows)
+    ]  # fmt: skip
     result = account(jobs, [])
     totals = result.totals
-    assert totals.billed_jobs + totals.in_flight_jobs + totals.free_jobs == totals.jobs == len(jobs)
-    expected = sum(j.price_micro for j in jobs if bucket(j) is Bucket.BILLED)
-    assert totals.billed_micro == expected
+    split = totals.billed_jobs + totals.in_flight_jobs + totals.not_sent_jobs + totals.free_jobs
+    assert split == totals.jobs == len(jobs)
+    for kind, micro in ((Bucket.BILLED, totals.billed_micro),
+                        (Bucket.IN_FLIGHT, totals.in_flight_micro),
+                        (Bucket.NOT_SENT, totals.not_sent_micro)):  # fmt: skip
+        assert micro == sum(j.price_micro for j in jobs if bucket(j) is kind)
+    assert totals.not_sent_jobs == sum(j.state is S.PENDING and j.planned for j in jobs)
     for groups in (result.by_batch, result.by_model, result.by_status):
         assert sum(t.billed_micro for t in groups.values()) == totals.billed_micro
         assert sum(t.in_flight_micro for t in groups.values()) == totals.in_flight_micro
+        assert sum(t.not_sent_micro for t in groups.values()) == totals.not_sent_micro
     assert sum(d.billed_micro for d in result.by_day) == totals.billed_micro

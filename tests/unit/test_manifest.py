@@ -285,6 +285,14 @@ def test_the_prompt_is_checked_per_job_even_when_the_rest_is_cached(tmp_path: Pa
     assert "limit 2500" in found[2].reason
 
 
+def test_values_equal_in_python_but_of_other_types_never_share_a_verdict(tmp_path: Path) -> None:
+    """5 is valid; "5" and true (== 1 in Python) are checked on their own and refused."""
+    body = "  - {id: a, prompt: x, duration: 5}\n  - {id: b, prompt: x, duration: '5'}\n"
+    body += "  - {id: c, prompt: x, duration: true}\n  - {id: d, prompt: x, duration: 5.0}\n"
+    found = problems(tmp_path, jobs(body))
+    assert [(e.job, e.field) for e in found] == [("b", "duration"), ("c", "duration")]
+
+
 def test_no_request_schema_ties_the_prompt_to_another_field() -> None:
     """The validation cache assumes it: top-level schemas have no cross-field keywords."""
     allowed = {"type", "properties", "required", "additionalProperties"}

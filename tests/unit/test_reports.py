@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 
 from orchestrator import report_html, reports
-from orchestrator.accounting import Charge
 from orchestrator.errors import InputError
 from orchestrator.jobs import JobSpec, JobState, job_key
 from orchestrator.ledger import Batch, Ledger
+from orchestrator.spend_history import Charge
 
 S = JobState
 KLING, GROK, ODD = "kling/kling-2.5", "xai/grok-video", "x/<i>odd</i>"
@@ -30,6 +30,7 @@ GROUP_KEYS = [
     "jobs", "billed_jobs", "billed_micro", "billed_usd", "in_flight_jobs", "in_flight_micro",
     "in_flight_usd", "free_jobs", "free_attempts", "clips", "billed_seconds",
     "cost_per_clip_micro", "cost_per_clip_usd", "cost_per_second_micro", "cost_per_second_usd",
+    "not_sent_jobs", "not_sent_micro", "not_sent_usd",
 ]  # fmt: skip
 
 
@@ -104,7 +105,15 @@ async def test_json_has_the_documented_shape(ledger_path: Path) -> None:
     assert totals["billed_micro"] == 366_700 + 105_060 + 366_700
     assert totals["billed_usd"] == totals["billed_micro"] / 1_000_000
     assert (totals["in_flight_micro"], totals["in_flight_jobs"]) == (366_700, 1)
-    assert (totals["free_jobs"], totals["free_attempts"], totals["clips"]) == (2, 2, 2)
+    assert (totals["free_jobs"], totals["free_attempts"], totals["clips"]) == (1, 2, 2)
+    assert (totals["not_sent_jobs"], totals["not_sent_micro"], totals["not_sent_usd"]) == (
+        1, 366_700, 0.3667,
+    )  # fmt: skip
+    split = ("billed_jobs", "in_flight_jobs", "not_sent_jobs", "free_jobs")
+    for group in [totals, *doc["by_batch"], *doc["by_model"], *doc["by_status"]]:
+        assert sum(group[k] for k in split) == group["jobs"]
+    pending = next(g for g in doc["by_status"] if g["state"] == "pending")
+    assert (pending["not_sent_jobs"], pending["free_jobs"], pending["jobs"]) == (1, 0, 1)
     assert (totals["orphans"], totals["orphan_billed_micro"]) == (1, 366_700)
     assert totals["cost_per_clip_micro"] == 419_230  # all billed money over the two clips
     assert totals["cost_per_second_micro"] == 83_846  # over 10 s of video
@@ -128,11 +137,15 @@ async def test_csv_parses_back_and_adds_up_to_the_json(ledger_path: Path) -> Non
         by_section.setdefault(row["section"], []).append(row)
     (total,) = by_section["total"]
     totals = doc["totals"]
-    for column in ("billed_micro", "in_flight_micro", "jobs", "billed_jobs", "free_jobs"):
+    columns = ("billed_micro", "in_flight_micro", "not_sent_micro", "jobs", "billed_jobs",
+               "not_sent_jobs", "free_jobs")  # fmt: skip
+    for column in columns:
         assert int(total[column]) == totals[column]
         for section in ("batch", "model", "status"):
             assert sum(int(r[column]) for r in by_section[section]) == totals[column], section
     assert total["billed_usd"] == "0.838460"
+    assert (total["not_sent_jobs"], total["not_sent_usd"]) == ("1", "0.366700")
+    assert list(reports.CSV_COLUMNS)[-1] == "note"
     assert sum(int(r["billed_micro"]) for r in by_section["day"]) == totals["billed_micro"]
     (orphan,) = by_section["orphan"]
     assert (orphan["name"], orphan["billed_micro"]) == (HOSTILE, "366700")
@@ -152,6 +165,7 @@ async def test_html_is_self_contained_and_escapes_ledger_strings(ledger_path: Pa
     for external in ("src=", "href=", "<link", "@import", "url("):
         assert external not in page
     assert "$1.84" in page  # both batches: 0.838460 + 1.0
+    assert "not sent<b>$0.37 estimated (1 job pending or held back by the budget)</b>" in page
 
 
 async def test_the_table_names_every_section(ledger_path: Path) -> None:
@@ -159,6 +173,11 @@ async def test_the_table_names_every_section(ledger_path: Path) -> None:
     for title in ("By batch", "By model", "By state", "By day (UTC)", "Orphans"):
         assert title in text
     assert "$0.84 (3 jobs)" in text
+    assert "not sent    $0.37 estimated (1 job pending or held back by the budget)" in text
+    assert "free        1 job failed, cancelled or rejected; 2 attempts failed or cancelled" in text
+    header = next(line for line in text.splitlines() if line.startswith("batch "))
+    assert "not sent" in header
+    assert "not sent $" in header
     assert HOSTILE in text
 
 
@@ -173,6 +192,7 @@ async def test_the_batch_summary_says_what_the_run_cost(ledger_path: Path) -> No
     assert any(KLING in line and "$0.73" in line for line in lines)  # a clip and the orphan
     assert any(GROK in line and "1 clip " in line and "$0.11" in line for line in lines)
     assert "in flight: 1 job, up to $0.37 more" in lines
+    assert "not sent: 1 job (pending or held back by the budget), $0.37 more once sent" in lines
     assert any(line.startswith("orphans: 1 ") and "$0.37 billed" in line for line in lines)
 
 
@@ -248,6 +268,20 @@ async def test_jobs_dropped_from_the_manifest_before_sending_are_left_out(tmp_pa
     assert json.loads(await render(path, "json"))["totals"]["jobs"] == 1
     async with Ledger.open(path, readonly=True) as ledger:
         assert len(json.loads(await reports.export(ledger, "b", fmt="json"))) == 2
+
+
+async def test_a_pending_job_the_manifest_dropped_after_an_attempt_is_free(tmp_path: Path) -> None:
+    """Sent once, refused, then dropped: no run will send it again, so it is free, not unsent."""
+    path, specs = tmp_path / "l.db", [spec("b", f"j{i}", KLING, 366_700, i) for i in range(2)]
+    refused = (S.SUBMITTING, S.PENDING, {"remote_status": None})
+    async with Ledger.open(path) as ledger:
+        await ledger.save_batch(Batch("b", "/m.yaml", "sha", "/out"))
+        await ledger.sync_plan("b", specs, {})
+        await walk(ledger, specs[1].key, INTENT, refused)
+        await ledger.sync_plan("b", specs[:1], {})
+    totals = json.loads(await render(path, "json"))["totals"]
+    assert (totals["jobs"], totals["not_sent_jobs"], totals["not_sent_micro"]) == (2, 1, 366_700)
+    assert totals["free_jobs"] == 1
 
 
 def test_the_spend_chart_of_a_large_batch_stays_small() -> None:

@@ -1,0 +1,269 @@
+"""The options of the `orchestrator` commands, and the checks click cannot express alone.
+
+Kept apart from ``cli`` so each command there stays a few lines. Every check here fails as a
+usage error (exit 2, naming the option) before anything is read, written or sent: a typo in a
+flag is bad input, never an "internal error". That covers what click's ranges let through (NaN
+and infinity pass ``FloatRange``), and the rules between options (``--poll-min`` above
+``--poll-max``, half of webhook mode, ``--quiet`` with ``--json``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from orchestrator.config import DEFAULT_API_BASE, DEFAULT_LEDGER, SIMULATED_LEDGER, SIMULATED_OUT
+
+F = TypeVar("F", bound=Callable[..., Any])
+Decorator = Callable[[Any], Any]
+
+
+class Number(click.ParamType[float, Any]):
+    """A finite number ``>= minimum`` (``> minimum`` when ``open``): NaN and inf are typos."""
+
+    name = "number"
+
+    def __init__(self, minimum: float = 0.0, *, open: bool = False) -> None:
+        self.minimum, self.open = minimum, open
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        if number < self.minimum or (self.open and number == self.minimum):
+            self.fail(f"{value} is not {'>' if self.open else '>='} {self.minimum:g}", param, ctx)
+        return number
+
+
+class HostPort(click.ParamType[str, Any]):
+    """``HOST:PORT`` with a port from 1 to 65535 (an empty host means 127.0.0.1)."""
+
+    name = "host:port"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        _, colon, port = str(value).rpartition(":")
+        if not colon or not port.isdigit() or not 1 <= int(port) <= 65535:
+            self.fail(f"{value!r} is not HOST:PORT with a port from 1 to 65535", param, ctx)
+        return str(value)
+
+
+class HttpUrl(click.ParamType[str, Any]):
+    """An ``http://`` or ``https://`` URL."""
+
+    name = "url"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        text = str(value)
+        scheme, sep, rest = text.partition("://")
+        if not sep or scheme.lower() not in ("http", "https") or not rest:
+            self.fail(f"{text!r} is not an http:// or https:// URL", param, ctx)
+        return text
+
+
+def _set_debug(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value and isinstance(ctx.obj, dict):
+        ctx.obj["debug"] = True  # the group's dict: its one error handler reads it
+
+
+def debug_option() -> click.Option:
+    """``--debug`` on a subcommand: the same switch as ``orchestrator --debug``."""
+    return click.Option(
+        ["--debug"],
+        is_flag=True,
+        envvar="ORCHESTRATOR_DEBUG",
+        show_envvar=True,
+        expose_value=False,
+        callback=_set_debug,
+        help="Show tracebacks for errors (also accepted before the command).",
+    )
+
+
+def ledger_option(default: str | None = DEFAULT_LEDGER, shown: str | None = None) -> Decorator:
+    """``--ledger``; `run` passes no default, so that ``--simulate`` can pick its own."""
+    return click.option(
+        "--ledger",
+        "ledger_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=default,
+        show_default=shown or True,
+        envvar="ORCHESTRATOR_LEDGER",
+        show_envvar=True,
+        help="The SQLite ledger file.",
+    )
+
+
+def api_options(f: F) -> F:
+    f = click.option(
+        "--api-key-file",
+        type=click.Path(dir_okay=False),
+        envvar="KREA_API_KEY_FILE",
+        show_envvar=True,
+        help="Read the API key from this file (else KREA_API_KEY).",
+    )(f)
+    return click.option(
+        "--api-base",
+        type=HttpUrl(),
+        default=DEFAULT_API_BASE,
+        show_default=True,
+        envvar="KREA_API_BASE",
+        show_envvar=True,
+        help="Krea API base URL.",
+    )(f)
+
+
+def _limit_options() -> list[Decorator]:
+    positive = Number(0, open=True)
+    return [
+        click.option("--budget", type=Number(0), help="Cap in USD for this batch (>= 0)."),
+        click.option(
+            "--max-in-flight",
+            type=click.IntRange(1),
+            help="Krea concurrency + backlog (>= 1).",
+        ),
+        click.option("--rps", type=positive, help="Requests per second cap (> 0)."),
+        click.option(
+            "--submit-workers",
+            type=click.IntRange(1, 16),
+            default=1,
+            show_default=True,
+            help="POSTs in flight at once (1 keeps crash attribution exact).",
+        ),
+        click.option(
+            "--download-workers",
+            type=click.IntRange(1, 64),
+            default=4,
+            show_default=True,
+            help="Downloads at once.",
+        ),
+        click.option(
+            "--poll-min",
+            type=positive,
+            default=2.0,
+            show_default=True,
+            help="Shortest time between status sweeps, seconds (<= --poll-max).",
+        ),
+        click.option(
+            "--poll-max",
+            type=positive,
+            default=30.0,
+            show_default=True,
+            help="Longest time between status sweeps, seconds.",
+        ),
+    ]
+
+
+def _mode_options() -> list[Decorator]:
+    return [
+        click.option(
+            "--webhook-url",
+            type=HttpUrl(),
+            help="Public URL Krea POSTs finished jobs to (webhook mode; needs --webhook-listen).",
+        ),
+        click.option(
+            "--webhook-listen",
+            type=HostPort(),
+            help="Where the webhook receiver listens (needs --webhook-url).",
+        ),
+        click.option(
+            "--simulate",
+            is_flag=True,
+            help=(
+                "Run against a fresh built-in Krea simulator (no key, no cost), with its own "
+                f"defaults --ledger {SIMULATED_LEDGER} --out {SIMULATED_OUT}. Each --simulate run "
+                "is a new simulated account: jobs a killed simulated run left in flight cannot be "
+                "found again (they end failed; done files are kept)."
+            ),
+        ),
+        click.option(
+            "--time-scale",
+            type=Number(0, open=True),
+            default=None,
+            help="API seconds per real second; only meaningful with a simulator [--simulate: 60].",
+        ),
+        click.option("--dry-run", is_flag=True, help="Validate and estimate only; send nothing."),
+    ]
+
+
+def _output_options() -> list[Decorator]:
+    return [
+        click.option(
+            "--progress",
+            type=click.Choice(["auto", "live", "plain", "json", "quiet"]),
+            default="auto",
+            show_default=True,
+            help="How to show progress (README, Commands).",
+        ),
+        click.option(
+            "--quiet",
+            is_flag=True,
+            help="Same as --progress quiet: errors only, then one summary line on stdout.",
+        ),
+        click.option(
+            "--json",
+            "json_log",
+            is_flag=True,
+            help="Same as --progress json: JSON lines on stderr, ending with an `end` event.",
+        ),
+        ledger_option(None, f"{DEFAULT_LEDGER}; {SIMULATED_LEDGER} with --simulate"),
+        click.option("--seed", type=int, envvar="ORCHESTRATOR_SEED", hidden=True),  # tests
+    ]
+
+
+def run_options(f: F) -> F:
+    """The options `run` and `retry` share, in the order `--help` lists them."""
+    out = click.option(
+        "--out",
+        "out_dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        show_default=f"out; {SIMULATED_OUT} with --simulate",
+        envvar="ORCHESTRATOR_OUT",
+        show_envvar=True,
+        help="Folder the MP4s are written under.",
+    )
+    f = api_options(f)
+    for option in reversed([out, *_limit_options(), *_mode_options(), *_output_options()]):
+        f = option(f)
+    return f
+
+
+def check_run_options(options: dict[str, Any]) -> str:
+    """The rules between `run`'s options, as usage errors; returns the progress mode."""
+    if options["poll_min"] > options["poll_max"]:
+        raise click.BadOptionUsage(
+            "poll_min",
+            f"--poll-min ({options['poll_min']:g}) must not exceed --poll-max "
+            f"({options['poll_max']:g})",
+        )
+    if bool(options["webhook_url"]) != bool(options["webhook_listen"]):
+        given, missing = (
+            ("--webhook-url", "--webhook-listen")
+            if options["webhook_url"]
+            else ("--webhook-listen", "--webhook-url")
+        )
+        raise click.BadOptionUsage(
+            given, f"{given} needs {missing}: webhook mode takes both (README, Webhook mode)"
+        )
+    return _progress_mode(options)
+
+
+def _progress_mode(options: dict[str, Any]) -> str:
+    """--quiet and --json are shorthands; two different modes at once are a usage error."""
+    chosen = {options["progress"]} - {"auto"}
+    chosen |= {"quiet"} if options["quiet"] else set()
+    chosen |= {"json"} if options["json_log"] else set()
+    if len(chosen) > 1:
+        raise click.UsageError(
+            f"choose one progress mode, not {' and '.join(sorted(chosen))} "
+            "(--quiet is --progress quiet, --json is --progress json)"
+        )
+    return chosen.pop() if chosen else "auto"

@@ -1,0 +1,103 @@
+"""What a run prints for CI: `--json` events ending in `end`, `--quiet`'s one line, `--simulate`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import StartSimulator
+from tests.e2e.cli_support import Workdir, orchestrator, write_manifest
+
+pytestmark = pytest.mark.e2e
+README = (Path(__file__).parents[2] / "README.md").read_text()
+
+
+def _events(err: str) -> list[dict[str, Any]]:
+    """The JSON lines of stderr (the CLI's own `Error:` line, if any, is not one)."""
+    return [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+
+
+def _readme_end_event() -> dict[str, Any]:
+    block = README.split('"event": "end"', 1)[0].rsplit("```json\n", 1)[1]
+    block += '"event": "end"' + README.split('"event": "end"', 1)[1].split("```", 1)[0]
+    return dict(json.loads(block))
+
+
+async def test_json_progress_prints_spend_events_and_ends_with_an_end_event(
+    simulator: StartSimulator, tmp_path: Path
+) -> None:
+    """--json: stdout empty, every stderr line JSON, spend events, last `end` with the bill."""
+    sim = await simulator(time_scale=200)
+    work = Workdir(tmp_path, sim, 200, progress=("--json",))
+    write_manifest(tmp_path, 3)
+    code, out, err = await work.run()
+    assert code == 0, err
+    assert out == ""
+    events = _events(err)
+    assert len(events) == len(err.splitlines())
+    assert {"start", "job", "spend", "end"} <= {e["event"] for e in events}
+    end = events[-1]
+    billed = sum(j["charged_micro"] for j in sim.jobs())
+    assert end["event"] == "end"
+    assert (end["exit_code"], end["done"], end["planned"]) == (0, 3, 3)
+    assert end["billed_micro"] == billed
+    assert end["billed_usd"] == pytest.approx(billed / 1e6)
+    spends = [e for e in events if e["event"] == "spend"]
+    assert spends[-1]["billed_micro"] == billed
+    assert set(end) == set(_readme_end_event())
+
+
+async def test_json_progress_ends_with_an_end_event_when_an_error_stops_the_run(
+    tmp_path: Path,
+) -> None:
+    """A bad manifest under --json: exit 2, and the last JSON line is `end` holding the error."""
+    manifest = tmp_path / "jobs.yaml"
+    manifest.write_text(
+        "batch: b\njobs:\n  - prompt: a fox\n    model: kling/kling-2.5\n    x: 1\n"
+    )
+    proc = await asyncio.create_subprocess_exec(
+        *orchestrator("run", str(manifest), "--json", "--ledger", str(tmp_path / "l.db")),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "KREA_API_KEY": "k"},
+    )  # fmt: skip
+    out, err = await proc.communicate()
+    assert proc.returncode == 2, err
+    end = _events(err.decode())[-1]
+    assert end["event"] == "end"
+    assert end["exit_code"] == 2
+    assert "'x'" in end["error"]
+    assert out == b""
+
+
+async def test_quiet_prints_no_warnings_and_one_summary_line(
+    simulator: StartSimulator, tmp_path: Path
+) -> None:
+    """--quiet: failed jobs are counted, not warned about; stdout is one line with the exit code."""
+    sim = await simulator(time_scale=200, moderation_rate=1.0)
+    work = Workdir(tmp_path, sim, 200, progress=("--quiet",))
+    write_manifest(tmp_path, 2)
+    code, out, err = await work.run()
+    assert code == 1
+    assert err == ""
+    assert out.splitlines() == ["batch e2e: 0 of 2 done (2 failed), $0.00 billed, exit 1"]
+
+
+async def test_simulate_keeps_its_own_ledger_and_files(tmp_path: Path) -> None:
+    """`run --simulate` without --ledger/--out writes simulated.db and simulated-out/ only."""
+    write_manifest(tmp_path, 2)
+    proc = await asyncio.create_subprocess_exec(
+        *orchestrator("run", "jobs.yaml", "--simulate", "--quiet"), cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err
+    assert out.decode().startswith("batch e2e: 2 of 2 done")
+    assert (tmp_path / "simulated.db").is_file()
+    assert len(list((tmp_path / "simulated-out").rglob("*.mp4"))) == 2
+    assert not (tmp_path / "orchestrator.db").exists()
+    assert not (tmp_path / "out").exists()
