@@ -140,14 +140,14 @@ def _limit_options() -> list[Decorator]:
         click.option(
             "--download-workers",
             type=click.IntRange(1, 64),
-            default=4,
+            default=8,
             show_default=True,
             help="Downloads at once.",
         ),
         click.option(
             "--poll-min",
             type=positive,
-            default=2.0,
+            default=1.0,
             show_default=True,
             help="Shortest time between status sweeps, seconds (<= --poll-max).",
         ),

@@ -32,14 +32,14 @@ class Settings:
     out_dir: Path = Path(DEFAULT_OUT)
     time_scale: float = 1.0  #: API seconds per real second (only the simulator runs faster)
     submit_workers: int = 1  #: POSTs in flight at once; 1 keeps crash attribution exact
-    download_workers: int = 4
+    download_workers: int = 8
     max_in_flight: int | None = None  #: Krea's concurrency + backlog, when known
     requests_per_second: float | None = None
     budget_micro: int | None = None
     retry_failed: int = 0  #: new attempts per failed/cancelled job in this run
     request_timeout_s: float = 30.0  #: real seconds without a byte from Krea's API
     download_timeout_s: float = 60.0  #: real seconds without a byte from the media host (P4.4)
-    poll_min_s: float = 2.0
+    poll_min_s: float = 1.0
     poll_max_s: float = 30.0
     webhook_url: str | None = None
     webhook_listen: str | None = None  #: host:port for the receiver

@@ -53,12 +53,15 @@ class Downloader:
             self.pipe.completed.put_nowait("")
 
     async def _work(self) -> None:
-        while key := await self.pipe.completed.get():
-            again = True
-            while again:  # True after a full disk: this worker retries once there is room
+        while item := await self.pipe.completed.get():
+            job = item if isinstance(item, JobRecord) else None
+            key = item.key if isinstance(item, JobRecord) else item
+            while True:  # again after a full disk: this worker retries once there is room
                 await self.disk_ok.wait()
-                job = await self.pipe.ledger.job(key)
-                again = job is not None and job.state is S.COMPLETED and await self._download(job)
+                job = job or await self.pipe.ledger.job(key)
+                if job is None or job.state is not S.COMPLETED or not await self._download(job):
+                    break
+                job = None  # read it afresh after the pause
 
     async def _download(self, job: JobRecord) -> bool:
         # Not awaited: the GET of the media changes nothing remote, and this worker's next write

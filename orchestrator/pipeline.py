@@ -18,7 +18,7 @@ from typing import Protocol
 
 from orchestrator.client import KreaClient
 from orchestrator.clock import Clock
-from orchestrator.jobs import JobState
+from orchestrator.jobs import JobRecord, JobState
 from orchestrator.ledger import Ledger
 from orchestrator.limits import InFlightWindow, Pacer
 
@@ -105,7 +105,7 @@ class Flags:
 class Tuning:
     """Timing of the stages, in API seconds (see ``clock``)."""
 
-    poll_min_s: float = 2.0
+    poll_min_s: float = 1.0
     poll_max_s: float = 30.0
     completions_per_sweep: float = 8.0
     straggler_every_s: float = 60.0
@@ -137,5 +137,6 @@ class Pipeline:
     webhook_url: str | None = None
     retry_failed: int = 0  #: new attempts each failed/cancelled job gets in this run
     retried: dict[str, int] = field(default_factory=dict)  #: key -> attempts given so far
-    completed: asyncio.Queue[str] = field(default_factory=asyncio.Queue)  #: keys to download
+    #: Jobs to download: the poller's snapshot of a job it just completed, or a key to read.
+    completed: asyncio.Queue[JobRecord | str] = field(default_factory=asyncio.Queue)
     submitted: asyncio.Event = field(default_factory=asyncio.Event)  #: a job entered flight

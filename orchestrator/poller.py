@@ -5,6 +5,9 @@ is ~18 calls per job. Instead, one ``GET /jobs`` (newest first, up to 1,000 a pa
 job created since the oldest one still in flight, so a **sweep** of one page usually covers the
 whole batch. Jobs older than the pages a sweep reads (a straggler stuck for an hour behind
 thousands of newer ones) get an individual ``GET /jobs/{id}``, at most once a minute each.
+The list is not filtered by ``status``: Krea's filter takes one status, and a sweep must see
+three outcomes (completed, failed, cancelled), so one unfiltered page bounded by the oldest job
+in flight costs less than three filtered ones.
 
 When to sweep again is a pure decision (:func:`next_delay`), never more often than
 ``poll_min_s`` nor less often than ``poll_max_s``:
@@ -27,7 +30,7 @@ import asyncio
 import contextlib
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 from orchestrator import errors
 from orchestrator.client import RemoteJob
@@ -323,8 +326,8 @@ class Poller:
                 finished += 1
                 await self.pipe.window.release()
                 self.pipe.budget.settle(job.price_micro, billed=status == "completed")
-            if move.to is S.COMPLETED:
-                self.pipe.completed.put_nowait(job.key)
+            if move.to is S.COMPLETED:  # as the ledger now has it: the downloader reads nothing
+                self.pipe.completed.put_nowait(_after(job, move))
             note = str(move.fields.get("last_error") or (status if move.to is move.expect else ""))
             self.pipe.reporter.job_changed(job.entry_id, move.expect, move.to, note)
             self._warn_if_unknown(status, job.entry_id)
@@ -369,3 +372,12 @@ class Poller:
         sample = finished / interval
         rate = self.pace.completion_rate
         self.pace.completion_rate = sample if rate == 0 else 0.7 * rate + 0.3 * sample
+
+
+_RECORD_FIELDS = frozenset(f.name for f in fields(JobRecord))
+
+
+def _after(job: JobRecord, move: Move) -> JobRecord:
+    """``job`` as ``move`` left it in the ledger."""
+    changed = {k: v for k, v in move.fields.items() if k in _RECORD_FIELDS}
+    return replace(job, state=move.to, **changed)
