@@ -105,6 +105,8 @@ class KreaClient:
         self.base_url = base_url.rstrip("/")
         self._pace = pace
         self.requests: Counter[str] = Counter()  #: requests sent, by route ("GET /jobs", ...)
+        self.answered = False  #: whether the API has answered anything since this client began
+        self._refused = 0  #: connection attempts in a row that never reached the API
 
     @classmethod
     @asynccontextmanager
@@ -233,14 +235,25 @@ class KreaClient:
         try:
             async with self._session.request(method, url, **body, **kwargs) as response:
                 payload = await response.read()
+                self.answered, self._refused = True, 0
                 return response.status, dict(response.headers), payload
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
-            failure = NotSent(f"cannot connect ({type(exc).__name__})", path=path)
+            failure = self._not_sent(f"cannot connect ({type(exc).__name__})", path)
         except (aiohttp.ClientError, TimeoutError) as exc:
             failure = ConnectionLost(f"no answer ({type(exc).__name__})", path=path)
         # Raised outside the handler, so not even __context__ leads to aiohttp's frames, whose
         # locals hold the request headers and with them the key (`from None` only hides it).
         raise failure
+
+    def _not_sent(self, detail: str, path: str) -> errors.TransportError:
+        """NotSent; Unreachable once the API has refused every attempt since the run began."""
+        self._refused += 1
+        if not self.answered and self._refused >= UNREACHABLE_AFTER:
+            return errors.Unreachable(self.base_url, detail, self._refused)
+        return NotSent(detail, path=path)
+
+
+UNREACHABLE_AFTER = 6  #: refused connections in a row, with no answer ever, that end a run
 
 
 def error_for(status: int, body: bytes, headers: dict[str, str], *, path: str = "") -> ApiError:

@@ -24,7 +24,8 @@ The CLI has a single handler: it prints ``Error: <message>`` and exits with the 
     │   └── BadResponse                    2xx whose body is not what the spec promises
     ├── TransportError(sent)               no HTTP answer at all
     │   ├── NotSent                        refused / DNS / connect timeout: safe to resend
-    │   └── ConnectionLost                 sent, then reset / timed out: outcome unknown
+    │   ├── ConnectionLost                 sent, then reset / timed out: outcome unknown
+    │   └── Unreachable(base_url)          never answered since the run began: a wrong URL?
     ├── DownloadError(url)
     │   ├── Truncated(expected,got)
     │   ├── NotMp4
@@ -220,6 +221,23 @@ class NotSent(TransportError):
 
 class ConnectionLost(TransportError):
     """The request was sent but no answer came back (reset, read timeout)."""
+
+
+class Unreachable(TransportError):
+    """The API has not answered once since the run began: a wrong URL or no network.
+
+    Unlike an outage in the middle of a run (retried for as long as it lasts), this stops the
+    run, since waiting would only hide a mistake: nothing was sent.
+    """
+
+    sent = False
+
+    def __init__(self, base_url: str, detail: str, attempts: int) -> None:
+        super().__init__(
+            f"cannot reach the API at {base_url} ({detail}; {attempts} attempts, none answered). "
+            "Check --api-base / KREA_API_BASE and the network; nothing was sent."
+        )
+        self.base_url = base_url
 
 
 class DownloadError(OrchestratorError):

@@ -93,7 +93,7 @@ class Flags:
     """Run-wide stop conditions, set by whichever stage meets them."""
 
     no_funds: str | None = None  #: Krea's 402 message: stop submitting, let the rest finish
-    unauthorized: str | None = None  #: 401/403: nothing can proceed
+    unauthorized: str | None = None  #: 401/403, or an API never reached: nothing can proceed
     submitting_done: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property

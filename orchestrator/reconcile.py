@@ -9,6 +9,8 @@ Krea has no idempotency key and its job list carries no client metadata, only ``
   until every POST already on the wire has been answered and a grace period has passed (a slow
   server may still be creating the job). So the only unknown jobs newer than a floor are ones our
   ambiguous POSTs created (or another client's, if the key is shared: don't share it during a run).
+* Only a whole list is evidence: a page with an item that cannot be read (no ``created_at``, say)
+  is retried, never taken to mean that a job was not created.
 * :func:`attribute` matches each unclaimed candidate that only one ambiguous job could own. A job
   with no candidate left was never created and goes back to ``pending``. A candidate several could
   own is cancelled while Krea still allows it (cancelled jobs are free) and recorded as an
@@ -203,6 +205,12 @@ class Reconciler:
         cursor: str | None = None
         while True:
             page = await self.pipe.client.list_jobs(cursor=cursor, limit=1000)
+            if page.skipped:
+                # An item we cannot read may be the very job a lost POST created: deciding
+                # "never created" on this page could pay for the clip twice. Try again later.
+                raise errors.BadResponse(
+                    200, f"the job list had {page.skipped} unreadable items", path="/jobs"
+                )
             for item in page.items:
                 created = parse_utc(item.created_at)
                 if floor is not None and created < floor:

@@ -44,6 +44,8 @@ class Decision:
 def classify_post(error: errors.OrchestratorError) -> Decision:
     """The decision after ``POST /generate/video/...`` failed with ``error``."""
     reason = error.message
+    if isinstance(error, errors.Unreachable):
+        return Decision(Action.STOP, reason)
     if isinstance(error, errors.NotSent | errors.RateLimited):
         return Decision(Action.RETRY, reason)
     if isinstance(error, errors.TransportError | errors.ServerError | errors.BadResponse):
@@ -56,7 +58,7 @@ def classify_post(error: errors.OrchestratorError) -> Decision:
 def classify_read(error: errors.OrchestratorError) -> Decision:
     """The decision after a GET or DELETE failed with ``error``."""
     reason = error.message
-    if isinstance(error, errors.Unauthorized):
+    if isinstance(error, errors.Unauthorized | errors.Unreachable):
         return Decision(Action.STOP, reason)
     transient = (errors.TransportError, errors.ServerError, errors.RateLimited, errors.BadResponse)
     if isinstance(error, transient) or (isinstance(error, errors.ApiError) and error.status == 408):

@@ -57,6 +57,7 @@ class Submitter:
         self._claimed: set[str] = set()  #: keys a worker holds, so no other worker takes them
         self._feed = asyncio.Lock()
         self._saving: set[asyncio.Future[None]] = set()  #: job ids queued, not yet committed
+        self._warned: set[str] = set()  #: what was already said once (held-back keys, refusals)
 
     async def run(self) -> None:
         """Return when no pending job can be sent (all sent, held back by the budget, stopped)."""
@@ -155,7 +156,7 @@ class Submitter:
         if not pipe.budget.fits(job.price_micro):
             await pipe.window.release()
             pipe.budget.held_back[job.key] = job.price_micro
-            pipe.reporter.note(f"{job.entry_id}: held back by the budget cap", level="warning")
+            self._warn_once(job.key, f"{job.entry_id}: held back by the budget cap")
             return Outcome.HELD, None
         try:
             body = await self._with_assets(job)
@@ -238,6 +239,8 @@ class Submitter:
             )
             pipe.reporter.job_changed(job.entry_id, S.SUBMITTING, S.AMBIGUOUS, exc.message)
             return Outcome.AMBIGUOUS
+        if isinstance(exc, errors.NotSent):
+            self._warn_once("refused", f"{exc.message}; retrying with backoff")
         if isinstance(exc, errors.RateLimited):
             (
                 pipe.pacer.on_rate_limited
@@ -268,6 +271,11 @@ class Submitter:
             pipe.reporter.job_changed(job.entry_id, S.SUBMITTING, S.REJECTED, exc.message)
             return Outcome.REJECTED
         return Outcome.RETRY
+
+    def _warn_once(self, what: str, message: str) -> None:
+        if what not in self._warned:
+            self._warned.add(what)
+            self.pipe.reporter.note(message, level="warning")
 
     def _stop(self, exc: errors.OrchestratorError) -> None:
         if isinstance(exc, errors.InsufficientFunds):

@@ -123,6 +123,8 @@ def parse_yaml(data: bytes | str, *, path: str = "", pure_python: bool = False) 
 
     ``pure_python`` uses PyYAML's own parser, the fallback when libyaml is not installed.
     """
+    if isinstance(data, bytes):
+        _check_utf8(data, path)
     try:
         return _Builder(path).build(data, yaml.SafeLoader if pure_python else _Loader)
     except ManifestError:
@@ -136,6 +138,20 @@ def parse_yaml(data: bytes | str, *, path: str = "", pure_python: bool = False) 
         raise ManifestError(f"invalid YAML: {_one_line(error)}", path=path) from None
     except RecursionError:
         raise ManifestError("invalid YAML: nested too deeply", path=path) from None
+
+
+def _check_utf8(data: bytes, path: str) -> None:
+    """Refuse text that is not UTF-8 (YAML's encoding here) naming the line and the byte."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return  # a UTF-16 byte-order mark: the YAML reader decodes it itself
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        byte = data[error.start : error.start + 1].hex()
+        raise ManifestError(
+            f"not UTF-8 text (byte 0x{byte}); save the file as UTF-8", path=path, line=line
+        ) from None
 
 
 class _Builder:

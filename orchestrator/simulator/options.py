@@ -205,6 +205,11 @@ class SimulatorOptions:
                 raise ValueError(f"{name} must be >= 0")
         if self.job_timeout_s <= 0 or self.ambiguous_burst < 0:
             raise ValueError("job_timeout_s must be > 0 and ambiguous_burst >= 0")
+        self._check_port()
+
+    def _check_port(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ValueError("port must be between 0 and 65535")
 
     # -- parsed views ---------------------------------------------------------------------------
     @property

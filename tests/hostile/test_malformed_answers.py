@@ -39,6 +39,23 @@ async def test_an_unreadable_post_answer_is_reconciled_never_resent(
     await assert_exactly_once(sim, outcome, 6)
 
 
+async def test_a_job_list_with_unreadable_items_never_settles_a_lost_post(
+    simulator: StartSimulator, tmp_path: Path
+) -> None:
+    """Items without created_at are not evidence of absence: reconciliation waits for a whole
+    list instead of deciding "no job was created" and paying for the clip again (found by the
+    soak: two clips billed twice)."""
+    sim = await simulator(
+        time_scale=1000, concurrency=4, backlog=8, seed=3, fault_ambiguous_rate=1.0,
+        fault_malformed_rate=0.6, malformed_routes="list_jobs", malformed_forms="missing_fields",
+    )  # fmt: skip
+    outcome = await run_recorded(sim, tmp_path, manifest_text(6))
+    stats = sim.stats()
+    assert stats["faults"]["malformed"] >= 3
+    assert stats["requests"][POSTS] == 6, "a lost POST was judged never created and sent again"
+    await assert_exactly_once(sim, outcome, 6)
+
+
 async def test_malformed_status_answers_are_retried_until_they_read(
     simulator: StartSimulator, tmp_path: Path
 ) -> None:

@@ -106,7 +106,7 @@ def _hostile_manifests(root: Path) -> dict[str, tuple[Path, str]]:
             "batch: b\njobs:\n  - prompt: a\n    prompt: b\n",
             ":4: duplicate key 'prompt' at lines 3 and 4",
         ),
-        "bad_utf8": (b"batch: b\njobs: [\xff\xfe]\n", ": invalid YAML"),
+        "bad_utf8": (b"batch: b\njobs: [\xff\xfe]\n", ":2: not UTF-8 text (byte 0xff)"),
         "not_a_mapping": ("- just\n- a list\n", ": a manifest must be a mapping"),
     }
     made = {}

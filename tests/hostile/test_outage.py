@@ -8,15 +8,20 @@ machine's speed, and the request count is compared with what that many API secon
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from pathlib import Path
 
 import pytest
 
+from orchestrator import errors
+from orchestrator.client import UNREACHABLE_AFTER, KreaClient
+from orchestrator.simulator import running_simulator
 from tests.conftest import StartSimulator
 from tests.e2e.cli_support import Workdir, assert_billed_once_and_files_whole, write_manifest
-from tests.hostile.support import cpu_seconds, lines_until
+from tests.hostile.support import cpu_seconds, free_port, lines_until, run_cli
+from tests.integration.pipeline_support import ledger_rows
 
 SCALE = 100.0
 FAILED_SWEEPS = 12
@@ -68,3 +73,37 @@ def test_cpu_seconds_reads_this_process() -> None:
     while time.process_time() < deadline:
         pass
     assert cpu_seconds(os.getpid()) - before >= 0.1
+
+
+async def test_an_api_that_never_answers_ends_the_run_with_one_clear_message(
+    tmp_path: Path,
+) -> None:
+    """A wrong --api-base (nothing listens): one warning, then exit 4 naming the URL; no hang."""
+    write_manifest(tmp_path, 3)
+    base = f"http://127.0.0.1:{free_port()}"
+    done = await run_cli(
+        ["run", str(tmp_path / "jobs.yaml"), "--api-base", base, "--progress", "plain",
+         "--ledger", str(tmp_path / "ledger.db"), "--out", str(tmp_path / "out"),
+         "--time-scale", "1000"],
+        env={**os.environ, "KREA_API_KEY": "sk-test-unreachable"},
+    )  # fmt: skip
+    assert done.code == 4, done.err[-2000:]
+    assert f"cannot reach the API at {base}" in done.err
+    assert done.err.count("retrying with backoff") == 1  # said once, not once per attempt
+    assert "Traceback" not in done.err
+    rows = await ledger_rows(tmp_path / "ledger.db", "e2e")
+    assert {row.state.value for row in rows} == {"pending"}  # nothing left half-sent
+
+
+async def test_an_api_that_answered_once_is_waited_for_however_long_it_is_gone() -> None:
+    """Refusals after a first answer are an outage, retried as such; never 'unreachable'."""
+    async with contextlib.AsyncExitStack() as outer:
+        async with running_simulator() as sim:
+            client = await outer.enter_async_context(KreaClient.connect(sim.url, "sk-test"))
+            await client.list_jobs(limit=1)
+        # the simulator is gone: every connection is refused from now on
+        for _ in range(3 * UNREACHABLE_AFTER):
+            with pytest.raises(errors.TransportError) as caught:
+                await client.list_jobs(limit=1)
+            assert not isinstance(caught.value, errors.Unreachable)
+        assert isinstance(caught.value, errors.NotSent)

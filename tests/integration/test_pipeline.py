@@ -10,6 +10,7 @@ import pytest
 
 from orchestrator.jobs import JobState
 from orchestrator.simulator import media_sha256_for
+from tests.hostile.support import Recorder, run_recorded
 from tests.integration.pipeline_support import (
     assert_exactly_once,
     charged,
@@ -136,13 +137,17 @@ async def test_402_stops_new_jobs_and_lets_the_rest_finish(simulator, tmp_path: 
 
 
 async def test_the_budget_cap_holds_back_what_does_not_fit(simulator, tmp_path: Path) -> None:
-    """A $1.00 cap: two clips are sent, the rest are held back and reported, exit code 3."""
+    """A $1.00 cap: two clips are sent, the rest are held back and reported (each once), exit 3."""
     sim = await simulator(time_scale=1000)
-    outcome = await run_manifest(sim, tmp_path, manifest_text(6), budget_micro=1_000_000)
+    recorder = Recorder()
+    outcome = await run_recorded(sim, tmp_path, manifest_text(6), recorder, budget_micro=1_000_000)
     assert outcome.summary.stopped == "budget"
     assert outcome.summary.exit_code == 3
     assert outcome.summary.held_back == 4
     assert outcome.summary.billed_micro == sim.stats()["billed_micro"] == 2 * 366_700
+    held = recorder.noted("held back by the budget cap")
+    assert sorted(held) == sorted(set(held))  # one warning per job, however many passes
+    assert len(held) == 4
 
 
 async def test_a_retired_model_is_rejected_and_never_retried(simulator, tmp_path: Path) -> None:

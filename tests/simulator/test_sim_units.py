@@ -33,6 +33,10 @@ def test_cli_rejects_bad_values_before_serving() -> None:
     assert "fault_5xx_rate" in result.output
     result = CliRunner().invoke(simulate, ["--validation-status", "418"])
     assert result.exit_code == 2
+    for port in ("-1", "65536"):
+        result = CliRunner().invoke(simulate, ["--port", port])
+        assert result.exit_code == 2, result.output
+        assert "port must be between 0 and 65535" in result.output
 
 
 def test_price_rounding_half_up() -> None:

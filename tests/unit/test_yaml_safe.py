@@ -212,7 +212,8 @@ def test_a_second_document_is_refused() -> None:
 )
 def test_malformed_yaml_is_a_manifest_error(data: str | bytes) -> None:
     """Broken bytes, brackets, quotes, NUL, surrogates and tabs all give a clean error."""
-    assert refused(data).reason.startswith("invalid YAML")
+    reason = refused(data).reason
+    assert reason.startswith(("invalid YAML", "not UTF-8 text")), reason
 
 
 def test_an_empty_document_is_none() -> None:
@@ -270,3 +271,16 @@ def _only_manifest_errors(data: str | bytes, pure: bool) -> None:
 def test_arbitrary_input_gives_a_value_or_a_manifest_error(data: str | bytes, pure: bool) -> None:
     """Text, bytes, unicode and YAML-ish token soup never raise anything but ManifestError."""
     _only_manifest_errors(data, pure)
+
+
+@both_parsers
+def test_text_that_is_not_utf8_is_refused_naming_its_line_and_byte(pure: bool) -> None:
+    """A Latin-1 file (é as 0xe9) is one clear error at its line, not a decoder's message."""
+    error = refused("batch: x\njobs:\n  - prompt: café\n".encode("latin-1"), pure)
+    assert error.line == 3
+    assert "not UTF-8 text (byte 0xe9)" in error.message
+
+
+def test_utf16_with_a_byte_order_mark_still_reads() -> None:
+    """YAML allows UTF-16 with a BOM; the UTF-8 check leaves it to the reader."""
+    assert parse("batch: x\n".encode("utf-16")) == {"batch": "x"}
