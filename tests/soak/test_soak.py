@@ -1,7 +1,7 @@
 """Soak: 10,000 jobs, every simulator fault on, the CLI killed with SIGKILL again and again.
 
 Run with ``make soak`` (``SOAK_JOBS`` and ``SOAK_KILLS`` scale it down for a quick try). The
-batch goes through ``orchestrator run`` subprocesses, each SIGKILLed after a random 0.5-2.5 s
+batch goes through ``orchestrator run`` subprocesses, each SIGKILLed after a random 0.3-1.8 s
 (during start-up and recovery too), some of them during a full API outage; then one last run
 with the network faults off finishes it, and ``checker.check_history`` compares ledger, disk and
 the simulator's bill. The figures are printed for the README and kept in ``soak-figures.json``
@@ -121,7 +121,7 @@ async def test_ten_thousand_jobs_through_faults_and_kills_agree_exactly(
         outage = kills % 10 == 5  # every tenth life meets a full outage and is killed in it
         sim.configure(outage=outage)
         outages += outage
-        if await harness.life(rng.uniform(0.5, 2.5)) is not None:
+        if await harness.life(rng.uniform(0.3, 1.8)) is not None:
             break  # the batch finished between two kills
         kills += 1
     sim.configure(outage=False, **{name: 0.0 for name in NETWORK_FAULTS})
