@@ -60,7 +60,9 @@ def _download_row(
         f"5 download ({plan.download_jobs} x {mib} MiB, {plan.download_workers} streams)",
         f"{fmt(dig(d, 'download', 'orchestrator_mb_s'), 'MB/s', 0)} = {fmt(v['download_ratio'])} x",
         f"plain loop {fmt(dig(d, 'download', 'plain_mb_s'), 'MB/s', 0)}; "
-        f"+ fsync {fmt(dig(d, 'download', 'plain_fsync_mb_s'), 'MB/s', 0)}",
+        f"+ fsync {fmt(dig(d, 'download', 'plain_fsync_mb_s'), 'MB/s', 0)}; + fsync + sha256 "
+        f"{fmt(dig(d, 'download', 'plain_fsync_sha256_mb_s'), 'MB/s', 0)} "
+        f"(= {fmt(dig(d, 'download', 'download_ratio_same_work'))} x)",
         ">= 0.9 x",
         mark(ok["download >= 90% of plain loop"]),
     )

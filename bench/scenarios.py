@@ -272,6 +272,9 @@ async def download(plan: Plan, parent: Path) -> Figures:
         synced = await _plain_rate(
             urls, space.root / "plain-fsync", plan.download_workers, fsync=True
         )
+        hashed = await _plain_rate(
+            urls, space.root / "plain-hash", plan.download_workers, fsync=True, digest=True
+        )
     window = workload.download_window(space.ledger)
     ours = None
     if window is not None:
@@ -286,12 +289,16 @@ async def download(plan: Plan, parent: Path) -> Figures:
         "plain_mb_s": None if reference is None else reference / 1e6,
         "plain_runs_mb_s": [p / 1e6 for p in plain],
         "plain_fsync_mb_s": synced / 1e6,
+        "plain_fsync_sha256_mb_s": hashed / 1e6,
         "download_ratio": analysis.ratio(ours, reference),
+        "download_ratio_same_work": analysis.ratio(ours, hashed or None),
     }
 
 
-async def _plain_rate(urls: list[str], folder: Path, workers: int, *, fsync: bool = False) -> float:
+async def _plain_rate(
+    urls: list[str], folder: Path, workers: int, *, fsync: bool = False, digest: bool = False
+) -> float:
     """Bytes per second of one plain-loop pass (its files deleted afterwards)."""
-    size, seconds = await download_all(urls, folder, workers, fsync=fsync)
+    size, seconds = await download_all(urls, folder, workers, fsync=fsync, digest=digest)
     shutil.rmtree(folder, ignore_errors=True)
     return size / seconds if seconds > 0 else 0.0

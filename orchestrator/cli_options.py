@@ -147,7 +147,7 @@ def _limit_options() -> list[Decorator]:
         click.option(
             "--poll-min",
             type=positive,
-            default=1.0,
+            default=2.0,
             show_default=True,
             help="Shortest time between status sweeps, seconds (<= --poll-max).",
         ),

@@ -39,7 +39,7 @@ class Settings:
     retry_failed: int = 0  #: new attempts per failed/cancelled job in this run
     request_timeout_s: float = 30.0  #: real seconds without a byte from Krea's API
     download_timeout_s: float = 60.0  #: real seconds without a byte from the media host (P4.4)
-    poll_min_s: float = 1.0
+    poll_min_s: float = 2.0
     poll_max_s: float = 30.0
     webhook_url: str | None = None
     webhook_listen: str | None = None  #: host:port for the receiver

@@ -105,7 +105,7 @@ class Flags:
 class Tuning:
     """Timing of the stages, in API seconds (see ``clock``)."""
 
-    poll_min_s: float = 1.0
+    poll_min_s: float = 2.0
     poll_max_s: float = 30.0
     completions_per_sweep: float = 8.0
     straggler_every_s: float = 60.0

@@ -178,19 +178,37 @@ class PartWriter:
 
 
 async def _stream(response: aiohttp.ClientResponse, writer: PartWriter) -> bytearray:
-    """Write the body as it comes, ``FLUSH_BYTES`` at a time; returns the unwritten tail."""
+    """Write the body as it comes, ``FLUSH_BYTES`` at a time; returns the unwritten tail.
+
+    One write (with its hashing) runs in a thread while the next chunk is read from the socket:
+    at most one at a time, so the file is written in order.
+    """
     buffer = bytearray()
+    writing: asyncio.Future[None] | None = None
     try:
         async for chunk in response.content.iter_chunked(FLUSH_BYTES):
             buffer += chunk
             if len(buffer) >= FLUSH_BYTES:
                 data, buffer = buffer, bytearray()
-                await asyncio.to_thread(writer.write, data)
+                if writing is not None:
+                    await writing
+                writing = asyncio.ensure_future(asyncio.to_thread(writer.write, data))
+        if writing is not None:
+            await writing
+    except errors.DiskFull:
+        raise
     except BaseException:
-        if buffer:  # cut, timed out or stopped: keep what came, the next attempt resumes after it
+        # cut, timed out or stopped: keep what came, the next attempt resumes after it
+        if writing is not None and not writing.done():
+            await asyncio.wait([writing])
+        if buffer and (writing is None or _succeeded(writing)):
             await asyncio.to_thread(writer.keep, buffer)
         raise
     return buffer
+
+
+def _succeeded(future: asyncio.Future[None]) -> bool:
+    return not future.cancelled() and future.exception() is None
 
 
 def write_chunk(

@@ -196,7 +196,7 @@ class Ledger(PlanQueries, ReportQueries):
         **fields: Any,
     ) -> None:
         """Move one job, durably. Raises IllegalTransition if the move is not allowed or stale."""
-        await self._commits.submit([Move(key, expect, to, cause, fields, detail)])
+        await self.transition_soon(key, to, expect=expect, cause=cause, detail=detail, **fields)
 
     def transition_soon(
         self,

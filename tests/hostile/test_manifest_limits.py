@@ -15,19 +15,9 @@ import pytest
 
 from orchestrator.yaml_safe import DEFAULT_MAX_BYTES, MAX_VALUES
 from tests.hostile.support import run_cli
+from tests.samples import LOL_BOMB
 
 MiB = 1024 * 1024
-LOL_BOMB = """\
-a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]
-b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
-c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
-d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
-e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
-f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
-g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
-h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]
-i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]
-"""
 MEASURE = """\
 import json, resource, sys, time
 from orchestrator.errors import InputError
