@@ -123,15 +123,31 @@ def api_options(f: F) -> F:
 def _limit_options() -> list[Decorator]:
     positive = Number(0, open=True)
     return [
-        click.option("--budget", type=Number(0), help="Cap in USD for this batch (>= 0)."),
+        click.option(
+            "--budget",
+            envvar="ORCHESTRATOR_BUDGET",
+            show_envvar=True,
+            type=Number(0),
+            help="Cap in USD for this batch (>= 0).",
+        ),
         click.option(
             "--max-in-flight",
+            envvar="ORCHESTRATOR_MAX_IN_FLIGHT",
+            show_envvar=True,
             type=click.IntRange(1),
             help="Krea concurrency + backlog (>= 1).",
         ),
-        click.option("--rps", type=positive, help="Requests per second cap (> 0)."),
+        click.option(
+            "--rps",
+            envvar="ORCHESTRATOR_RPS",
+            show_envvar=True,
+            type=positive,
+            help="Requests per second cap (> 0).",
+        ),
         click.option(
             "--submit-workers",
+            envvar="ORCHESTRATOR_SUBMIT_WORKERS",
+            show_envvar=True,
             type=click.IntRange(1, 16),
             default=1,
             show_default=True,
@@ -139,6 +155,8 @@ def _limit_options() -> list[Decorator]:
         ),
         click.option(
             "--download-workers",
+            envvar="ORCHESTRATOR_DOWNLOAD_WORKERS",
+            show_envvar=True,
             type=click.IntRange(1, 64),
             default=8,
             show_default=True,
@@ -146,6 +164,8 @@ def _limit_options() -> list[Decorator]:
         ),
         click.option(
             "--poll-min",
+            envvar="ORCHESTRATOR_POLL_MIN",
+            show_envvar=True,
             type=positive,
             default=2.0,
             show_default=True,
@@ -153,6 +173,8 @@ def _limit_options() -> list[Decorator]:
         ),
         click.option(
             "--poll-max",
+            envvar="ORCHESTRATOR_POLL_MAX",
+            show_envvar=True,
             type=positive,
             default=30.0,
             show_default=True,
@@ -165,11 +187,15 @@ def _mode_options() -> list[Decorator]:
     return [
         click.option(
             "--webhook-url",
+            envvar="ORCHESTRATOR_WEBHOOK_URL",
+            show_envvar=True,
             type=HttpUrl(),
             help="Public URL Krea POSTs finished jobs to (webhook mode; needs --webhook-listen).",
         ),
         click.option(
             "--webhook-listen",
+            envvar="ORCHESTRATOR_WEBHOOK_LISTEN",
+            show_envvar=True,
             type=HostPort(),
             help="Where the webhook receiver listens (needs --webhook-url).",
         ),
@@ -197,6 +223,8 @@ def _output_options() -> list[Decorator]:
     return [
         click.option(
             "--progress",
+            envvar="ORCHESTRATOR_PROGRESS",
+            show_envvar=True,
             type=click.Choice(["auto", "live", "plain", "json", "quiet"]),
             default="auto",
             show_default=True,
@@ -257,8 +285,14 @@ def check_run_options(options: dict[str, Any]) -> str:
 
 
 def _progress_mode(options: dict[str, Any]) -> str:
-    """--quiet and --json are shorthands; two different modes at once are a usage error."""
-    chosen = {options["progress"]} - {"auto"}
+    """--quiet and --json are shorthands; two different modes at once are a usage error.
+
+    A mode from ORCHESTRATOR_PROGRESS gives way to --quiet or --json on the command line.
+    """
+    source = click.get_current_context().get_parameter_source("progress")
+    from_env = source is click.core.ParameterSource.ENVIRONMENT
+    shorthand = options["quiet"] or options["json_log"]
+    chosen = set() if from_env and shorthand else {options["progress"]} - {"auto"}
     chosen |= {"quiet"} if options["quiet"] else set()
     chosen |= {"json"} if options["json_log"] else set()
     if len(chosen) > 1:

@@ -103,3 +103,20 @@ def test_run_help_says_simulate_is_a_fresh_account_with_its_own_files() -> None:
     text = " ".join(CliRunner().invoke(main, ["run", "--help"]).output.split())
     assert "--ledger simulated.db --out simulated-out" in text
     assert "Each --simulate run is a new simulated account" in text
+
+
+def test_options_come_from_the_environment_and_the_command_line_wins(manifest: str) -> None:
+    """Every run limit has an env var (shown in --help); a bad one is a usage error naming it;
+    --quiet on the command line overrides ORCHESTRATOR_PROGRESS instead of clashing with it."""
+    shown = CliRunner().invoke(main, ["run", "--help"], terminal_width=200).output
+    for name in ("BUDGET", "MAX_IN_FLIGHT", "RPS", "DOWNLOAD_WORKERS", "POLL_MIN", "PROGRESS"):
+        assert f"ORCHESTRATOR_{name}" in shown, name
+    bad = CliRunner().invoke(
+        main, ["run", manifest, "--dry-run"], env={"ORCHESTRATOR_BUDGET": "-5"}
+    )
+    assert bad.exit_code == 2, bad.output
+    assert "--budget" in bad.output
+    quiet = CliRunner().invoke(
+        main, ["run", manifest, "--dry-run", "--quiet"], env={"ORCHESTRATOR_PROGRESS": "json"}
+    )
+    assert quiet.exit_code == 0, quiet.output
