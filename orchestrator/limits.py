@@ -35,6 +35,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 from asyncio_throttle.throttler import Throttler
 
@@ -90,8 +91,11 @@ class Pacer:
         if self._throttler is None:
             self._throttler = Throttler(rate_limit=burst, period=period)
             # Our requests of the last window still count in Krea's: a throttle that starts
-            # empty would send a whole burst into a window that just answered 429.
-            self._throttler._task_logs.extend(self._recent)
+            # empty would send a whole burst into a window that just answered 429. The log is
+            # asyncio-throttle's private deque of start times; without it we only lose that.
+            log: Any = getattr(self._throttler, "_task_logs", None)
+            if log is not None:
+                log.extend(self._recent)
         else:
             self._throttler.rate_limit, self._throttler.period = burst, period
 
