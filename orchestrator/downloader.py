@@ -54,8 +54,7 @@ class Downloader:
 
     async def _work(self) -> None:
         while item := await self.pipe.completed.get():
-            job = item if isinstance(item, JobRecord) else None
-            key = item.key if isinstance(item, JobRecord) else item
+            job, key = (item, item.key) if isinstance(item, JobRecord) else (None, item)
             while True:  # again after a full disk: this worker retries once there is room
                 await self.disk_ok.wait()
                 job = job or await self.pipe.ledger.job(key)

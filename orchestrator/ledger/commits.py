@@ -103,10 +103,8 @@ class GroupCommit:
         self.rounds += 1
         self.moves += len(statements)
         if len(statements) == 1:  # autocommit: one statement, one hop, one fsync
-            cursor = await self._db.execute(*statements[0])
-            only = next(unit for unit in units if unit.statements)
-            return [None if unit is not only or cursor.rowcount == 1 else unit.moves[0]
-                    for unit in units]  # fmt: skip
+            hit = (await self._db.execute(*statements[0])).rowcount == 1
+            return [None if hit or not unit.statements else unit.moves[0] for unit in units]
         await self._db.execute("BEGIN IMMEDIATE")
         try:
             if await self._apply_runs(statements):

@@ -78,6 +78,8 @@ class PlanQueries:
 
         async def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]: ...
 
+        async def pragma(self, name: str) -> Any: ...
+
     async def sync_plan(
         self,
         batch: str,
@@ -118,7 +120,7 @@ class PlanQueries:
 
     async def synced_plans(self, manifest_sha256: str) -> list[tuple[Batch, str]]:
         """Batches last synced from a manifest with these bytes, with their ``synced_plan``."""
-        if int(await self._scalar("PRAGMA user_version") or 0) < SYNCED_PLAN_VERSION:
+        if int(await self.pragma("user_version") or 0) < SYNCED_PLAN_VERSION:
             return []  # an older ledger, read before its migration: nothing recorded yet
         rows = await self._fetch(
             "SELECT name, manifest_path, manifest_sha256, out_dir, budget_micro, synced_plan "
@@ -191,10 +193,6 @@ class PlanQueries:
             "SELECT key FROM jobs WHERE batch = ? AND state = ? ORDER BY seq", (batch, state.value)
         )
         return [str(row[0]) for row in rows]
-
-    async def _scalar(self, sql: str) -> Any:
-        rows = await self._fetch(sql)
-        return rows[0][0] if rows else None
 
 
 def _lookup(seconds: Mapping[str, float | None]) -> Callable[[JobSpec], float | None]:
