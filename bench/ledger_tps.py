@@ -23,7 +23,7 @@ from pathlib import Path
 from bench.workload import ensure_dir, write_manifest
 from orchestrator.jobs import JobState
 from orchestrator.ledger import Batch, Ledger, Move
-from orchestrator.manifest import load_manifest
+from orchestrator.manifest.manifest import load_manifest
 
 S = JobState
 WALK = (S.SUBMITTING, S.SUBMITTED, S.COMPLETED, S.DOWNLOADING, S.DONE)

@@ -6,9 +6,9 @@ The command line is ``orchestrator --help``; from Python see :mod:`orchestrator.
 
 from orchestrator.api import ajobs, areport, arun, jobs, report, run
 from orchestrator.config import Settings
-from orchestrator.costs import estimate
 from orchestrator.errors import OrchestratorError
-from orchestrator.manifest import Manifest, load_manifest
+from orchestrator.manifest.manifest import Manifest, load_manifest
+from orchestrator.money.costs import estimate
 from orchestrator.runner import RunSummary
 
 __version__ = "0.1.0"

@@ -21,11 +21,11 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
-from orchestrator import reports
-from orchestrator.commands import read_ledger
+from orchestrator.cli.commands import read_ledger
 from orchestrator.config import Settings, api_key_from_env
 from orchestrator.errors import ConfigError
 from orchestrator.jobs import JobRecord
+from orchestrator.money import reports
 from orchestrator.pipeline import Reporter
 from orchestrator.runner import RunSummary
 from orchestrator.runner import run as run_batch

@@ -34,7 +34,7 @@ from orchestrator.errors import EXIT_CANNOT_RUN, EXIT_JOBS_FAILED, EXIT_OK, EXIT
 from orchestrator.jobs import JobState
 from orchestrator.ledger import Ledger, LedgerLock
 from orchestrator.limits import InFlightWindow, Pacer
-from orchestrator.manifest import Manifest, ManifestHeader
+from orchestrator.manifest.manifest import Manifest, ManifestHeader
 from orchestrator.pipeline import Budget, NullReporter, Pipeline, Reporter, Tuning
 from orchestrator.poller import Poller
 from orchestrator.reconcile import Reconciler

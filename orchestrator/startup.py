@@ -5,7 +5,7 @@ waits for when resuming (issue 6). Why it is built this way:
 
 * **An unchanged manifest is not loaded again.** Parsing and checking 100,000 entries takes
   seconds, so each sync records in the batch row (``synced_plan``) the manifest's header
-  (:class:`~orchestrator.manifest.ManifestHeader`: batch, limits, budget, local files), the
+  (:class:`~orchestrator.manifest.manifest.ManifestHeader`: batch, limits, budget, local files), the
   output folder and the fingerprint of the planning code and data. A later run whose manifest
   has the same bytes, path and output folder under the same fingerprint, and whose local files
   still hash the same, starts from that record: its jobs are already in the ledger.
@@ -33,8 +33,8 @@ from orchestrator.config import Settings
 from orchestrator.errors import InputError, LedgerError, ManifestError
 from orchestrator.jobs import JobSpec, JobState
 from orchestrator.ledger import Batch, Ledger, Move
-from orchestrator.local_files import FileHasher
-from orchestrator.manifest import (
+from orchestrator.manifest.local_files import FileHasher
+from orchestrator.manifest.manifest import (
     Limits,
     Manifest,
     ManifestHeader,
@@ -42,9 +42,9 @@ from orchestrator.manifest import (
     manifest_sha256,
     planner_fingerprint,
 )
-from orchestrator.output_paths import collision_key
+from orchestrator.manifest.output_paths import collision_key
+from orchestrator.money.prices import seconds_for
 from orchestrator.pipeline import Pipeline
-from orchestrator.prices import seconds_for
 from orchestrator.transfer import verified_on_disk
 
 S = JobState

@@ -5,7 +5,7 @@ Run it again whenever the spec snapshot changes (``make prices``)::
     python scripts/build_prices.py [--spec PATH] [--out PATH]
 
 Krea publishes prices only as markdown tables inside each endpoint's description. This script
-turns them, once, into a table that ``orchestrator.prices`` can match a request against:
+turns them, once, into a table that ``orchestrator.money.prices`` can match a request against:
 per model, the request fields the rows are keyed on, the schema defaults of those fields, and
 rows ``{when, cu, usd_micro, seconds}``. USD is CU x USD_PER_CU (krea-api.md §2), rounded half up
 to whole micro-dollars with Decimal arithmetic. The spec's quirks are copied as they are: a row

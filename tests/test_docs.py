@@ -9,7 +9,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from orchestrator.cli import main
+from orchestrator.cli.cli import main
 
 README = (Path(__file__).parent.parent / "README.md").read_text()
 COMMANDS = sorted(main.commands)

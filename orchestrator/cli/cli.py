@@ -23,8 +23,9 @@ from typing import Any, TypeVar
 
 import click
 
-from orchestrator import commands, errors
-from orchestrator.cli_options import (
+from orchestrator import errors
+from orchestrator.cli import commands
+from orchestrator.cli.cli_options import (
     Number,
     api_options,
     check_run_options,
@@ -40,7 +41,7 @@ from orchestrator.config import (
     Settings,
     api_key_from_env,
 )
-from orchestrator.prices import micro_from_usd
+from orchestrator.money.prices import micro_from_usd
 from orchestrator.simulator.command import simulate
 
 T = TypeVar("T")

@@ -17,15 +17,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from orchestrator import costs, errors, reports
-from orchestrator.accounting import Figures
+from orchestrator import errors
+from orchestrator.cli.progress import Ending, JsonLog, LineLog, LivePanel, Quiet
 from orchestrator.client import KreaClient
 from orchestrator.clock import parse_utc
 from orchestrator.config import Settings
 from orchestrator.jobs import JobRecord, JobState
 from orchestrator.ledger import Ledger, LedgerLock, Move
-from orchestrator.manifest import load_manifest
-from orchestrator.progress import Ending, JsonLog, LineLog, LivePanel, Quiet
+from orchestrator.manifest.manifest import load_manifest
+from orchestrator.money import costs, reports
+from orchestrator.money.accounting import Figures
 from orchestrator.runner import RunSummary
 from orchestrator.runner import run as run_batch
 from orchestrator.startup import prepare

@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.errors import ManifestError, ManifestErrors
-from orchestrator.output_paths import DEFAULT_TEMPLATE, slug, template_fields
+from orchestrator.manifest.output_paths import DEFAULT_TEMPLATE, slug, template_fields
+from orchestrator.manifest.yaml_safe import YamlList, YamlMap, line_of
 from orchestrator.spec import VIDEO_PREFIX, load_spec
-from orchestrator.yaml_safe import YamlList, YamlMap, line_of
 
 KEYWORDS = frozenset({"id", "model", "expand", "takes", "output", "params"})
 MAX_TAKES = 1000

@@ -62,7 +62,9 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from orchestrator.entries import (
+from orchestrator.errors import ManifestError
+from orchestrator.jobs import JobSpec
+from orchestrator.manifest.entries import (
     KEYWORDS,
     Defaults,
     Problems,
@@ -72,12 +74,10 @@ from orchestrator.entries import (
     resolve_model,
     template_problem,
 )
-from orchestrator.errors import ManifestError
-from orchestrator.jobs import JobSpec
-from orchestrator.output_paths import DEFAULT_TEMPLATE
-from orchestrator.planning import Planner
-from orchestrator.prices import PriceOverrides, micro_from_usd, parse_override
-from orchestrator.yaml_safe import YamlList, YamlMap, line_of, parse_yaml, read_capped
+from orchestrator.manifest.output_paths import DEFAULT_TEMPLATE
+from orchestrator.manifest.planning import Planner
+from orchestrator.manifest.yaml_safe import YamlList, YamlMap, line_of, parse_yaml, read_capped
+from orchestrator.money.prices import PriceOverrides, micro_from_usd, parse_override
 
 TOP_LEVEL = ("batch", "defaults", "jobs", "output", "limits", "budget_usd", "prices")
 #: What decides the jobs a manifest becomes (see planner_fingerprint).

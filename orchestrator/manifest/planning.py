@@ -19,13 +19,13 @@ import re
 from collections.abc import Hashable
 from typing import Any
 
-from orchestrator import local_files, output_paths
-from orchestrator.entries import Draft, Problems
 from orchestrator.errors import PriceUnknown
 from orchestrator.jobs import JobSpec, canonical_json, job_key
-from orchestrator.prices import PriceOverrides, price_micro
+from orchestrator.manifest import local_files, output_paths
+from orchestrator.manifest.entries import Draft, Problems
+from orchestrator.manifest.yaml_safe import YamlMap
+from orchestrator.money.prices import PriceOverrides, price_micro
 from orchestrator.spec import Problem, load_spec, request_problems
-from orchestrator.yaml_safe import YamlMap
 
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 

@@ -44,8 +44,8 @@ from enum import StrEnum
 from typing import Any
 
 from orchestrator.jobs import IN_FLIGHT, REMOTE_TERMINAL, JobState
-from orchestrator.prices import usd
-from orchestrator.spend_history import (
+from orchestrator.money.prices import usd
+from orchestrator.money.spend_history import (
     CURRENT_REMOTE,
     Charge,
     Day,

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from orchestrator.jobs import JobSpec
-from orchestrator.prices import (
+from orchestrator.money.prices import (
     NO_OVERRIDES,
     PriceOverrides,
     micro_from_usd,

@@ -13,8 +13,8 @@ from html import escape as esc
 from typing import Any
 
 from orchestrator.clock import parse_utc
-from orchestrator.reports import _highlights, _sections, dollars
-from orchestrator.spend_history import Charge
+from orchestrator.money.reports import _highlights, _sections, dollars
+from orchestrator.money.spend_history import Charge
 
 MAX_STEPS = 2000  #: most steps the spend-over-time chart draws
 

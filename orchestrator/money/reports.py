@@ -62,11 +62,11 @@ from collections.abc import Iterable, Sequence
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from orchestrator.accounting import Figures, JobRow, account, money
 from orchestrator.clock import now_utc
 from orchestrator.errors import InputError
 from orchestrator.ledger import Ledger
-from orchestrator.spend_history import EventRow
+from orchestrator.money.accounting import Figures, JobRow, account, money
+from orchestrator.money.spend_history import EventRow
 
 FORMATS = ("table", "csv", "json", "html")
 # fmt: off
@@ -110,7 +110,7 @@ async def render(ledger: Ledger, batch: str | None, fmt: str) -> str:
     if fmt == "csv":
         return report_csv(document)
     if fmt == "html":
-        from orchestrator.report_html import report_html  # it builds on this module's helpers
+        from orchestrator.money.report_html import report_html  # it builds on this module's helpers
 
         return report_html(document, result.charges)
     return report_table(document)

@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING, Any
 
 from orchestrator.clock import parse_utc
 from orchestrator.jobs import JobState
-from orchestrator.prices import usd
+from orchestrator.money.prices import usd
 
 if TYPE_CHECKING:
-    from orchestrator.accounting import JobRow
+    from orchestrator.money.accounting import JobRow
 
 S = JobState
 #: States in which remote_status describes the row's current remote job.

@@ -1,7 +1,7 @@
 """The simulator's own price list: compute units from the spec's tables, turned into micro-dollars.
 
-Deliberately independent of the client's ``orchestrator.costs``: a fake that shared the client's
-pricing code could never catch a pricing bug. Only the raw table cells come from
+Deliberately independent of the client's ``orchestrator.money.costs``: a fake that shared the
+client's pricing code could never catch a pricing bug. Only the raw table cells come from
 ``orchestrator.spec``; matching a request to a row is done here, from Krea's column names:
 
 =================== ================================================================

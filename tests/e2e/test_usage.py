@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from orchestrator.cli import main
+from orchestrator.cli.cli import main
 
 MANIFEST = (
     "batch: b\ndefaults:\n  model: kling/kling-2.5\n  duration: 5\njobs:\n  - prompt: a fox\n"

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.jobs import JobState
-from orchestrator.manifest import load_manifest
+from orchestrator.manifest.manifest import load_manifest
 from orchestrator.runner import run
 from orchestrator.simulator import RunningSimulator
 from tests.integration.pipeline_support import Outcome, settings_for

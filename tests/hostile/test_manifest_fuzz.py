@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from orchestrator.errors import InputError
-from orchestrator.manifest import Manifest, load_manifest
+from orchestrator.manifest.manifest import Manifest, load_manifest
 
 #: Scalars of every YAML type, with the unicode that breaks naive code (NUL, RTL, NFD, surrogates
 #: are unencodable in YAML and excluded by the dumper's own rules).

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.yaml_safe import DEFAULT_MAX_BYTES, MAX_VALUES
+from orchestrator.manifest.yaml_safe import DEFAULT_MAX_BYTES, MAX_VALUES
 from tests.hostile.support import run_cli
 from tests.samples import LOL_BOMB
 
@@ -21,7 +21,7 @@ MiB = 1024 * 1024
 MEASURE = """\
 import json, resource, sys, time
 from orchestrator.errors import InputError
-from orchestrator.manifest import load_manifest
+from orchestrator.manifest.manifest import load_manifest
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 started = time.perf_counter()
 try:

@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from orchestrator import errors
-from orchestrator.cli import main
+from orchestrator.cli.cli import main
 from orchestrator.client import KreaClient
 from tests.conftest import StartSimulator
 from tests.e2e.cli_support import write_manifest

@@ -10,7 +10,7 @@ from typing import Any
 from orchestrator.config import Settings
 from orchestrator.jobs import JobRecord, JobState
 from orchestrator.ledger import Ledger
-from orchestrator.manifest import load_manifest
+from orchestrator.manifest.manifest import load_manifest
 from orchestrator.runner import RunSummary, run
 from orchestrator.simulator import RunningSimulator
 

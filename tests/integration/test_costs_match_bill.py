@@ -21,14 +21,15 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from orchestrator import commands, reports
-from orchestrator.accounting import Bucket, JobRow, bucket
+from orchestrator.cli import commands
 from orchestrator.config import Settings
 from orchestrator.ledger import Ledger
-from orchestrator.manifest import load_manifest
+from orchestrator.manifest.manifest import load_manifest
+from orchestrator.money import reports
+from orchestrator.money.accounting import Bucket, JobRow, bucket
+from orchestrator.money.spend_history import EventRow, billed_from_events
 from orchestrator.runner import RunSummary, run
 from orchestrator.simulator import RunningSimulator
-from orchestrator.spend_history import EventRow, billed_from_events
 
 TOKEN = "sk-test-costs-match-bill"
 SCALE = 1000.0  # API seconds per real second, the same on both sides

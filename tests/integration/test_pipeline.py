@@ -221,7 +221,7 @@ async def test_a_job_krea_no_longer_knows_fails_instead_of_hanging(
 ) -> None:
     """A submitted job answered 404 again and again ends as failed (free); the run still ends."""
     from orchestrator.ledger import Ledger
-    from orchestrator.manifest import load_manifest
+    from orchestrator.manifest.manifest import load_manifest
     from orchestrator.runner import sync_manifest
     from tests.integration.pipeline_support import settings_for
 

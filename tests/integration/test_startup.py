@@ -21,7 +21,7 @@ from orchestrator.errors import InputError, ManifestErrors
 from orchestrator.jobs import JobSpec, JobState
 from orchestrator.ledger import Batch, Ledger
 from orchestrator.limits import InFlightWindow, Pacer
-from orchestrator.manifest import load_manifest
+from orchestrator.manifest.manifest import load_manifest
 from orchestrator.pipeline import Budget, Pipeline
 from orchestrator.startup import Plan, prepare, recover, sync_manifest
 from tests.conftest import StartSimulator

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchestrator.accounting import Bucket, JobRow, account, bucket, ratio_micro
 from orchestrator.jobs import JobState
-from orchestrator.spend_history import (
+from orchestrator.money.accounting import Bucket, JobRow, account, bucket, ratio_micro
+from orchestrator.money.spend_history import (
     UNKNOWN_DAY,
     EventRow,
     billed_from_events,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from orchestrator.costs import estimate, estimate_json
-from orchestrator.manifest import Manifest, load_manifest
+from orchestrator.manifest.manifest import Manifest, load_manifest
+from orchestrator.money.costs import estimate, estimate_json
 from tests.samples import MINIMAL
 
 #: The minimal manifest plus a job on a second model.

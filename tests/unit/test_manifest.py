@@ -12,12 +12,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from orchestrator.entries import derived_id
 from orchestrator.errors import ManifestError, ManifestErrors
 from orchestrator.jobs import job_key
-from orchestrator.local_files import FileHasher
-from orchestrator.manifest import Limits, Manifest, load_manifest
-from orchestrator.output_paths import check_path, render
+from orchestrator.manifest.entries import derived_id
+from orchestrator.manifest.local_files import FileHasher
+from orchestrator.manifest.manifest import Limits, Manifest, load_manifest
+from orchestrator.manifest.output_paths import check_path, render
 from orchestrator.spec import load_spec
 from tests.samples import MINIMAL
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from orchestrator.errors import PriceUnknown
-from orchestrator.prices import (
+from orchestrator.money.prices import (
     Override,
     PriceOverrides,
     micro_from_usd,

@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
-from orchestrator import report_html, reports
 from orchestrator.errors import InputError
 from orchestrator.jobs import JobSpec, JobState, job_key
 from orchestrator.ledger import Batch, Ledger
-from orchestrator.spend_history import Charge
+from orchestrator.money import report_html, reports
+from orchestrator.money.spend_history import Charge
 
 S = JobState
 KLING, GROK, ODD = "kling/kling-2.5", "xai/grok-video", "x/<i>odd</i>"

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from orchestrator.errors import ManifestError
-from orchestrator.yaml_safe import (
+from orchestrator.manifest.yaml_safe import (
     MAX_DEPTH,
     YamlList,
     YamlMap,
