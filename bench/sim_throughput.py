@@ -32,7 +32,7 @@ HEADERS = {"Authorization": f"Bearer {TOKEN}"}
 
 def start_server() -> tuple[subprocess.Popen[str], str]:
     """The simulator in a child process; returns it and its URL (read from its banner)."""
-    code = "from orchestrator.simulator.command import simulate; simulate()"
+    code = "from orchestrator.cli.simulate import simulate; simulate()"
     args = ["--port", "0", "--time-scale", "0", "--concurrency", "50", "--backlog", "1000000"]
     args += ["--balance-usd", "100000000", "--seed", "1"]
     child = subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE, text=True)

@@ -214,7 +214,7 @@ class KreaClient:
             method, path, route, json_body=json_body, params=params, headers=headers, form=form
         )
         if status >= 300:
-            raise error_for(status, body, response_headers, path=path)
+            raise _error_for(status, body, response_headers, path=path)
         if allow_empty and not body.strip():
             return None
         try:
@@ -256,10 +256,10 @@ class KreaClient:
 UNREACHABLE_AFTER = 6  #: refused connections in a row, with no answer ever, that end a run
 
 
-def error_for(status: int, body: bytes, headers: dict[str, str], *, path: str = "") -> ApiError:
+def _error_for(status: int, body: bytes, headers: dict[str, str], *, path: str = "") -> ApiError:
     """The typed error for an HTTP error answer."""
     data = _loads(body)
-    message = error_message(data, body)
+    message = _error_message(data, body)
     if status == 429:
         retry_after = parse_retry_after(headers.get("Retry-After"), headers.get("Date"))
         return errors.RateLimited(status, message, path=path, retry_after_s=retry_after)
@@ -278,7 +278,7 @@ def error_for(status: int, body: bytes, headers: dict[str, str], *, path: str = 
     return kind(status, message, path=path)
 
 
-def error_message(data: Any, body: bytes) -> str:
+def _error_message(data: Any, body: bytes) -> str:
     """Krea's reason, read the way Krea's own client reads it: error, message, then detail lists."""
     if isinstance(data, dict):
         for name in ("message", "error"):

@@ -69,6 +69,6 @@ def api_key_from_env(key_file: str | None = None, *, required: bool = True, hint
     return key
 
 
-def home() -> Path:
+def _home() -> Path:
     """Where per-user state lives when no path is given (tests redirect it)."""
     return Path(os.environ.get("ORCHESTRATOR_HOME", Path.home() / ".orchestrator"))

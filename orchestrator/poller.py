@@ -56,7 +56,7 @@ MISSING_LIMIT = 3
 SWEEP_LAG_S = 0.25
 
 
-def moves_for(tracked: Sequence[JobRecord], seen: dict[str, RemoteJob]) -> list[Move]:
+def _moves_for(tracked: Sequence[JobRecord], seen: dict[str, RemoteJob]) -> list[Move]:
     """The ledger moves that Krea's view of ``tracked`` jobs calls for (pure)."""
     moves = []
     for job in tracked:
@@ -108,7 +108,7 @@ class Pace:
     all_predicted: bool = False  #: every running job has a predicted end: the timer is a safety net
 
 
-def wanted_entry(wanted: dict[str, JobRecord], key: str) -> str:
+def _wanted_entry(wanted: dict[str, JobRecord], key: str) -> str:
     return next((job.entry_id for job in wanted.values() if job.key == key), key)
 
 
@@ -251,13 +251,13 @@ class Poller:
                 seen[remote_id] = job
         if self._first_page is not None:
             self.forecast.observe(seen, *self._first_page)
-        moves = moves_for(tracked, seen)
+        moves = _moves_for(tracked, seen)
         retries = self._retries(moves)
         await self.pipe.ledger.apply([*moves, *retries])  # one transaction: a retry is never lost
         finished = await self._account(moves, wanted)
         for move in retries:
             self.pipe.reporter.job_changed(
-                wanted_entry(wanted, move.key), move.expect, S.PENDING, move.cause
+                _wanted_entry(wanted, move.key), move.expect, S.PENDING, move.cause
             )
         return finished
 

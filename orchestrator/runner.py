@@ -131,7 +131,7 @@ async def _run(
         await recover(pipe)
         reporter.start(pipe.batch, await ledger.state_counts(pipe.batch, planned_only=True))
         await _stages(pipe, settings, media)
-        return await summarize(pipe)
+        return await _summarize(pipe)
 
 
 def _tuning(settings: Settings) -> Tuning:
@@ -156,7 +156,7 @@ async def _stages(pipe: Pipeline, settings: Settings, media: aiohttp.ClientSessi
         downloader.finish()
 
 
-async def summarize(pipe: Pipeline) -> RunSummary:
+async def _summarize(pipe: Pipeline) -> RunSummary:
     counts = await pipe.ledger.state_counts(pipe.batch, planned_only=True)
     counts.pop(S.ORPHAN, None)
     held = pipe.budget.held_back

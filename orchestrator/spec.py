@@ -115,14 +115,14 @@ def _endpoint(path: str, operation: dict[str, Any]) -> Endpoint:
         model=path.removeprefix(VIDEO_PREFIX),
         summary=operation.get("summary", ""),
         request_schema=schema,
-        price_table=parse_price_table(operation.get("description", "")),
+        price_table=_parse_price_table(operation.get("description", "")),
         aliases={a["from"]: a["to"] for a in aliases},
         alias_sunset=min((a["sunset_date"] for a in aliases), default=None),
         deprecated=bool(operation.get("deprecated", False)),
     )
 
 
-def parse_price_table(description: str) -> PriceTable | None:
+def _parse_price_table(description: str) -> PriceTable | None:
     """The first markdown table with a 'Compute Units' column, or None."""
     lines = [ln.strip() for ln in description.splitlines() if ln.strip().startswith("|")]
     if len(lines) < 3:

@@ -75,7 +75,7 @@ async def prepare(source: Plan | Manifest | str | os.PathLike[str], settings: Se
     return Plan(manifest.header, manifest)
 
 
-def batch_record(header: ManifestHeader, settings: Settings) -> Batch:
+def _batch_record(header: ManifestHeader, settings: Settings) -> Batch:
     """The batch row: absolute paths, and the budget from the flag or else the manifest."""
     budget = settings.budget_micro if settings.budget_micro is not None else header.budget_micro
     out_dir, manifest_path = os.path.abspath(settings.out_dir), os.path.abspath(header.path)
@@ -87,7 +87,7 @@ async def sync_manifest(
 ) -> ManifestHeader:
     """Record the batch and its jobs; a plan the ledger already holds is not written again."""
     plan = await prepare(plan, settings)
-    record = batch_record(plan.header, settings)
+    record = _batch_record(plan.header, settings)
     if await _holds(ledger, plan.header, record):
         await ledger.save_batch(record)  # the budget flag may differ from the last run's
         return plan.header

@@ -35,7 +35,7 @@ ASSET_PREFIX = "asset:sha256:"
 PAGE = 200
 
 
-class Outcome(StrEnum):
+class _Outcome(StrEnum):
     SENT = "sent"
     RETRY = "retry"
     AMBIGUOUS = "ambiguous"
@@ -82,11 +82,11 @@ class Submitter:
         while (job := await self._next()) is not None:
             while True:
                 outcome, error = await self._attempt(job)
-                if outcome is Outcome.RETRY and error is not None:
+                if outcome is _Outcome.RETRY and error is not None:
                     await self.pipe.clock.sleep(backoff.next_delay(error))
                     continue
                 backoff.succeeded()
-                if outcome is Outcome.AMBIGUOUS:
+                if outcome is _Outcome.AMBIGUOUS:
                     await self.reconciler.settle()
                     fresh = await self.pipe.ledger.job(job.key)
                     if fresh is not None and fresh.state is S.PENDING:
@@ -94,7 +94,7 @@ class Submitter:
                         continue
                 break
             self._claimed.discard(job.key)
-            if outcome is Outcome.STOP:
+            if outcome is _Outcome.STOP:
                 return
 
     async def _next(self) -> JobRecord | None:
@@ -147,17 +147,17 @@ class Submitter:
         )
         return any(row.key not in skip for row in rows)  # more rows than skip: one is free
 
-    async def _attempt(self, job: JobRecord) -> tuple[Outcome, errors.OrchestratorError | None]:
+    async def _attempt(self, job: JobRecord) -> tuple[_Outcome, errors.OrchestratorError | None]:
         pipe = self.pipe
         await pipe.window.acquire()
         if pipe.flags.stop_submitting:
             await pipe.window.release()
-            return Outcome.STOP, None
+            return _Outcome.STOP, None
         if not pipe.budget.fits(job.price_micro):
             await pipe.window.release()
             pipe.budget.held_back[job.key] = job.price_micro
             self._warn_once(job.key, f"{job.entry_id}: held back by the budget cap")
-            return Outcome.HELD, None
+            return _Outcome.HELD, None
         try:
             body = await self._with_assets(job)
         except errors.OrchestratorError as exc:
@@ -172,7 +172,7 @@ class Submitter:
 
     async def _post(
         self, job: JobRecord, body: dict[str, Any]
-    ) -> tuple[Outcome, errors.OrchestratorError | None]:
+    ) -> tuple[_Outcome, errors.OrchestratorError | None]:
         pipe = self.pipe
         # Commit the intent before the POST: Krea has no idempotency key, so a crash after this
         # line must find the row and reconcile it rather than send a second, billed job.
@@ -191,7 +191,7 @@ class Submitter:
         except errors.OrchestratorError as exc:
             return await self._post_failed(job, exc), exc
         await self._accepted(job, remote)
-        return Outcome.SENT, None
+        return _Outcome.SENT, None
 
     async def _accepted(self, job: JobRecord, remote: RemoteJob) -> None:
         pipe = self.pipe
@@ -223,7 +223,7 @@ class Submitter:
         self.pipe.submitted.set()
         self.pipe.reporter.job_changed(job.entry_id, S.PENDING, S.SUBMITTED)
 
-    async def _post_failed(self, job: JobRecord, exc: errors.OrchestratorError) -> Outcome:
+    async def _post_failed(self, job: JobRecord, exc: errors.OrchestratorError) -> _Outcome:
         pipe = self.pipe
         decision = classify_post(exc)
         answered = now_utc()
@@ -238,7 +238,7 @@ class Submitter:
                 last_error=exc.message,
             )
             pipe.reporter.job_changed(job.entry_id, S.SUBMITTING, S.AMBIGUOUS, exc.message)
-            return Outcome.AMBIGUOUS
+            return _Outcome.AMBIGUOUS
         if isinstance(exc, errors.NotSent):
             self._warn_once("refused", f"{exc.message}; retrying with backoff")
         if isinstance(exc, errors.RateLimited):
@@ -266,11 +266,11 @@ class Submitter:
         await pipe.window.release()
         if decision.action is Action.STOP:
             self._stop(exc)
-            return Outcome.STOP
+            return _Outcome.STOP
         if to is S.REJECTED:
             pipe.reporter.job_changed(job.entry_id, S.SUBMITTING, S.REJECTED, exc.message)
-            return Outcome.REJECTED
-        return Outcome.RETRY
+            return _Outcome.REJECTED
+        return _Outcome.RETRY
 
     def _warn_once(self, what: str, message: str) -> None:
         if what not in self._warned:
@@ -291,13 +291,13 @@ class Submitter:
 
     async def _asset_failed(
         self, job: JobRecord, exc: errors.OrchestratorError
-    ) -> tuple[Outcome, errors.OrchestratorError | None]:
+    ) -> tuple[_Outcome, errors.OrchestratorError | None]:
         decision = classify_read(exc)
         if decision.action is Action.RETRY:
-            return Outcome.RETRY, exc
+            return _Outcome.RETRY, exc
         if decision.action is Action.STOP:
             self._stop(exc)
-            return Outcome.STOP, None
+            return _Outcome.STOP, None
         await self.pipe.ledger.transition(
             job.key,
             S.REJECTED,
@@ -307,7 +307,7 @@ class Submitter:
             last_error=exc.message,
         )
         self.pipe.reporter.job_changed(job.entry_id, S.PENDING, S.REJECTED, exc.message)
-        return Outcome.REJECTED, None
+        return _Outcome.REJECTED, None
 
     async def _with_assets(self, job: JobRecord) -> dict[str, Any]:
         """The request with every local file replaced by its uploaded asset URL (uploaded once)."""

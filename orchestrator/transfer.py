@@ -67,12 +67,12 @@ async def fetch(session: aiohttp.ClientSession, url: str, target: Path) -> Fetch
     target.parent.mkdir(parents=True, exist_ok=True)
     offset, etag = _resume_point(part, meta)
     headers = {"Range": f"bytes={offset}-", "If-Range": etag} if offset and etag else {}
-    writer: PartWriter | None = None
+    writer: _PartWriter | None = None
     try:
         async with session.get(url, headers=headers) as response:
             total, offset = _plan(response, offset, url)
             etag = response.headers.get("ETag")
-            writer = PartWriter(part, target, offset, offset if total is None else total, etag)
+            writer = _PartWriter(part, target, offset, offset if total is None else total, etag)
             tail = bytearray()
             if total is not None:  # None: a 416 for a file that is already whole
                 _ensure_space(target, total - offset)
@@ -100,7 +100,7 @@ async def fetch(session: aiohttp.ClientSession, url: str, target: Path) -> Fetch
     return await asyncio.to_thread(writer.finish, tail, url)
 
 
-class PartWriter:
+class _PartWriter:
     """The temp file of one attempt, hashed as it is written. Its methods block: use a thread."""
 
     def __init__(self, part: Path, target: Path, offset: int, total: int, etag: str | None) -> None:
@@ -173,11 +173,11 @@ class PartWriter:
             os.fsync(handle.fileno())
         except OSError as exc:
             self.close()
-            fail_full(exc, self.part, self.target, self.total)
+            _fail_full(exc, self.part, self.target, self.total)
             raise
 
 
-async def _stream(response: aiohttp.ClientResponse, writer: PartWriter) -> bytearray:
+async def _stream(response: aiohttp.ClientResponse, writer: _PartWriter) -> bytearray:
     """Write the body as it comes, ``FLUSH_BYTES`` at a time; returns the unwritten tail.
 
     One write (with its hashing) runs in a thread while the next chunk is read from the socket:
@@ -219,18 +219,18 @@ def write_chunk(
         handle.write(data)
         handle.flush()
     except OSError as exc:
-        fail_full(exc, part, target, total)
+        _fail_full(exc, part, target, total)
         raise
 
 
-def fail_full(exc: OSError, part: Path, target: Path, total: int) -> None:
+def _fail_full(exc: OSError, part: Path, target: Path, total: int) -> None:
     """On a full disk, drop the temp file (never fsync it again) and raise DiskFull."""
     if exc.errno in FULL:
         part.unlink(missing_ok=True)
         raise errors.DiskFull(str(target), total) from None
 
 
-def _close(writer: PartWriter | None) -> None:
+def _close(writer: _PartWriter | None) -> None:
     if writer is not None:
         writer.close()
 
@@ -303,7 +303,7 @@ def room_for(directory: Path, size: int) -> bool:
     return True
 
 
-def sha256_of(path: Path) -> str:
+def _sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         while chunk := handle.read(FLUSH_BYTES):
@@ -354,4 +354,4 @@ def verified_on_disk(
         return False
     if not full and (mtime_ns is None or stat.st_mtime_ns == mtime_ns):
         return True
-    return sha256 is not None and sha256_of(path) == sha256
+    return sha256 is not None and _sha256_of(path) == sha256

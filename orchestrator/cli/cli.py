@@ -1,7 +1,7 @@
 """The `orchestrator` command: parse arguments, build Settings, call the library, print the result.
 
 Nothing below this module and its options (``cli_options``) imports click. Every command is
-thin: the work lives in ``commands`` and below. One error handler (:class:`Main`) turns any
+thin: the work lives in ``commands`` and below. One error handler (:class:`_Main`) turns any
 ``OrchestratorError`` into ``Error: <message>`` on stderr and the exit code of its class; the
 traceback is shown only with ``--debug`` (or ``ORCHESTRATOR_DEBUG=1``).
 
@@ -33,6 +33,7 @@ from orchestrator.cli.cli_options import (
     ledger_option,
     run_options,
 )
+from orchestrator.cli.simulate import simulate
 from orchestrator.config import (
     DEFAULT_LEDGER,
     DEFAULT_OUT,
@@ -42,13 +43,12 @@ from orchestrator.config import (
     api_key_from_env,
 )
 from orchestrator.money.prices import micro_from_usd
-from orchestrator.simulator.command import simulate
 
 T = TypeVar("T")
 SIMULATE_HINT = "or add --simulate to try the tool on the built-in simulator"
 
 
-class Main(click.Group):
+class _Main(click.Group):
     """The command group, with the one error handler."""
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -76,7 +76,7 @@ class Main(click.Group):
 
 
 @click.group(
-    cls=Main, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}
+    cls=_Main, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}
 )
 @click.version_option(package_name="orchestrator")
 @click.option(

@@ -44,7 +44,7 @@ class Number(click.ParamType[float, Any]):
         return number
 
 
-class HostPort(click.ParamType[str, Any]):
+class _HostPort(click.ParamType[str, Any]):
     """``HOST:PORT`` with a port from 1 to 65535 (an empty host means 127.0.0.1)."""
 
     name = "host:port"
@@ -56,7 +56,7 @@ class HostPort(click.ParamType[str, Any]):
         return str(value)
 
 
-class HttpUrl(click.ParamType[str, Any]):
+class _HttpUrl(click.ParamType[str, Any]):
     """An ``http://`` or ``https://`` URL."""
 
     name = "url"
@@ -111,7 +111,7 @@ def api_options(f: F) -> F:
     )(f)
     return click.option(
         "--api-base",
-        type=HttpUrl(),
+        type=_HttpUrl(),
         default=DEFAULT_API_BASE,
         show_default=True,
         envvar="KREA_API_BASE",
@@ -189,14 +189,14 @@ def _mode_options() -> list[Decorator]:
             "--webhook-url",
             envvar="ORCHESTRATOR_WEBHOOK_URL",
             show_envvar=True,
-            type=HttpUrl(),
+            type=_HttpUrl(),
             help="Public URL Krea POSTs finished jobs to (webhook mode; needs --webhook-listen).",
         ),
         click.option(
             "--webhook-listen",
             envvar="ORCHESTRATOR_WEBHOOK_LISTEN",
             show_envvar=True,
-            type=HostPort(),
+            type=_HostPort(),
             help="Where the webhook receiver listens (needs --webhook-url).",
         ),
         click.option(

@@ -171,13 +171,13 @@ def estimate(manifest_path: str, budget_usd: float | None, fmt: str) -> tuple[st
 @asynccontextmanager
 async def read_ledger(path: str | Path, batch: str | None = None) -> AsyncIterator[Ledger]:
     """The ledger at ``path``, read-only; a missing ledger or batch is bad input (exit 2)."""
-    require_ledger(path)
+    _require_ledger(path)
     async with Ledger.open(path, readonly=True) as ledger:
         await _check_batch(ledger, batch)
         yield ledger
 
 
-def require_ledger(path: str | Path) -> None:
+def _require_ledger(path: str | Path) -> None:
     """Readers never create a ledger: a path with none is a typo, said as bad input (exit 2)."""
     if not Path(path).is_file():
         raise errors.NoLedger(str(path))
@@ -247,7 +247,7 @@ async def cancel(settings: Settings, batch: str) -> str:
     Only jobs with a Krea job id can be cancelled: an ambiguous job's id is unknown until the next
     `run` reconciles it, so it is skipped and counted, never guessed.
     """
-    require_ledger(settings.ledger_path)
+    _require_ledger(settings.ledger_path)
     lock = LedgerLock(settings.ledger_path)
     lock.acquire()  # a run in progress would keep sending: it must be stopped first
     try:

@@ -38,7 +38,7 @@ LEVELS = {"debug": 0, "info": 1, "warning": 2, "error": 3}
 WAITING = {"backlogged", "queued", "scheduled"}
 
 
-def usd(micro: int) -> str:
+def _usd(micro: int) -> str:
     return f"${micro / 1_000_000:,.2f}"
 
 
@@ -52,7 +52,7 @@ class Ending:
     fields: dict[str, object] = field(default_factory=dict)  #: the ``end`` event's figures
 
 
-class Tally:
+class _Tally:
     """Counts by state and the remote status of jobs in flight, kept from the events."""
 
     def __init__(self) -> None:
@@ -97,7 +97,7 @@ class LineLog:
     def __init__(self, stream: TextIO | None = None, *, min_level: str = "info") -> None:
         self.stream = stream or sys.stderr
         self.min_level = LEVELS[min_level]
-        self.tally = Tally()
+        self.tally = _Tally()
 
     def start(self, batch: str, counts: dict[JobState, int]) -> None:
         self.tally.start(counts)
@@ -221,9 +221,9 @@ class LivePanel(LineLog):
             f"waiting {waiting}) · downloading {t.counts[S.COMPLETED] + t.counts[S.DOWNLOADING]} · "
             f"failed {t.counts[S.FAILED] + t.counts[S.CANCELLED]} · rejected {t.counts[S.REJECTED]}"
         )
-        cap = f" (budget {usd(self.budget_micro)})" if self.budget_micro is not None else ""
+        cap = f" (budget {_usd(self.budget_micro)})" if self.budget_micro is not None else ""
         spend = (
-            f"spend {usd(t.billed_micro)} billed + {usd(t.exposure_micro)} in flight{cap} · "
+            f"spend {_usd(t.billed_micro)} billed + {_usd(t.exposure_micro)} in flight{cap} · "
             f"{t.rate_per_min():.1f} clips/min"
         )
         bar = ProgressBar(total=max(t.total, 1), completed=done)

@@ -112,20 +112,20 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def plain(value: Any) -> Any:
+def _plain(value: Any) -> Any:
     """YAML values as plain JSON data; ValueError for non-text keys or non-finite numbers."""
     if isinstance(value, dict):
         if not all(isinstance(key, str) for key in value):
             raise ValueError("mapping keys inside a parameter must be text")
-        return {key: plain(item) for key, item in value.items()}
+        return {key: _plain(item) for key, item in value.items()}
     if isinstance(value, list):
-        return [plain(item) for item in value]
+        return [_plain(item) for item in value]
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError(f"{value} is not a finite number (JSON cannot carry it)")
     return value
 
 
-def check_id(text: str) -> str | None:
+def _check_id(text: str) -> str | None:
     """Why ``text`` (NFC) is not a valid id, or None."""
     if _SIMPLE_ID.fullmatch(text):
         return None  # the common case, without a walk over the characters
@@ -149,7 +149,7 @@ def derived_id(prompt: Any, index: int) -> str:
     return f"{head}-{hashlib.sha256(prompt.encode()).hexdigest()[:6]}"
 
 
-def tag(value: Any, position: int) -> str:
+def _tag(value: Any, position: int) -> str:
     """The id suffix of one expanded value (see the module docstring)."""
     if isinstance(value, dict | list):
         return str(position)
@@ -198,7 +198,7 @@ def entry_params(mapping: YamlMap, problems: Problems, job: str | None) -> dict[
                 problems.add(f"{key!r} is given twice", where, job=job, field=key)
             else:
                 try:
-                    params[key] = plain(value)
+                    params[key] = _plain(value)
                 except ValueError as error:
                     problems.add(str(error), where, job=job, field=key)
     return params
@@ -244,7 +244,7 @@ class _Entry:
         value = self.entry["id"]
         is_text = isinstance(value, str | int) and not isinstance(value, bool)
         text = unicodedata.normalize("NFC", str(value)) if is_text else ""
-        problem = check_id(text) if is_text else "must be text"
+        problem = _check_id(text) if is_text else "must be text"
         if problem:
             self._add(f"id {value!r} {problem}", "id", "id")
             return None
@@ -299,11 +299,11 @@ class _Entry:
         for position, value in enumerate(values, start=1):
             item_line = line_of(values, position - 1)
             try:
-                item = resolve_model(value) if name == "model" else plain(value)
+                item = resolve_model(value) if name == "model" else _plain(value)
             except ValueError as error:
                 self.problems.add(str(error), item_line, job=self.job, field=name)
                 return None
-            axis.append((name, item, tag(item, position)))
+            axis.append((name, item, _tag(item, position)))
         return axis
 
     def _template(self) -> tuple[str | None, int | None]:

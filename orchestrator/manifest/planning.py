@@ -131,7 +131,7 @@ class Planner:
         verdict = self.verdicts.get(cache_key)
         if verdict is None:
             verdict = self.verdicts[cache_key] = _problems_except_prompt(draft.model, request)
-        problems = [*verdict, *prompt_problems(draft.model, request)]
+        problems = [*verdict, *_prompt_problems(draft.model, request)]
         for problem in problems:
             self._report(draft, problem.message, problem.field)
         return not problems
@@ -199,11 +199,11 @@ def _head(field: str) -> str:
 
 
 def _problems_except_prompt(model: str, request: dict[str, Any]) -> list[Problem]:
-    """Schema problems of every field but ``prompt`` (checked per job by prompt_problems)."""
+    """Schema problems of every field but ``prompt`` (checked per job by _prompt_problems)."""
     return [p for p in request_problems(model, request) if _head(p.field or "") != "prompt"]
 
 
-def prompt_problems(model: str, request: dict[str, Any]) -> list[Problem]:
+def _prompt_problems(model: str, request: dict[str, Any]) -> list[Problem]:
     """The prompt's own checks: present if required, a string, within min/maxLength."""
     endpoint = load_spec().endpoints[model]
     schema = endpoint.request_schema.get("properties", {}).get("prompt", {})

@@ -272,7 +272,7 @@ _HANDLERS: dict[type[yaml.Event], Callable[[_Builder, Any, int], None]] = {
 def _scalar_value(event: yaml.ScalarEvent, path: str, line: int) -> Any:
     tag, text = event.tag, event.value
     if tag is None:
-        return resolve_plain(text) if event.implicit[0] else text
+        return _resolve_plain(text) if event.implicit[0] else text
     if tag in ("!", _TAG + "str"):
         return text
     parse = _EXPLICIT.get(tag.removeprefix(_TAG)) if tag.startswith(_TAG) else None
@@ -288,7 +288,7 @@ def _scalar_value(event: yaml.ScalarEvent, path: str, line: int) -> Any:
     return value
 
 
-def resolve_plain(text: str) -> Any:
+def _resolve_plain(text: str) -> Any:
     """The value of an untagged plain scalar under the YAML 1.2 core schema (see above)."""
     if text in _NULLS:
         return None

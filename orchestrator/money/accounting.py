@@ -37,19 +37,19 @@ documented in ``reports``): money as integer ``*_micro`` plus a ``*_usd`` number
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, fields
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 from typing import Any
 
 from orchestrator.jobs import IN_FLIGHT, REMOTE_TERMINAL, JobState
 from orchestrator.money.prices import usd
+from orchestrator.money.rows import EventRow, JobRow
 from orchestrator.money.spend_history import (
     CURRENT_REMOTE,
     Charge,
     Day,
-    EventRow,
     billing_times,
     charges,
     days,
@@ -68,35 +68,6 @@ class Bucket(StrEnum):
     IN_FLIGHT = "in_flight"  #: a remote job may exist and may still be charged
     NOT_SENT = "not_sent"  #: no remote job yet; a run will send it, and it will cost then
     FREE = "free"  #: not charged, and cannot be as things stand
-
-
-@dataclass(frozen=True, slots=True)
-class JobRow:
-    """The columns of one ``jobs`` row that accounting reads."""
-
-    key: str
-    batch: str
-    entry_id: str
-    model: str
-    state: JobState
-    price_micro: int
-    seconds: float | None = None
-    remote_id: str | None = None
-    remote_status: str | None = None
-    remote_created_at: str | None = None
-    completed_at: str | None = None
-    updated_at: str | None = None
-    planned: bool = True  #: the batch's latest manifest has it: a run would send it
-
-    @classmethod
-    def of(cls, row: Mapping[str, Any]) -> JobRow:
-        """From a column -> value mapping (extra columns are ignored)."""
-        values = {name: row[name] for name in _JOB_COLUMNS if name in row}
-        planned = bool(values.get("planned", True))  # SQLite gives 0 or 1
-        return cls(**{**values, "state": JobState(row["state"]), "planned": planned})
-
-
-_JOB_COLUMNS = tuple(f.name for f in fields(JobRow))
 
 
 @dataclass

@@ -13,7 +13,7 @@ from html import escape as esc
 from typing import Any
 
 from orchestrator.clock import parse_utc
-from orchestrator.money.reports import _highlights, _sections, dollars
+from orchestrator.money.report_sections import dollars, highlights, sections
 from orchestrator.money.spend_history import Charge
 
 MAX_STEPS = 2000  #: most steps the spend-over-time chart draws
@@ -28,7 +28,7 @@ th,td{padding:.25em .7em;border-bottom:1px solid #eee;text-align:left}td+td{text
 def report_html(document: dict[str, Any], spent: Sequence[Charge]) -> str:
     """The report as one self-contained HTML page: no script, no network."""
     cards = "".join(
-        f"<div class=card>{esc(k)}<b>{esc(v)}</b></div>" for k, v in _highlights(document["totals"])
+        f"<div class=card>{esc(k)}<b>{esc(v)}</b></div>" for k, v in highlights(document["totals"])
     )
     body = [
         f"<h1>Spend report: {esc(document['batch'] or 'all batches')}</h1>",
@@ -37,9 +37,9 @@ def report_html(document: dict[str, Any], spent: Sequence[Charge]) -> str:
         "<h2>Cumulative spend (at billing time, UTC)</h2>",
         spend_chart(spent),
         "<h2>Spend by model</h2>",
-        model_chart(document["by_model"]),
+        _model_chart(document["by_model"]),
     ]
-    for title, header, rows in _sections(document):
+    for title, header, rows in sections(document):
         body += [f"<h2>{esc(title)}</h2>", _html_table(header, rows)]
     head = "<!doctype html>\n<html lang=en><head><meta charset=utf-8><title>Spend report</title>"
     return "\n".join([f"{head}<style>{CSS}</style></head>\n<body>", *body, "</body></html>\n"])
@@ -82,7 +82,7 @@ def spend_chart(spent: Sequence[Charge], width: int = 720, height: int = 240) ->
     return _svg(width, height, "cumulative spend", content)
 
 
-def model_chart(models: Sequence[dict[str, Any]], width: int = 720) -> str:
+def _model_chart(models: Sequence[dict[str, Any]], width: int = 720) -> str:
     """Billed USD per model, as an inline SVG bar chart."""
     billed = [m for m in models if m["billed_micro"]]
     if not billed:

@@ -59,14 +59,24 @@ import csv
 import io
 import json
 from collections.abc import Iterable, Sequence
-from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from orchestrator.clock import now_utc
 from orchestrator.errors import InputError
 from orchestrator.ledger import Ledger
-from orchestrator.money.accounting import Figures, JobRow, account, money
-from orchestrator.money.spend_history import EventRow
+from orchestrator.money.accounting import Figures, account, money
+from orchestrator.money.report_html import report_html
+from orchestrator.money.report_sections import (
+    GROUPS,
+    dollars,
+    highlights,
+    plural,
+    rate,
+    seconds_text,
+    sections,
+    usd_text,
+)
+from orchestrator.money.rows import EventRow, JobRow
 
 FORMATS = ("table", "csv", "json", "html")
 # fmt: off
@@ -76,19 +86,7 @@ CSV_COLUMNS = (
     "cost_per_clip_usd", "cost_per_second_usd", "not_sent_jobs", "not_sent_micro", "not_sent_usd",
     "note",
 )
-GROUP_HEADER = (
-    "jobs", "billed", "in flight", "not sent", "free", "free attempts", "clips", "seconds",
-    "billed $", "in flight $", "not sent $", "$/clip", "$/second",
-)
 # fmt: on
-DAY_HEADER = ("day", "billed", "billed $", "free attempts")
-ORPHAN_HEADER = ("remote id", "batch", "model", "Krea status", "price", "billed")
-_GROUPS = (("batch", "by_batch"), ("model", "by_model"), ("state", "by_status"))
-#: The figures of GROUP_HEADER, in its order: counts, seconds, money, then the per-second rate.
-_GROUP_COUNTS = ("jobs", "billed_jobs", "in_flight_jobs", "not_sent_jobs", "free_jobs",
-                 "free_attempts", "clips")  # fmt: skip
-_GROUP_MONEY = ("billed_micro", "in_flight_micro", "not_sent_micro", "cost_per_clip_micro")
-Section = tuple[str, Sequence[str], list[tuple[str, ...]]]
 
 
 # -- the three entry points ---------------------------------------------------------------------
@@ -104,16 +102,14 @@ async def render(ledger: Ledger, batch: str | None, fmt: str) -> str:
     if fmt not in FORMATS:
         raise InputError(f"unknown report format {fmt!r}; use one of {', '.join(FORMATS)}")
     result = await figures(ledger, batch)
-    document = report_json(result, await _budgets(ledger), str(ledger.path), batch)
+    document = _report_json(result, await _budgets(ledger), str(ledger.path), batch)
     if fmt == "json":
         return json.dumps(document, indent=2, ensure_ascii=False)
     if fmt == "csv":
-        return report_csv(document)
+        return _report_csv(document)
     if fmt == "html":
-        from orchestrator.money.report_html import report_html  # it builds on this module's helpers
-
         return report_html(document, result.charges)
-    return report_table(document)
+    return _report_table(document)
 
 
 async def export(
@@ -158,7 +154,7 @@ def _parsed_request(row: dict[str, Any]) -> dict[str, Any]:
 # -- JSON and CSV -------------------------------------------------------------------------------
 
 
-def report_json(
+def _report_json(
     result: Figures, budgets: dict[str, int | None], ledger: str, batch: str | None
 ) -> dict[str, Any]:
     """The report in the stable JSON shape documented above."""
@@ -179,10 +175,10 @@ def report_json(
     }
 
 
-def report_csv(document: dict[str, Any]) -> str:
+def _report_csv(document: dict[str, Any]) -> str:
     """The report as one CSV table (see the module docstring)."""
     rows = [_csv_row("total", "total", document["totals"])]
-    for name, key in _GROUPS:
+    for name, key in GROUPS:
         section = key.removeprefix("by_")
         rows += [_csv_row(section, group[name], group) for group in document[key]]
     rows += [_csv_row("day", day["day"], day) for day in document["by_day"]]
@@ -217,68 +213,14 @@ def _csv(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
 # -- text: the plain table, the after-run summary, money --------------------------------------
 
 
-def report_table(document: dict[str, Any]) -> str:
+def _report_table(document: dict[str, Any]) -> str:
     """The report as aligned plain text."""
     scope = f"batch {document['batch']}" if document["batch"] else "all batches"
     lines = [f"spend in {document['ledger']} ({scope}), {document['generated_at']}"]
-    lines += [f"{label:<10}  {value}" for label, value in _highlights(document["totals"])]
+    lines += [f"{label:<10}  {value}" for label, value in highlights(document["totals"])]
     parts = ["\n".join(lines)]
-    parts += [f"{title}\n{_table(head, rows)}" for title, head, rows in _sections(document) if rows]
+    parts += [f"{title}\n{_table(head, rows)}" for title, head, rows in sections(document) if rows]
     return "\n\n".join(parts)
-
-
-def _highlights(t: dict[str, Any]) -> list[tuple[str, str]]:
-    """The headline figures as (label, value): the table's first lines, the HTML's cards."""
-    return [
-        ("billed", f"{dollars(t['billed_micro'])} ({plural(t['billed_jobs'], 'job')})"),
-        ("clips", f"{t['clips']} ({_seconds(t['billed_seconds'])} of video)"),
-        ("per clip", dollars(t["cost_per_clip_micro"])),
-        ("per second", rate(t["cost_per_second_micro"])),
-        (
-            "in flight",
-            f"{dollars(t['in_flight_micro'])} estimated ({plural(t['in_flight_jobs'], 'job')})",
-        ),
-        (
-            "not sent",
-            f"{dollars(t['not_sent_micro'])} estimated ({plural(t['not_sent_jobs'], 'job')} "
-            "pending or held back by the budget)",
-        ),
-        (
-            "free",
-            f"{plural(t['free_jobs'], 'job')} failed, cancelled or rejected; "
-            f"{plural(t['free_attempts'], 'attempt')} failed or cancelled",
-        ),
-        ("orphans", f"{t['orphans']} ({dollars(t['orphan_billed_micro'])} billed)"),
-    ]
-
-
-def _sections(document: dict[str, Any]) -> list[Section]:
-    """Every table of the report as (title, header, rows of text)."""
-    out: list[Section] = [
-        (f"By {name}", (name, *GROUP_HEADER), [(g[name], *_group_cells(g)) for g in document[key]])
-        for name, key in _GROUPS
-    ]
-    days: list[tuple[str, ...]] = [
-        (d["day"], str(d["billed_jobs"]), dollars(d["billed_micro"]), str(d["free_attempts"]))
-        for d in document["by_day"]
-    ]
-    out.append(("By day (UTC)", DAY_HEADER, days))
-    out.append(("Orphans (found by reconciliation)", ORPHAN_HEADER, _orphan_rows(document)))
-    return out
-
-
-def _group_cells(g: dict[str, Any]) -> tuple[str, ...]:
-    counts = [str(g[k]) for k in _GROUP_COUNTS]
-    cash = [dollars(g[k]) for k in _GROUP_MONEY]
-    return (*counts, _seconds(g["billed_seconds"]), *cash, rate(g["cost_per_second_micro"]))
-
-
-def _orphan_rows(document: dict[str, Any]) -> list[tuple[str, ...]]:
-    return [
-        (o["remote_id"], o["batch"], o["model"], str(o["remote_status"]), dollars(o["price_micro"]),
-         "yes" if o["billed"] else ("in flight" if o["in_flight"] else "no"))
-        for o in document["orphans"]
-    ]  # fmt: skip
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -288,15 +230,11 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]])
 
 
-def _seconds(value: float) -> str:
-    return f"{value:g} s"  # 10.0 -> "10 s", 2.5 -> "2.5 s"
-
-
 def summary_text(result: Figures) -> str:
     """The lines `run` prints at the end (see :func:`batch_summary`)."""
     t = result.totals
     per = f"{dollars(t.cost_per_clip_micro)} a clip, {rate(t.cost_per_second_micro)} a second"
-    video = f"{_seconds(float(t.seconds))} of video"
+    video = f"{seconds_text(float(t.seconds))} of video"
     lines = [
         f"spend: {dollars(t.billed_micro)} billed for {plural(t.clips, 'clip')} ({video}): {per}"
     ]
@@ -323,27 +261,3 @@ def summary_text(result: Figures) -> str:
             f"orphans: {plural(count, 'remote job')} no entry could claim, {billed} billed"
         )
     return "\n".join(lines)
-
-
-def usd_text(micro: int) -> str:
-    """Micro-USD as an exact decimal string: 1101934 -> ``1.101934``."""
-    sign, whole = ("-" if micro < 0 else ""), abs(micro)
-    return f"{sign}{whole // 1_000_000}.{whole % 1_000_000:06d}"
-
-
-def plural(count: int, noun: str) -> str:
-    """``1 clip``, ``2 clips``."""
-    return f"{count} {noun}{'' if count == 1 else 's'}"
-
-
-def dollars(micro: int | None, places: int = 2) -> str:
-    """``$1,234.57``, rounded half up to ``places`` (``-`` for None)."""
-    if micro is None:
-        return "-"
-    amount = (Decimal(micro) / 1_000_000).quantize(Decimal(1).scaleb(-places), ROUND_HALF_UP)
-    return f"${amount:,}"
-
-
-def rate(micro: int | None) -> str:
-    """A per-unit price: four places, enough for cents per second."""
-    return dollars(micro, 4)

@@ -18,16 +18,14 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import UTC
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from orchestrator.clock import parse_utc
 from orchestrator.jobs import JobState
 from orchestrator.money.prices import usd
-
-if TYPE_CHECKING:
-    from orchestrator.money.accounting import JobRow
+from orchestrator.money.rows import EventRow, JobRow
 
 S = JobState
 #: States in which remote_status describes the row's current remote job.
@@ -35,27 +33,6 @@ CURRENT_REMOTE = frozenset({S.SUBMITTED, S.COMPLETED, S.DOWNLOADING, S.DONE, S.O
 #: Events that record a free attempt: Krea failed or cancelled the remote job.
 _FREE_ATTEMPT = frozenset({S.FAILED.value, S.CANCELLED.value})
 UNKNOWN_DAY = "unknown"
-
-
-@dataclass(frozen=True, slots=True)
-class EventRow:
-    """The columns of one ``events`` row that accounting reads."""
-
-    seq: int
-    job_key: str
-    at: str
-    to_state: str
-    remote_id: str | None = None
-    remote_status: str | None = None
-    price_micro: int | None = None
-
-    @classmethod
-    def of(cls, row: Mapping[str, Any]) -> EventRow:
-        """From a column -> value mapping (extra columns are ignored)."""
-        return cls(**{name: row[name] for name in _EVENT_COLUMNS if name in row})
-
-
-_EVENT_COLUMNS = tuple(f.name for f in fields(EventRow))
 
 
 @dataclass(frozen=True, slots=True)

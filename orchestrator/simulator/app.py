@@ -30,17 +30,17 @@ def build_app(service: Service) -> web.Application:
     """The whole server: API, public media files and the ``/_sim/`` control routes."""
     app = web.Application(middlewares=[gate], client_max_size=MAX_ASSET_BYTES + (1 << 20))
     app[SERVICE] = service
-    app.router.add_post("/generate/video/{provider}/{model}", generate, name="generate")
-    app.router.add_get("/jobs", list_jobs, name="list_jobs", allow_head=False)
-    app.router.add_get("/jobs/{id}", get_job, name="get_job", allow_head=False)
-    app.router.add_delete("/jobs/{id}", delete_job, name="delete_job")
-    app.router.add_post("/assets", upload_asset, name="upload_asset")
+    app.router.add_post("/generate/video/{provider}/{model}", _generate, name="generate")
+    app.router.add_get("/jobs", _list_jobs, name="list_jobs", allow_head=False)
+    app.router.add_get("/jobs/{id}", _get_job, name="get_job", allow_head=False)
+    app.router.add_delete("/jobs/{id}", _delete_job, name="delete_job")
+    app.router.add_post("/assets", _upload_asset, name="upload_asset")
     cdn.add_routes(app)
     control.add_routes(app)
     return app
 
 
-async def generate(request: web.Request) -> web.StreamResponse:
+async def _generate(request: web.Request) -> web.StreamResponse:
     """Create a video job."""
     service = request.app[SERVICE]
     model = f"{request.match_info['provider']}/{request.match_info['model']}"
@@ -62,7 +62,7 @@ async def generate(request: web.Request) -> web.StreamResponse:
     return json_response(service.drift(creation_json(outcome)))
 
 
-async def get_job(request: web.Request) -> web.StreamResponse:
+async def _get_job(request: web.Request) -> web.StreamResponse:
     """The current state of one of the caller's jobs."""
     service = request.app[SERVICE]
     job = service.find(request[ACCOUNT], request.match_info["id"])
@@ -71,7 +71,7 @@ async def get_job(request: web.Request) -> web.StreamResponse:
     return json_response(service.render(job, service.clock.now()))
 
 
-async def delete_job(request: web.Request) -> web.StreamResponse:
+async def _delete_job(request: web.Request) -> web.StreamResponse:
     """Cancel one of the caller's jobs while it is still cancellable."""
     service = request.app[SERVICE]
     job = service.find(request[ACCOUNT], request.match_info["id"])
@@ -84,7 +84,7 @@ async def delete_job(request: web.Request) -> web.StreamResponse:
     return json_response(service.render(job, now))
 
 
-async def list_jobs(request: web.Request) -> web.StreamResponse:
+async def _list_jobs(request: web.Request) -> web.StreamResponse:
     """A page of the caller's jobs, newest first."""
     service = request.app[SERVICE]
     query = _list_query(request)
@@ -124,7 +124,7 @@ def _list_query(request: web.Request) -> tuple[int | None, int, str | None, bool
     return before_ms, limit, status, not types or JOB_TYPE in types
 
 
-async def upload_asset(request: web.Request) -> web.StreamResponse:
+async def _upload_asset(request: web.Request) -> web.StreamResponse:
     """Store an uploaded file and answer its public URL."""
     service = request.app[SERVICE]
     if not request.content_type.startswith("multipart/"):

@@ -51,14 +51,14 @@ class Asset:
 
 def new_asset(account: str, data: bytes, uploaded_at: str, description: str | None) -> Asset | None:
     """An asset for ``data``, or None when its type is not one Krea accepts."""
-    mime = sniff(data)
+    mime = _sniff(data)
     if mime is None:
         return None
-    width, height = dimensions(data, mime)
+    width, height = _dimensions(data, mime)
     return Asset(str(uuid.uuid4()), account, data, mime, width, height, uploaded_at, description)
 
 
-def sniff(data: bytes) -> str | None:
+def _sniff(data: bytes) -> str | None:
     """The MIME type from the magic bytes, or None."""
     head = data[:16]
     if head.startswith(b"\xff\xd8\xff"):
@@ -87,7 +87,7 @@ def _sniff_iso_box(head: bytes) -> str | None:
     return None
 
 
-def dimensions(data: bytes, mime: str) -> tuple[int | None, int | None]:
+def _dimensions(data: bytes, mime: str) -> tuple[int | None, int | None]:
     """Pixel width and height of PNG and JPEG images; (None, None) otherwise."""
     if mime == "image/png" and len(data) >= 24 and data[12:16] == b"IHDR":
         width, height = struct.unpack(">II", data[16:24])

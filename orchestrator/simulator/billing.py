@@ -63,7 +63,7 @@ def matching_row(endpoint: Endpoint, body: Mapping[str, Any]) -> dict[str, str] 
     return None
 
 
-def request_cu(endpoint: Endpoint, body: Mapping[str, Any], unpriced_cu: float) -> Decimal:
+def _request_cu(endpoint: Endpoint, body: Mapping[str, Any], unpriced_cu: float) -> Decimal:
     """Compute units for a valid request: its table row's price, else ``unpriced_cu``."""
     row = matching_row(endpoint, body)
     price = cell_number(row[_PRICE_COLUMN]) if row and _PRICE_COLUMN in row else None
@@ -72,7 +72,7 @@ def request_cu(endpoint: Endpoint, body: Mapping[str, Any], unpriced_cu: float) 
 
 def request_price_micro(endpoint: Endpoint, body: Mapping[str, Any], unpriced_cu: float) -> int:
     """Micro-dollars a completed job made from ``body`` costs."""
-    return price_micro(request_cu(endpoint, body, unpriced_cu))
+    return price_micro(_request_cu(endpoint, body, unpriced_cu))
 
 
 def _matches(endpoint: Endpoint, body: Mapping[str, Any], column: str, cell: str) -> bool:

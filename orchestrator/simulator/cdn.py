@@ -32,22 +32,22 @@ from orchestrator.simulator.service import Service
 
 def add_routes(app: web.Application) -> None:
     """Register GET and HEAD for videos, previews and asset files."""
-    app.router.add_get("/videos/{job_id}.mp4", video, name="video")
-    app.router.add_get("/previews/{job_id}.mp4", preview, name="preview")
-    app.router.add_get("/asset-files/{asset_id}", asset_file, name="asset_file")
+    app.router.add_get("/videos/{job_id}.mp4", _video, name="video")
+    app.router.add_get("/previews/{job_id}.mp4", _preview, name="preview")
+    app.router.add_get("/asset-files/{asset_id}", _asset_file, name="asset_file")
 
 
-async def video(request: web.Request) -> web.StreamResponse:
+async def _video(request: web.Request) -> web.StreamResponse:
     """A completed job's MP4."""
     return await _serve_job_media(request, "completed", "")
 
 
-async def preview(request: web.Request) -> web.StreamResponse:
+async def _preview(request: web.Request) -> web.StreamResponse:
     """The preview of a job that has (or had) an intermediate result."""
     return await _serve_job_media(request, "intermediate-complete", "preview:")
 
 
-async def asset_file(request: web.Request) -> web.StreamResponse:
+async def _asset_file(request: web.Request) -> web.StreamResponse:
     """The bytes of an uploaded asset."""
     asset = request.app[SERVICE].assets.get(request.match_info["asset_id"])
     if asset is None:

@@ -29,12 +29,12 @@ from orchestrator.simulator.stats import snapshot
 
 def add_routes(app: web.Application) -> None:
     """Register the control routes."""
-    app.router.add_get("/_sim/stats", stats)
-    app.router.add_get("/_sim/jobs", jobs)
-    app.router.add_post("/_sim/advance", advance)
-    app.router.add_get("/_sim/config", config)
-    app.router.add_post("/_sim/config", config)
-    app.router.add_get("/_sim/clock", clock)
+    app.router.add_get("/_sim/stats", _stats)
+    app.router.add_get("/_sim/jobs", _jobs)
+    app.router.add_post("/_sim/advance", _advance)
+    app.router.add_get("/_sim/config", _config)
+    app.router.add_post("/_sim/config", _config)
+    app.router.add_get("/_sim/clock", _clock)
 
 
 def all_jobs(
@@ -49,31 +49,31 @@ def all_jobs(
     ]
 
 
-def clock_json(service: Service) -> dict[str, Any]:
+def _clock_json(service: Service) -> dict[str, Any]:
     """The simulated time as ISO text and epoch seconds, and the clock's speed."""
     now = service.tick()
     return {"now": iso_ms(to_ms(now)), "now_s": now, "time_scale": service.clock.scale}
 
 
-async def stats(request: web.Request) -> web.Response:
+async def _stats(request: web.Request) -> web.Response:
     """Counters, faults, bills and per-account usage."""
     service = request.app[SERVICE]
     service.tick()
     return json_response(snapshot(service))
 
 
-async def jobs(request: web.Request) -> web.Response:
+async def _jobs(request: web.Request) -> web.Response:
     """Every job's ground truth, optionally filtered by account and status."""
     query = request.query
     return json_response(all_jobs(request.app[SERVICE], query.get("account"), query.get("status")))
 
 
-async def clock(request: web.Request) -> web.Response:
+async def _clock(request: web.Request) -> web.Response:
     """The simulated time."""
-    return json_response(clock_json(request.app[SERVICE]))
+    return json_response(_clock_json(request.app[SERVICE]))
 
 
-async def advance(request: web.Request) -> web.Response:
+async def _advance(request: web.Request) -> web.Response:
     """Move the virtual clock forward by ``{"seconds": x}``."""
     service = request.app[SERVICE]
     body = await _json(request)
@@ -81,10 +81,10 @@ async def advance(request: web.Request) -> web.Response:
     if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
         return error(400, 'Send {"seconds": <non-negative number>}.').response()
     service.advance(float(seconds))
-    return json_response(clock_json(service))
+    return json_response(_clock_json(service))
 
 
-async def config(request: web.Request) -> web.Response:
+async def _config(request: web.Request) -> web.Response:
     """Read the options (GET) or change some of them live (POST)."""
     service = request.app[SERVICE]
     if request.method == "POST":

@@ -150,12 +150,12 @@ async def _serve(options: SimulatorOptions) -> None:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(signum, stop.set)
     async with running_simulator(**_fields(options)) as sim:
-        print(banner(sim.url, options), flush=True)
+        print(_banner(sim.url, options), flush=True)
         await stop.wait()
     print("simulator stopped", file=sys.stderr)
 
 
-def banner(url: str, options: SimulatorOptions) -> str:
+def _banner(url: str, options: SimulatorOptions) -> str:
     """The startup text: where it listens and a curl command that creates a job."""
     token = "<one of your --tokens>" if options.tokens else "sim-token"
     return (

@@ -24,6 +24,7 @@ from typing import Any
 from orchestrator.simulator.accounts import Accounts
 from orchestrator.simulator.assets import Asset
 from orchestrator.simulator.clock import VirtualClock, date_of
+from orchestrator.simulator.counters import Counters
 from orchestrator.simulator.faults import FaultPlan
 from orchestrator.simulator.job import SimJob, api_json, drifted
 from orchestrator.simulator.lifecycle import Lifecycle
@@ -35,7 +36,6 @@ from orchestrator.simulator.outcomes import (
     TIMEOUT,
     Planner,
 )
-from orchestrator.simulator.stats import Counters
 from orchestrator.simulator.webhooks import WebhookSender
 
 #: Longest real time a POST of the ambiguous burst waits for the others.

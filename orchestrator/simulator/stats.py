@@ -1,47 +1,18 @@
-"""What the simulator counts, and the ``GET /_sim/stats`` snapshot built from it.
+"""The ``GET /_sim/stats`` snapshot: the service's counters, faults, jobs and accounts as JSON.
 
-These counters are the ground truth the client's tests and benchmarks check against: how many
-requests each route got, which statuses were served, how many jobs were created from each
-exact body (``bodies``: sha256 of model + canonical JSON, so a duplicated submission shows up as
-a count of 2), and what every account was billed. Accounts appear by id only, never by token.
+The counters themselves live in ``counters`` (the service owns them); this module only reads a
+running service, so it imports the service and the service never imports it. Accounts appear by id
+only, never by token.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from orchestrator.simulator.accounts import Account
 from orchestrator.simulator.clock import iso_ms, to_ms
-
-if TYPE_CHECKING:
-    from orchestrator.simulator.accounts import Account
-    from orchestrator.simulator.service import Service
-
-
-@dataclass
-class Counters:
-    """Request-level counters (``/_sim/`` requests are never counted)."""
-
-    requests: Counter[str] = field(default_factory=Counter)
-    statuses: Counter[str] = field(default_factory=Counter)
-    rate_limited: int = 0
-    jobs_created: int = 0
-    billed_micro: int = 0
-    bodies: Counter[str] = field(default_factory=Counter)
-    #: Called after every counted request (``RunningSimulator.wait_until`` waits on them).
-    listeners: list[Callable[[], None]] = field(default_factory=list)
-
-    def served(self, route: str, status: int | None) -> None:
-        """Count one API request; ``status`` None means the connection was dropped."""
-        self.requests[route] += 1
-        if status is not None:
-            self.statuses[str(status)] += 1
-            if status == 429:
-                self.rate_limited += 1
-        for listener in self.listeners:
-            listener()
+from orchestrator.simulator.service import Service
 
 
 def snapshot(service: Service) -> dict[str, Any]:

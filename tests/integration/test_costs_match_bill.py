@@ -26,8 +26,9 @@ from orchestrator.config import Settings
 from orchestrator.ledger import Ledger
 from orchestrator.manifest.manifest import load_manifest
 from orchestrator.money import reports
-from orchestrator.money.accounting import Bucket, JobRow, bucket
-from orchestrator.money.spend_history import EventRow, billed_from_events
+from orchestrator.money.accounting import Bucket, bucket
+from orchestrator.money.rows import EventRow, JobRow
+from orchestrator.money.spend_history import billed_from_events
 from orchestrator.runner import RunSummary, run
 from orchestrator.simulator import RunningSimulator
 

@@ -8,10 +8,10 @@ from dataclasses import fields
 import pytest
 from click.testing import CliRunner
 
+from orchestrator.cli.simulate import simulate
 from orchestrator.simulator import SimulatorOptions, media_file
 from orchestrator.simulator.billing import cell_number, price_micro, request_price_micro
 from orchestrator.simulator.clock import VirtualClock, iso_ms, parse_iso_us
-from orchestrator.simulator.command import simulate
 from orchestrator.simulator.media import Unsatisfiable, byte_range
 from orchestrator.spec import load_spec
 

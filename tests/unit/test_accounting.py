@@ -9,7 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from orchestrator.jobs import JobState
-from orchestrator.money.accounting import Bucket, JobRow, account, bucket, ratio_micro
+from orchestrator.money.accounting import Bucket, account, bucket, ratio_micro
+from orchestrator.money.rows import JobRow
 from orchestrator.money.spend_history import (
     UNKNOWN_DAY,
     EventRow,

@@ -18,7 +18,7 @@ import pytest
 from orchestrator.errors import InputError
 from orchestrator.jobs import JobSpec, JobState, job_key
 from orchestrator.ledger import Batch, Ledger
-from orchestrator.money import report_html, reports
+from orchestrator.money import report_html, report_sections, reports
 from orchestrator.money.spend_history import Charge
 
 S = JobState
@@ -250,12 +250,12 @@ async def test_exported_events_are_the_whole_history(ledger_path: Path) -> None:
 
 
 def test_money_text_is_exact() -> None:
-    assert reports.usd_text(1_101_934) == "1.101934"
-    assert reports.usd_text(-5) == "-0.000005"
-    assert reports.dollars(1_234_565_000) == "$1,234.57"  # half up, not to even
-    assert reports.dollars(5_000) == "$0.01"
-    assert reports.dollars(None) == "-"
-    assert reports.rate(73_340) == "$0.0733"
+    assert report_sections.usd_text(1_101_934) == "1.101934"
+    assert report_sections.usd_text(-5) == "-0.000005"
+    assert report_sections.dollars(1_234_565_000) == "$1,234.57"  # half up, not to even
+    assert report_sections.dollars(5_000) == "$0.01"
+    assert report_sections.dollars(None) == "-"
+    assert report_sections.rate(73_340) == "$0.0733"
 
 
 async def test_jobs_dropped_from_the_manifest_before_sending_are_left_out(tmp_path: Path) -> None:

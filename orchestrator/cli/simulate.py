@@ -2,8 +2,8 @@
 
 Every ``SimulatorOptions`` field becomes ``--field-name`` (booleans get ``--x/--no-x``), with the
 field's help text, choices and ``cli_default``, and an environment variable ``KREA_SIM_<NAME>``.
-Generating the flags means a new option can never be forgotten on the command line. The lead
-registers it with ``main.add_command(simulate)``.
+Generating the flags means a new option can never be forgotten on the command line. It lives in
+``cli/`` (not in ``simulator/``) because click is the front's alone; ``cli`` registers it.
 """
 
 from __future__ import annotations
