@@ -3,8 +3,11 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# `make test-lowest`: the lowest versions pyproject.toml allows, in a venv of their own.
+LOWEST := .venv-lowest
+LOWEST_PINS := .ci/lowest-versions.txt
 
-.PHONY: install test lint demo bench soak clean prices
+.PHONY: install test test-lowest lint demo bench soak clean prices
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +21,17 @@ install: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# Rebuilt from scratch when the bounds change, so nothing newer is left over from a former run.
+$(LOWEST)/.installed: pyproject.toml $(LOWEST_PINS)
+	rm -rf $(LOWEST)
+	$(PYTHON) -m venv $(LOWEST)
+	$(LOWEST)/bin/python -m pip install --quiet -c $(LOWEST_PINS) -e '.[test]'
+	touch $@
+
+test-lowest: $(LOWEST)/.installed
+	$(LOWEST)/bin/python -m pytest -q tests/unit tests/simulator tests/integration \
+		tests/test_dependencies.py $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check orchestrator tests bench scripts
@@ -38,4 +52,4 @@ prices: $(STAMP)
 	$(BIN)/python scripts/build_prices.py
 
 clean:
-	rm -rf $(VENV) demo-out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LOWEST) demo-out .pytest_cache .mypy_cache .ruff_cache
