@@ -36,6 +36,7 @@ Modules (a package's line names every module in it)::
     stages
       startup       a run's start: the manifest into the ledger, the ledger into a work state
       pipeline      what one run's workers share: ledger, client, limits, budget, reporter
+      budget        the cap: a job's price reserved in the same step that checks it
       submitter     pending -> submitting -> submitted, durable on each side of the POST
       reconcile     POSTs whose answer was lost, settled through GET /jobs before resending
       poller        noticing finished jobs with as few list sweeps as Krea allows

@@ -18,18 +18,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import mimetypes
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
 from orchestrator import errors
+from orchestrator.clock import format_utc, parse_utc
 from orchestrator.errors import ApiError, BadResponse, ConnectionLost, NotSent
 
 USER_AGENT = "orchestrator/0.1 (+https://github.com/krea-orchestrator)"
@@ -38,7 +42,11 @@ Pace = Callable[[], Awaitable[None]]
 
 @dataclass(frozen=True)
 class RemoteJob:
-    """A job as Krea reports it (Krea's words: ``job_id``, ``status``)."""
+    """A job as Krea reports it (Krea's words: ``job_id``, ``status``).
+
+    Timestamps are parsed here, at the boundary, and kept in one form (:func:`normal_utc`):
+    the ledger compares them as text, and reconciliation orders jobs by them.
+    """
 
     job_id: str
     status: str
@@ -53,23 +61,20 @@ class RemoteJob:
         """Parse a job object; raises BadResponse when an id, status or created_at is missing."""
         if not isinstance(data, dict):
             raise BadResponse(200, "a job is not a JSON object")
-        job_id, status, created = data.get("job_id"), data.get("status"), data.get("created_at")
-        if not (
-            isinstance(job_id, str)
-            and job_id
-            and isinstance(status, str)
-            and isinstance(created, str)
-        ):
-            raise BadResponse(200, "a job lacks job_id, status or created_at")
+        job_id, status = data.get("job_id"), data.get("status")
+        if not (isinstance(job_id, str) and job_id and isinstance(status, str)):
+            raise BadResponse(200, "a job lacks job_id or status")
+        created = normal_utc(data.get("created_at"))
+        if created is None:
+            raise BadResponse(200, f"job {job_id} has no readable created_at")
         raw_result = data.get("result")
         result: dict[str, Any] = raw_result if isinstance(raw_result, dict) else {}
         code, message = _failure(data.get("error"), result.get("error"))
-        completed = data.get("completed_at")
         return cls(
             job_id=job_id,
             status=status,
             created_at=created,
-            completed_at=completed if isinstance(completed, str) else None,
+            completed_at=normal_utc(data.get("completed_at")),
             urls=tuple(_urls(result.get("urls"))),
             error_code=code,
             error_message=message,
@@ -106,7 +111,9 @@ class KreaClient:
         self._pace = pace
         self.requests: Counter[str] = Counter()  #: requests sent, by route ("GET /jobs", ...)
         self.answered = False  #: whether the API has answered anything since this client began
+        self.understood = False  #: whether any answer was a JSON object, as Krea's all are
         self._refused = 0  #: connection attempts in a row that never reached the API
+        self._garbled = 0  #: answers that were not JSON, while none ever was
 
     @classmethod
     @asynccontextmanager
@@ -213,14 +220,30 @@ class KreaClient:
         status, response_headers, body = await self._send(
             method, path, route, json_body=json_body, params=params, headers=headers, form=form
         )
+        if status in NO_SUCH_ROUTE and route in EVERY_KREA_HAS:
+            what = f"HTTP {status} {_phrase(status)} ({_kind(response_headers, body)})"
+            raise self._not_krea(status, what, method, path)
         if status >= 300:
             raise _error_for(status, body, response_headers, path=path)
         if allow_empty and not body.strip():
             return None
         try:
-            return json.loads(body)
+            data = json.loads(body)
         except ValueError:
+            if not self.understood:
+                self._garbled += 1
+                if self._garbled >= UNREACHABLE_AFTER:
+                    what = f"only unreadable answers, the last HTTP {status} with " + _kind(
+                        response_headers, body
+                    )
+                    raise self._not_krea(status, what, method, path) from None
             raise BadResponse(status, "the answer is not valid JSON", path=path) from None
+        self.understood = self.understood or isinstance(data, dict)
+        return data
+
+    def _not_krea(self, status: int, what: str, method: str, path: str) -> errors.NotKreaApi:
+        url = f"{method} {self.base_url}{path}"
+        return errors.NotKreaApi(status, what, url=url, base_url=self.base_url)
 
     async def _send(
         self, method: str, path: str, route: str, **kwargs: Any
@@ -253,7 +276,25 @@ class KreaClient:
         return NotSent(detail, path=path)
 
 
-UNREACHABLE_AFTER = 6  #: refused connections in a row, with no answer ever, that end a run
+HALF_MILLISECOND = timedelta(microseconds=500)  #: added before truncating: rounds to the nearest
+UNREACHABLE_AFTER = 6  #: refused connections (or unreadable answers), with no good one ever
+#: Statuses that mean "no such route" (or method) rather than anything about a job.
+NO_SUCH_ROUTE = frozenset({404, 405, 501})
+#: Routes every Krea server has: "no such route" there means the API base is wrong.
+EVERY_KREA_HAS = frozenset({"POST /generate/video", "GET /jobs", "POST /assets"})
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
+def _kind(headers: dict[str, str], body: bytes) -> str:
+    """What came back, without quoting it: ``text/html, 469 bytes``."""
+    content_type = headers.get("Content-Type", "no content type").split(";")[0].strip()
+    return f"{content_type}, {len(body):,} bytes"
 
 
 def _error_for(status: int, body: bytes, headers: dict[str, str], *, path: str = "") -> ApiError:
@@ -306,17 +347,38 @@ def parse_retry_after(value: str | None, date: str | None = None) -> float | Non
     try:
         seconds = float(value)
     except ValueError:
-        try:
-            moment = parsedate_to_datetime(value)
-            reference = parsedate_to_datetime(date) if date else None
-        except (TypeError, ValueError, IndexError):
+        moment = _http_date(value)
+        if moment is None:
             return None
-        if reference is None:
-            from datetime import UTC, datetime
+        seconds = (moment - (_http_date(date) or datetime.now(UTC))).total_seconds()
+    return max(0.0, seconds) if math.isfinite(seconds) else None
 
-            reference = datetime.now(UTC)
-        seconds = (moment - reference).total_seconds()
-    return max(0.0, seconds) if seconds == seconds else None  # NaN is unusable
+
+def _http_date(value: str | None) -> datetime | None:
+    """An HTTP-date as an aware datetime; one without a zone (``-0000``, or none) is UTC."""
+    if not value:
+        return None
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def normal_utc(value: Any) -> str | None:
+    """Krea's timestamp in the ledger's one form (``2026-02-13T02:20:58.265Z``), or None.
+
+    Fixed width, UTC, milliseconds (Krea's own precision; finer digits round to the nearest, as
+    SQLite's ``strftime('%f')`` does in the ledger's migration 5), so that text order is time
+    order. Anything that is not an ISO-8601 date-time is None: the caller decides whether that
+    makes the item unreadable.
+    """
+    if not isinstance(value, str):
+        return None
+    try:
+        return format_utc(parse_utc(value.strip()) + HALF_MILLISECOND)
+    except (ValueError, OverflowError):
+        return None
 
 
 def _loads(body: bytes) -> Any:

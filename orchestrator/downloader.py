@@ -32,6 +32,13 @@ def _transient(exc: errors.OrchestratorError) -> bool:
     return not isinstance(exc, errors.ApiError) or classify_read(exc).action is Action.RETRY
 
 
+def _already_there(target: Path, job: JobRecord) -> Fetched | None:
+    """The job's file, if ``target`` already holds it (read in full: blocks, use a thread)."""
+    if not job.sha256 or not verified_on_disk(target, job.bytes, job.sha256, full=True):
+        return None
+    return Fetched(job.bytes or 0, job.sha256, target.stat().st_mtime_ns)
+
+
 class Downloader:
     """A fixed pool of download workers fed by ``pipe.completed``; a ``None`` key ends a worker."""
 
@@ -58,7 +65,10 @@ class Downloader:
             while True:  # again after a full disk: this worker retries once there is room
                 await self.disk_ok.wait()
                 job = job or await self.pipe.ledger.job(key)
-                if job is None or job.state is not S.COMPLETED or not await self._download(job):
+                # A superseded job's clip stays at Krea: its path may now be another job's.
+                if job is None or not job.planned or job.state is not S.COMPLETED:
+                    break
+                if not await self._download(job):
                     break
                 job = None  # read it afresh after the pause
 
@@ -81,13 +91,9 @@ class Downloader:
         except errors.DownloadError as exc:
             await self._park(job, job.result_url, exc.message)
             return False
-        if job.sha256 and verified_on_disk(target, job.bytes, job.sha256, full=True):
-            await self._done(
-                job,
-                Fetched(job.bytes or 0, job.sha256, target.stat().st_mtime_ns),
-                job.result_url,
-                "already on disk, verified",
-            )
+        on_disk = await asyncio.to_thread(_already_there, target, job)  # may read the whole file
+        if on_disk is not None:
+            await self._done(job, on_disk, job.result_url, "already on disk, verified")
             return False
         return await self._attempts(job, target)
 
@@ -177,7 +183,7 @@ class Downloader:
             f"downloads paused: {exc.message}; free some space and they resume", level="error"
         )
         needed = exc.needed or DISK_MARGIN
-        while not room_for(self.pipe.out_dir, needed):
+        while not await asyncio.to_thread(room_for, self.pipe.out_dir, needed):
             await self.pipe.clock.sleep(self.pipe.tuning.disk_retry_s)
         self.pipe.reporter.note("space is back: downloads resume")
         self.disk_ok.set()

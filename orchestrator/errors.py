@@ -21,7 +21,8 @@ The CLI has a single handler: it prints ``Error: <message>`` and exits with the 
     │   ├── RateLimited(retry_after_s)     429: concurrency + backlog full, or request rate
     │   ├── NotFound                       404 on a job
     │   ├── ServerError                    5xx
-    │   └── BadResponse                    2xx whose body is not what the spec promises
+    │   ├── BadResponse                    2xx whose body is not what the spec promises
+    │   └── NotKreaApi(url,base_url)       a wrong --api-base: stops the run, rejects nothing
     ├── TransportError(sent)               no HTTP answer at all
     │   ├── NotSent                        refused / DNS / connect timeout: safe to resend
     │   ├── ConnectionLost                 sent, then reset / timed out: outcome unknown
@@ -201,6 +202,25 @@ class ServerError(ApiError):
 
 class BadResponse(ApiError):
     """Krea answered 2xx with a body that is not what the spec promises."""
+
+
+class NotKreaApi(ApiError):
+    """The server at the API base answered as Krea's API never does: a wrong --api-base.
+
+    A 404, 405 or 501 on a route every Krea server has (``POST /generate/video/...``,
+    ``GET /jobs``, ``POST /assets``), or nothing but unreadable answers since the run began.
+    The request created nothing, so the run stops and no job is rejected.
+    """
+
+    def __init__(self, status: int, what: str, *, url: str, base_url: str) -> None:
+        self.url, self.base_url = url, base_url
+        super().__init__(
+            status,
+            f"{url} answered {what}: that is not Krea's API. Check --api-base / KREA_API_BASE "
+            f"(now {base_url}; Krea's is https://api.krea.ai); nothing was sent to Krea",
+            path=url,
+        )
+        self.args = (self.reason,)  # the message names the whole URL once, not path + reason
 
 
 class TransportError(OrchestratorError):

@@ -188,3 +188,6 @@ class JobRecord:
     answered_at: str | None = None  #: local time the POST's outcome became known
     created_at: str | None = None
     updated_at: str | None = None
+    #: The batch's current manifest maps this job (to its output path). A superseded job (its
+    #: entry was edited or removed) is history: it keeps its cost but never writes a file.
+    planned: bool = True

@@ -152,17 +152,29 @@ class InFlightWindow:
         self.in_flight = 0
         self.rate_limited = 0  #: 429s seen
         self.capacity: int | None = None  #: what Krea held at the last 429 (None: no 429 yet)
-        self._changed = asyncio.Condition()
+        self._waiters: deque[asyncio.Future[None]] = deque()  #: first come, first served
 
     @property
     def open_slots(self) -> int:
+        """Slots free under the current limit."""
         return max(0, math.floor(self.limit) - self.in_flight)
 
     async def acquire(self) -> None:
-        """Take a slot before a POST; waits while the window is full."""
-        async with self._changed:
-            await self._changed.wait_for(lambda: self.in_flight < math.floor(self.limit))
+        """Take a slot before a POST; waits, first come first served, while the window is full."""
+        if not self._waiters and self.open_slots:
             self.in_flight += 1
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter  # the slot is counted for us when this is woken (see _hand_out)
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.in_flight -= 1  # handed a slot, then cancelled: give it back
+                self._hand_out()
+            else:
+                self._waiters.remove(waiter)
+            raise
 
     def hold(self, count: int = 1) -> None:
         """Count jobs already in flight (found in the ledger at start-up) without waiting."""
@@ -170,15 +182,23 @@ class InFlightWindow:
 
     async def release(self, count: int = 1) -> None:
         """A slot's job finished remotely, or its POST created nothing."""
-        async with self._changed:
-            self.in_flight = max(0, self.in_flight - count)
-            self._changed.notify_all()
+        self.in_flight = max(0, self.in_flight - count)
+        self._hand_out()
+
+    def _hand_out(self) -> None:
+        """Give free slots to waiters in arrival order; every change that may free one calls it."""
+        while self._waiters and self.open_slots:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                self.in_flight += 1
+                waiter.set_result(None)
 
     def on_accepted(self) -> None:
         """Krea accepted a job: grow, but only while the window is what limits us.
 
         Back to the capacity the last 429 measured by one per job, beyond it by ``1/limit``
-        (``1/PROBE_EVERY`` on a small account).
+        (``1/PROBE_EVERY`` on a small account). A slot that growing opens goes to its waiter
+        now, not at the next release.
         """
         if self.in_flight < math.floor(self.limit):
             return
@@ -187,6 +207,7 @@ class InFlightWindow:
         else:
             grown = self.limit + 1.0 / max(self.limit, PROBE_EVERY)
         self.limit = min(float(self.ceiling), grown)
+        self._hand_out()
 
     def on_rate_limited(self) -> None:
         """Krea's concurrency + backlog is full at what it holds (our in-flight minus this POST)."""

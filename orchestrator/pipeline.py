@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from orchestrator.budget import Budget
 from orchestrator.client import KreaClient
 from orchestrator.clock import Clock
+from orchestrator.errors import OrchestratorError
 from orchestrator.jobs import JobRecord, JobState
 from orchestrator.ledger import Ledger
 from orchestrator.limits import InFlightWindow, Pacer
@@ -56,49 +58,19 @@ class NullReporter:
 
 
 @dataclass
-class Budget:
-    """Spend so far against an optional cap, in micro-USD.
-
-    ``billed`` counts remote jobs Krea completed (only those are charged); ``exposure`` counts jobs
-    that may still be charged (submitting, submitted, ambiguous, unfinished orphans). A job may be
-    sent only if billed + exposure + its own price stays within the cap.
-    """
-
-    cap_micro: int | None = None
-    billed_micro: int = 0
-    exposure_micro: int = 0
-    held_back: dict[str, int] = field(default_factory=dict)  #: key -> price, jobs the cap held back
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def fits(self, price_micro: int) -> bool:
-        if self.cap_micro is None:
-            return True
-        return self.billed_micro + self.exposure_micro + price_micro <= self.cap_micro
-
-    def commit(self, key: str, price_micro: int) -> None:
-        """A POST is about to be sent for ``key``."""
-        self.held_back.pop(key, None)
-        self.exposure_micro += price_micro
-
-    def settle(self, price_micro: int, *, billed: bool) -> None:
-        """A job left flight: charged (completed) or free (failed, cancelled, never created)."""
-        self.exposure_micro = max(0, self.exposure_micro - price_micro)
-        if billed:
-            self.billed_micro += price_micro
-        self.changed.set()
-
-
-@dataclass
 class Flags:
     """Run-wide stop conditions, set by whichever stage meets them."""
 
     no_funds: str | None = None  #: Krea's 402 message: stop submitting, let the rest finish
-    unauthorized: str | None = None  #: 401/403, or an API never reached: nothing can proceed
+    #: 401/403, a wrong API base, an API never reached: nothing can proceed, and the run ends
+    #: with this error once the stages have stopped (every job's state is one a rerun resumes).
+    fatal: OrchestratorError | None = None
     submitting_done: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def stop_submitting(self) -> bool:
-        return self.no_funds is not None or self.unauthorized is not None
+        """Whether no more POSTs may be sent in this run."""
+        return self.no_funds is not None or self.fatal is not None
 
 
 @dataclass

@@ -154,6 +154,7 @@ class Poller:
     async def run(self) -> None:
         """Return once the submitter is done and no job of the batch is in flight."""
         while True:
+            self.pipe.submitted.clear()  # before looking: a job sent from now on wakes _idle
             tracked = await self._tracked()
             if not tracked:
                 if self.pipe.flags.submitting_done.is_set() and not await self._unsettled():
@@ -220,8 +221,11 @@ class Poller:
         return any(counts.get(s, 0) for s in (S.SUBMITTING, S.AMBIGUOUS))
 
     async def _idle(self) -> None:
-        """Nothing in flight: wait until something is submitted or submitting ends."""
-        self.pipe.submitted.clear()
+        """Nothing in flight: wait until something is submitted or submitting ends.
+
+        ``submitted`` was cleared before the ledger was read, never after: a job sent while
+        the poller looked has set it again, and this returns at once.
+        """
         waiters = [
             asyncio.ensure_future(e.wait())
             for e in (self.pipe.submitted, self.pipe.flags.submitting_done)
@@ -233,7 +237,14 @@ class Poller:
                 waiter.cancel()
 
     async def _wait(self, api_seconds: float) -> None:
-        self._wake.clear()
+        """Sleep until the next sweep, or until a webhook hint comes; never while one waits.
+
+        A hint that landed during the sweep just done (after its by-id reads were chosen) is
+        still queued: sweep again now rather than clear the wake-up it set and sleep on it.
+        """
+        if self._hints:
+            return
+        self._wake.clear()  # no await since the check: a hint from now on sets it again
         with contextlib.suppress(TimeoutError):
             timeout = self.pipe.clock.real_seconds(api_seconds)
             await asyncio.wait_for(self._wake.wait(), timeout=timeout)

@@ -245,9 +245,11 @@ class Reconciler:
             model=model,
             cause="reconciliation: no single job can claim it",
         )
-        if status not in REMOTE_TERMINAL:
+        if status not in REMOTE_TERMINAL and batch == self.pipe.batch:
+            # Another batch's orphan is tracked by that batch's runs, never by this one's poller:
+            # holding its slot or money here would never be given back.
             self.pipe.window.hold()
-            self.pipe.budget.exposure_micro += price
+            self.pipe.budget.add_in_flight(price)
         self.pipe.reporter.note(f"orphan job {candidate.remote_id} ({status})", level="warning")
         return candidate.remote_id
 
@@ -259,6 +261,6 @@ class Reconciler:
             self.pipe.reporter.job_changed(row.entry_id, S.AMBIGUOUS, move.to, move.cause)
             if move.to is S.PENDING:
                 await self.pipe.window.release()
-                self.pipe.budget.settle(row.price_micro, billed=False)
+                self.pipe.budget.release(row.price_micro)
             else:
                 self.pipe.submitted.set()

@@ -8,7 +8,9 @@ failure               POST /generate                   GET / DELETE
 not sent              retry                            retry
 lost / 5xx / bad 2xx  **reconcile** (may exist)        retry
 429                   retry after Retry-After/backoff  retry after Retry-After/backoff
-400 / 422 / 410 / 404 reject: never resend             give up (caller decides)
+400 / 422 / 410       reject: never resend             give up (caller decides)
+404 (job)             (not a POST answer)              give up (caller decides)
+no such route         stop everything: wrong API base  stop everything
 401 / 403             stop everything                  stop everything
 402                   stop submitting; finish others   (not expected)
 ====================  ==============================  =================================
@@ -44,7 +46,7 @@ class Decision:
 def classify_post(error: errors.OrchestratorError) -> Decision:
     """The decision after ``POST /generate/video/...`` failed with ``error``."""
     reason = error.message
-    if isinstance(error, errors.Unreachable):
+    if isinstance(error, errors.Unreachable | errors.NotKreaApi):
         return Decision(Action.STOP, reason)
     if isinstance(error, errors.NotSent | errors.RateLimited):
         return Decision(Action.RETRY, reason)
@@ -58,7 +60,7 @@ def classify_post(error: errors.OrchestratorError) -> Decision:
 def classify_read(error: errors.OrchestratorError) -> Decision:
     """The decision after a GET or DELETE failed with ``error``."""
     reason = error.message
-    if isinstance(error, errors.Unauthorized | errors.Unreachable):
+    if isinstance(error, errors.Unauthorized | errors.Unreachable | errors.NotKreaApi):
         return Decision(Action.STOP, reason)
     transient = (errors.TransportError, errors.ServerError, errors.RateLimited, errors.BadResponse)
     if isinstance(error, transient) or (isinstance(error, errors.ApiError) and error.status == 408):

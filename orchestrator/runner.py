@@ -26,16 +26,17 @@ from pathlib import Path
 
 import aiohttp
 
+from orchestrator.budget import Budget
 from orchestrator.client import KreaClient
 from orchestrator.clock import Clock
 from orchestrator.config import Settings
 from orchestrator.downloader import Downloader
-from orchestrator.errors import EXIT_CANNOT_RUN, EXIT_JOBS_FAILED, EXIT_OK, EXIT_STOPPED
+from orchestrator.errors import EXIT_JOBS_FAILED, EXIT_OK, EXIT_STOPPED, OrchestratorError
 from orchestrator.jobs import JobState
 from orchestrator.ledger import Ledger, LedgerLock
 from orchestrator.limits import InFlightWindow, Pacer
 from orchestrator.manifest.manifest import Manifest, ManifestHeader
-from orchestrator.pipeline import Budget, NullReporter, Pipeline, Reporter, Tuning
+from orchestrator.pipeline import NullReporter, Pipeline, Reporter, Tuning
 from orchestrator.poller import Poller
 from orchestrator.reconcile import Reconciler
 from orchestrator.startup import Plan, prepare, recover, sync_manifest
@@ -66,8 +67,6 @@ class RunSummary:
 
     @property
     def exit_code(self) -> int:
-        if self.stopped == "unauthorized":
-            return EXIT_CANNOT_RUN
         if self.stopped in ("funds", "budget"):
             return EXIT_STOPPED
         return EXIT_OK if self.counts.get(S.DONE, 0) == self.planned else EXIT_JOBS_FAILED
@@ -120,7 +119,7 @@ async def _run(
             clock=Clock(settings.time_scale),
             window=InFlightWindow(ceiling),
             pacer=pacer,
-            budget=Budget(cap_micro=(await ledger.batch(manifest.batch)).budget_micro),  # type: ignore[union-attr]
+            budget=Budget((await ledger.batch(manifest.batch)).budget_micro),  # type: ignore[union-attr]
             reporter=reporter,
             rng=random.Random(settings.seed),
             tuning=_tuning(settings),
@@ -129,8 +128,10 @@ async def _run(
             retry_failed=settings.retry_failed,
         )
         await recover(pipe)
-        reporter.start(pipe.batch, await ledger.state_counts(pipe.batch, planned_only=True))
+        reporter.start(pipe.batch, await ledger.state_counts(pipe.batch, current_only=True))
         await _stages(pipe, settings, media)
+        if pipe.flags.fatal is not None:
+            raise pipe.flags.fatal
         return await _summarize(pipe)
 
 
@@ -142,6 +143,28 @@ def _tuning(settings: Settings) -> Tuning:
 
 
 async def _stages(pipe: Pipeline, settings: Settings, media: aiohttp.ClientSession) -> None:
+    """Run the stages to the end; the error that stopped them, not their task group, if any."""
+    try:
+        await _run_stages(pipe, settings, media)
+    except BaseExceptionGroup as group:
+        raise _first_cause(group) from None
+
+
+def _first_cause(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The exception a caller can act on: our own error if any stage raised one."""
+    leaves: list[BaseException] = []
+    pending: list[BaseException] = [group]
+    while pending:
+        item = pending.pop(0)
+        if isinstance(item, BaseExceptionGroup):
+            pending[:0] = list(item.exceptions)
+        else:
+            leaves.append(item)
+    ours = [leaf for leaf in leaves if isinstance(leaf, OrchestratorError)]
+    return (ours or leaves)[0]
+
+
+async def _run_stages(pipe: Pipeline, settings: Settings, media: aiohttp.ClientSession) -> None:
     reconciler = Reconciler(pipe)
     await reconciler.settle()  # nothing is sent while any POST's outcome is unknown
     poller = Poller(pipe)
@@ -157,13 +180,11 @@ async def _stages(pipe: Pipeline, settings: Settings, media: aiohttp.ClientSessi
 
 
 async def _summarize(pipe: Pipeline) -> RunSummary:
-    counts = await pipe.ledger.state_counts(pipe.batch, planned_only=True)
+    counts = await pipe.ledger.state_counts(pipe.batch, current_only=True)
     counts.pop(S.ORPHAN, None)
     held = pipe.budget.held_back
     stopped = None
-    if pipe.flags.unauthorized:
-        stopped = "unauthorized"
-    elif pipe.flags.no_funds:
+    if pipe.flags.no_funds:
         stopped = "funds"
     elif held:
         stopped = "budget"

@@ -22,17 +22,20 @@ waits for when resuming (issue 6). Why it is built this way:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from orchestrator.config import Settings
 from orchestrator.errors import InputError, LedgerError, ManifestError
 from orchestrator.jobs import JobSpec, JobState
 from orchestrator.ledger import Batch, Ledger, Move
+from orchestrator.ledger.records import DoneFile
 from orchestrator.manifest.local_files import FileHasher
 from orchestrator.manifest.manifest import (
     Limits,
@@ -71,7 +74,7 @@ async def prepare(source: Plan | Manifest | str | os.PathLike[str], settings: Se
     header = await _synced_header(os.fspath(source), settings)
     if header is not None:
         return Plan(header, None)
-    manifest = load_manifest(source)
+    manifest = await asyncio.to_thread(load_manifest, source)  # reads, hashes, checks: seconds
     return Plan(manifest.header, manifest)
 
 
@@ -93,7 +96,9 @@ async def sync_manifest(
         return plan.header
     # No jobs in hand means the plan was found in the ledger, and another run has changed the
     # batch since (before this one took the lock; rare): load and check the manifest anew.
-    manifest = plan.manifest or load_manifest(plan.header.path)
+    manifest = plan.manifest
+    if manifest is None:
+        manifest = await asyncio.to_thread(load_manifest, plan.header.path)
     await _refuse_shared_files(ledger, manifest.specs, record)
     synced = json.dumps(_synced_plan(manifest.header, record), sort_keys=True)
     await ledger.sync_plan(
@@ -110,17 +115,9 @@ async def recover(pipe: Pipeline) -> None:
     await ledger.move_all(
         S.DOWNLOADING, S.COMPLETED, "crash recovery: download interrupted", batch=batch
     )
+    gone = await asyncio.to_thread(_missing_files, pipe.out_dir, await ledger.done_files(batch))
     await ledger.apply(
-        [
-            Move(done.key, S.DONE, S.COMPLETED, "the file is missing or changed on disk")
-            for done in await ledger.done_files(batch)
-            if not verified_on_disk(
-                pipe.out_dir / (done.output_path or ""),
-                done.bytes,
-                done.sha256,
-                mtime_ns=done.mtime_ns,
-            )
-        ]
+        [Move(key, S.DONE, S.COMPLETED, "the file is missing or changed on disk") for key in gone]
     )
     if pipe.retry_failed > 0:
         for state in (S.FAILED, S.CANCELLED):
@@ -130,13 +127,23 @@ async def recover(pipe: Pipeline) -> None:
     await _restore_accounts(pipe)
 
 
+def _missing_files(out_dir: Path, done: Iterable[DoneFile]) -> list[str]:
+    """Keys of done jobs whose file is gone or changed (stats, hashes changed files: a thread)."""
+    return [
+        file.key
+        for file in done
+        if not verified_on_disk(
+            out_dir / (file.output_path or ""), file.bytes, file.sha256, mtime_ns=file.mtime_ns
+        )
+    ]
+
+
 async def _restore_accounts(pipe: Pipeline) -> None:
     """In-flight slots, spend and the download queue, from the ledger."""
     flying, exposure_micro, billed_micro = await pipe.ledger.flight_totals(pipe.batch)
     for _ in range(flying):
         pipe.window.hold()
-    pipe.budget.exposure_micro += exposure_micro
-    pipe.budget.billed_micro += billed_micro
+    pipe.budget.restore(billed_micro=billed_micro, exposure_micro=exposure_micro)
     for key in await pipe.ledger.job_keys(pipe.batch, S.COMPLETED):
         pipe.completed.put_nowait(key)
 
@@ -186,12 +193,13 @@ async def _synced_header(path: str, settings: Settings) -> ManifestHeader | None
     if not settings.ledger_path.exists():
         return None
     try:
-        sha256 = manifest_sha256(path)
+        sha256 = await asyncio.to_thread(manifest_sha256, path)
         async with Ledger.open(settings.ledger_path, readonly=True) as ledger:
             candidates = await ledger.synced_plans(sha256)
     except (ManifestError, LedgerError, sqlite3.Error):
         return None
-    return _current_header([json.loads(text) for _, text in candidates], path, settings)
+    synced = [json.loads(text) for _, text in candidates]
+    return await asyncio.to_thread(_current_header, synced, path, settings)  # hashes local files
 
 
 def _current_header(

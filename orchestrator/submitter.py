@@ -18,13 +18,14 @@ waiter every 10 ms.
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from orchestrator import errors
 from orchestrator.client import RemoteJob
-from orchestrator.clock import now_utc, parse_utc
+from orchestrator.clock import format_utc, now_utc, parse_utc
 from orchestrator.jobs import IN_FLIGHT, JobRecord, JobState
 from orchestrator.pipeline import Pipeline
 from orchestrator.reconcile import Reconciler
@@ -61,10 +62,10 @@ class Submitter:
 
     async def run(self) -> None:
         """Return when no pending job can be sent (all sent, held back by the budget, stopped)."""
-        self.floor = (
-            await self.pipe.ledger.newest_remote_created_at() or await self._account_floor()
-        )
         try:
+            self.floor = (
+                await self.pipe.ledger.newest_remote_created_at() or await self._account_floor()
+            )
             async with asyncio.TaskGroup() as group:
                 for _ in range(self.workers):
                     group.create_task(self._work())
@@ -106,11 +107,11 @@ class Submitter:
                 rows = await self.pipe.ledger.jobs(
                     batch=self.pipe.batch,
                     states=[S.PENDING],
-                    planned_only=True,
+                    current_only=True,
                     after_seq=self._cursor,
                     limit=PAGE,
                 )
-                skip = self.pipe.budget.held_back.keys() | self._claimed
+                skip = set(self.pipe.budget.held_back) | self._claimed
                 self._buffer = [r for r in rows if r.key not in skip]
                 if rows:
                     self._cursor = rows[-1].seq
@@ -128,47 +129,53 @@ class Submitter:
         """
         budget = self.pipe.budget
         while not self.pipe.flags.stop_submitting:
+            seen = budget.version  # before the checks: a change during them is not missed
             if await self._unclaimed_pending():
                 self._cursor = -1
                 return True
-            counts = await self.pipe.ledger.state_counts(self.pipe.batch, planned_only=True)
+            counts = await self.pipe.ledger.state_counts(self.pipe.batch)
             if not any(counts.get(s, 0) for s in IN_FLIGHT) and self.pipe.window.in_flight == 0:
                 return False
-            budget.changed.clear()
-            await budget.changed.wait()
-            budget.held_back.clear()  # re-examine them against what was freed
+            await budget.wait_for_change(seen)
+            budget.forget_held()  # re-examine them against what was freed
         return False
 
     async def _unclaimed_pending(self) -> bool:
         """Is some pending job neither held back by the budget nor held by a worker?"""
-        skip = self.pipe.budget.held_back.keys() | self._claimed
+        skip = set(self.pipe.budget.held_back) | self._claimed
         rows = await self.pipe.ledger.jobs(
-            batch=self.pipe.batch, states=[S.PENDING], planned_only=True, limit=len(skip) + 1
+            batch=self.pipe.batch, states=[S.PENDING], current_only=True, limit=len(skip) + 1
         )
         return any(row.key not in skip for row in rows)  # more rows than skip: one is free
 
     async def _attempt(self, job: JobRecord) -> tuple[_Outcome, errors.OrchestratorError | None]:
+        """One try at sending ``job``: a slot, then its price reserved, then the POST."""
         pipe = self.pipe
         await pipe.window.acquire()
         if pipe.flags.stop_submitting:
             await pipe.window.release()
             return _Outcome.STOP, None
-        if not pipe.budget.fits(job.price_micro):
+        if not pipe.budget.reserve(job.key, job.price_micro):
             await pipe.window.release()
-            pipe.budget.held_back[job.key] = job.price_micro
             self._warn_once(job.key, f"{job.entry_id}: held back by the budget cap")
             return _Outcome.HELD, None
+        posting = False
         try:
-            body = await self._with_assets(job)
-        except errors.OrchestratorError as exc:
-            await pipe.window.release()
-            return await self._asset_failed(job, exc)
-        await self.reconciler.gate.wait()
-        self.reconciler.post_started()  # no await since the gate check: reconciliation waits for us
-        try:
-            return await self._post(job, body)
+            try:
+                body = await self._with_assets(job)
+            except errors.OrchestratorError as exc:
+                return await self._asset_failed(job, exc)
+            await self.reconciler.gate.wait()
+            self.reconciler.post_started()  # no await since the gate: reconciliation waits for us
+            posting = True  # from here on _post gives the slot and the money back when it must
+            try:
+                return await self._post(job, body)
+            finally:
+                self.reconciler.post_finished()
         finally:
-            self.reconciler.post_finished()
+            if not posting:  # nothing was sent: the slot and the reservation go back
+                pipe.budget.release(job.price_micro)
+                await pipe.window.release()
 
     async def _post(
         self, job: JobRecord, body: dict[str, Any]
@@ -185,7 +192,6 @@ class Submitter:
             floor=self.floor,
             attempts=job.attempts + 1,
         )
-        pipe.budget.commit(job.key, job.price_micro)
         try:
             remote = await pipe.client.create_job(job.model, body, webhook_url=pipe.webhook_url)
         except errors.OrchestratorError as exc:
@@ -262,7 +268,7 @@ class Submitter:
             answered_at=answered,
             last_error=exc.message,
         )
-        pipe.budget.settle(job.price_micro, billed=False)
+        pipe.budget.release(job.price_micro)
         await pipe.window.release()
         if decision.action is Action.STOP:
             self._stop(exc)
@@ -286,8 +292,7 @@ class Submitter:
                 level="error",
             )
         else:
-            self.pipe.flags.unauthorized = exc.message
-            self.pipe.reporter.note(exc.message, level="error")
+            self.pipe.flags.fatal = exc  # the run raises it once the stages have stopped
 
     async def _asset_failed(
         self, job: JobRecord, exc: errors.OrchestratorError
@@ -336,12 +341,39 @@ class Submitter:
         return asset.url
 
     async def _account_floor(self) -> str | None:
-        """With an empty ledger, the newest job already on the account bounds reconciliation."""
-        try:
-            page = await self.pipe.client.list_jobs(limit=1)
-        except errors.OrchestratorError:
-            return None
-        return page.items[0].created_at if page.items else None
+        """With an empty ledger, the newest job already on the account bounds reconciliation.
+
+        Never skipped: an intent written without a floor would let reconciliation take every
+        job on the account, from before this run, for the one a lost POST created. A failure
+        that can pass is waited out; any other ends the run (nothing has been sent).
+
+        The floor is one millisecond after that job: reconciliation takes jobs *at or after* a
+        floor, and the job the floor was read from is not ours (a ledger's own newest job is
+        claimed by its row; this one has none). Ours is created after Krea answered the list,
+        so strictly later.
+        """
+        pipe = self.pipe
+        backoff = Backoff(
+            pipe.rng, base_s=pipe.tuning.backoff_base_s, cap_s=pipe.tuning.backoff_cap_s
+        )
+        while True:
+            try:
+                page = await pipe.client.list_jobs(limit=1)
+            except (errors.ApiError, errors.TransportError) as exc:
+                if classify_read(exc).action is not Action.RETRY:
+                    raise
+                self._warn_once(
+                    "floor",
+                    f"reading the account's newest job: {exc.message}; retrying with backoff",
+                )
+                await pipe.clock.sleep(backoff.next_delay(exc))
+                continue
+            if page.skipped:  # the newest job may be the unreadable one: no floor from this page
+                await pipe.clock.sleep(backoff.next_delay(errors.BadResponse(200, "unreadable")))
+                continue
+            if not page.items:
+                return None
+            return format_utc(parse_utc(page.items[0].created_at) + timedelta(milliseconds=1))
 
 
 def _asset_refs(value: Any) -> set[str]:

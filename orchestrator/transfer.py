@@ -10,9 +10,11 @@ Every file goes through the same sequence (RELIABILITY P4.1-P4.6):
 3. ``fsync`` the file, ``os.replace`` it onto the target, ``fsync`` the directory; only then does
    the caller record the job as ``done``, with the size and sha256 returned here.
 
-Blocking file work runs in threads, batched so a small file costs one hop (open, write, check,
-fsync, rename, directory fsync together): hops to a thread and back, with the GIL hand-offs they
-bring, were most of the CPU a small download cost. Files up to :data:`SMALL_FILE` stay in memory
+Blocking file work (every open, write, stat, hash, fsync and disk probe) runs in threads, never
+on the event loop, where a 2 GB re-hash would stall polling and the progress panel. It is batched
+so a small file costs one hop (open, write, check, fsync, rename, directory fsync together): hops
+to a thread and back, with the GIL hand-offs they bring, were most of the CPU a small download
+cost. Files up to :data:`SMALL_FILE` stay in memory
 until that hop and record no resume point unless the transfer is cut (a crash mid-way costs at
 most that much again); larger ones are written as they arrive with their resume point first.
 Either way a cut or a timeout keeps what arrived, and the next attempt asks only for the rest.
@@ -64,8 +66,7 @@ def part_paths(target: Path) -> tuple[Path, Path]:
 async def fetch(session: aiohttp.ClientSession, url: str, target: Path) -> Fetched:
     """Download ``url`` to ``target`` through the safe sequence; resumes a previous partial file."""
     part, meta = part_paths(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    offset, etag = _resume_point(part, meta)
+    offset, etag = await asyncio.to_thread(_resume_point, part, meta)  # makes the folder too
     headers = {"Range": f"bytes={offset}-", "If-Range": etag} if offset and etag else {}
     writer: _PartWriter | None = None
     try:
@@ -75,9 +76,7 @@ async def fetch(session: aiohttp.ClientSession, url: str, target: Path) -> Fetch
             writer = _PartWriter(part, target, offset, offset if total is None else total, etag)
             tail = bytearray()
             if total is not None:  # None: a 416 for a file that is already whole
-                _ensure_space(target, total - offset)
-                if total > SMALL_FILE:
-                    writer.save_resume_point()  # a crash mid-way resumes instead of restarting
+                await asyncio.to_thread(writer.prepare, total - offset)
                 tail = await _stream(response, writer)
     except aiohttp.ClientConnectorError as exc:  # before ClientOSError: nothing was received
         _close(writer)
@@ -87,7 +86,7 @@ async def fetch(session: aiohttp.ClientSession, url: str, target: Path) -> Fetch
         ) from None
     except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
         _close(writer)
-        got = part.stat().st_size if part.exists() else 0
+        got = await asyncio.to_thread(_size_of, part)
         raise errors.Truncated(writer.total if writer else -1, got, url=_safe(url)) from None
     except (aiohttp.ClientError, TimeoutError) as exc:
         _close(writer)
@@ -118,6 +117,12 @@ class _PartWriter:
     def write(self, data: bytes | bytearray) -> None:
         write_chunk(self._open(), self.part, self.target, data, self.total)
         self._digest.update(data)
+
+    def prepare(self, needed: int) -> None:
+        """Before the body: room for ``needed`` bytes, and a resume point for a large file."""
+        _ensure_space(self.target, needed)
+        if self.total > SMALL_FILE:
+            self.save_resume_point()  # a crash mid-way resumes instead of restarting
 
     def save_resume_point(self) -> None:
         """Record the ETag and length, so a later attempt can ask for the rest with ``Range``."""
@@ -236,6 +241,8 @@ def _close(writer: _PartWriter | None) -> None:
 
 
 def _resume_point(part: Path, meta: Path) -> tuple[int, str | None]:
+    """Where a previous attempt stopped (offset, ETag); blocks (disk), so it runs in a thread."""
+    part.parent.mkdir(parents=True, exist_ok=True)
     if not part.exists():
         return 0, None
     try:
@@ -246,6 +253,13 @@ def _resume_point(part: Path, meta: Path) -> tuple[int, str | None]:
         part.unlink()
         return 0, None
     return part.stat().st_size, str(etag)
+
+
+def _size_of(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def _plan(response: aiohttp.ClientResponse, offset: int, url: str) -> tuple[int | None, int]:

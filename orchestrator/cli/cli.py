@@ -61,18 +61,22 @@ class _Main(click.Group):
         except (click.exceptions.Exit, click.ClickException, KeyboardInterrupt):
             raise
         except Exception as exc:  # a bug of ours: one line, not a traceback (the ledger is safe)
-            self._show_traceback(ctx)
+            shown = self._show_traceback(ctx)
+            then = "report the traceback above" if shown else "rerun with --debug and report it"
             click.echo(
-                f"Error: internal error ({type(exc).__name__}); the ledger is consistent and the "
-                "same command resumes. Rerun with --debug and report the traceback.",
+                f"Error: internal error ({type(exc).__name__}); the ledger is consistent "
+                f"and the same command resumes. Please {then}.",
                 err=True,
             )
             ctx.exit(errors.EXIT_CANNOT_RUN)
 
     @staticmethod
-    def _show_traceback(ctx: click.Context) -> None:
+    def _show_traceback(ctx: click.Context) -> bool:
+        """Print the traceback under --debug; returns whether it did."""
         if ctx.obj and ctx.obj.get("debug"):
             traceback.print_exc()
+            return True
+        return False
 
 
 @click.group(

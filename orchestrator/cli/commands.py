@@ -9,30 +9,37 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from orchestrator import errors
 from orchestrator.cli.progress import Ending, JsonLog, LineLog, LivePanel, Quiet
-from orchestrator.client import KreaClient
-from orchestrator.clock import parse_utc
+from orchestrator.client import KreaClient, RemoteJob
+from orchestrator.clock import Clock, parse_utc
 from orchestrator.config import Settings
 from orchestrator.jobs import JobRecord, JobState
 from orchestrator.ledger import Ledger, LedgerLock, Move
+from orchestrator.limits import Pacer
 from orchestrator.manifest.manifest import load_manifest
 from orchestrator.money import costs, reports
 from orchestrator.money.accounting import Figures
+from orchestrator.retry import Action, Backoff, classify_read
 from orchestrator.runner import RunSummary
 from orchestrator.runner import run as run_batch
 from orchestrator.startup import prepare
 
 S = JobState
+T = TypeVar("T")
 DEMO_SIMULATOR = {"concurrency": 4, "backlog": 12, "seed": 7}
+#: Tries of one `cancel` request through transient failures (about a minute of backoff when
+#: Krea gives no Retry-After) before the outage is said, rather than waited out.
+CANCEL_TRIES = 8
 
 
 async def run(
@@ -194,7 +201,10 @@ async def status(ledger_path: Path, batch: str | None, fmt: str) -> str:
     ``--format json`` is a list with one object per batch (README, Commands)::
 
         [{"batch": "demo", "states": {"done": 9, "submitted": 2}, "orphans": 0,
-          "oldest_in_flight": "3m05s", "oldest_in_flight_s": 185.2}]
+          "superseded": 1, "oldest_in_flight": "3m05s", "oldest_in_flight_s": 185.2}]
+
+    ``states`` counts the jobs of the batch's current manifest; ``superseded`` the rows of
+    entries since edited or removed (history: their cost stays in reports).
     """
     async with read_ledger(ledger_path, batch) as ledger:
         names = [batch] if batch else await ledger.batch_names()
@@ -204,22 +214,25 @@ async def status(ledger_path: Path, batch: str | None, fmt: str) -> str:
     states = [s.value for s in JobState if s is not S.ORPHAN]
     rows = [
         (d["batch"], *(str(d["states"].get(s, 0)) for s in states), str(d["orphans"]),
-         d["oldest_in_flight"] or "-")
+         str(d["superseded"]), d["oldest_in_flight"] or "-")
         for d in data
     ]  # fmt: skip
-    header = ("batch", *states, "orphans", "oldest in flight")
+    header = ("batch", *states, "orphans", "superseded", "oldest in flight")
     return _table(header, rows) if rows else "the ledger has no batches yet"
 
 
 async def _batch_status(ledger: Ledger, name: str) -> dict[str, Any]:
-    counts = await ledger.state_counts(name, planned_only=True)
-    orphans = counts.pop(S.ORPHAN, 0)  # remote jobs no entry claims: not the batch's jobs
+    counts = await ledger.state_counts(name, current_only=True)
+    every = await ledger.state_counts(name)
+    orphans = every.get(S.ORPHAN, 0)  # remote jobs no entry claims: not the batch's jobs
+    counts.pop(S.ORPHAN, None)
     oldest = await ledger.oldest_in_flight(name)
     seconds = (datetime.now(UTC) - parse_utc(oldest)).total_seconds() if oldest else None
     return {
         "batch": name,
         "states": {s.value: n for s, n in counts.items()},
         "orphans": orphans,
+        "superseded": sum(every.values()) - orphans - sum(counts.values()),
         "oldest_in_flight": None if seconds is None else _age(seconds),
         "oldest_in_flight_s": None if seconds is None else round(seconds, 1),
     }
@@ -245,7 +258,9 @@ async def cancel(settings: Settings, batch: str) -> str:
     """`orchestrator cancel`: DELETE every job of ``batch`` in flight, and record the outcome.
 
     Only jobs with a Krea job id can be cancelled: an ambiguous job's id is unknown until the next
-    `run` reconciles it, so it is skipped and counted, never guessed.
+    `run` reconciles it, so it is skipped and counted, never guessed. Requests are paced and
+    retried as a run's are; an error that retrying cannot pass (a refused key, an outage outlasting
+    ``CANCEL_TRIES``) stops it, raised with what was cancelled and what is still in flight.
     """
     _require_ledger(settings.ledger_path)
     lock = LedgerLock(settings.ledger_path)
@@ -255,23 +270,84 @@ async def cancel(settings: Settings, batch: str) -> str:
             await _check_batch(ledger, batch)
             rows = await ledger.jobs(batch=batch, states=[S.SUBMITTED])
             unknown = await ledger.jobs(batch=batch, states=[S.SUBMITTING, S.AMBIGUOUS])
-            async with KreaClient.connect(settings.api_base, settings.api_key) as client:
-                outcomes = [await _cancel_one(ledger, client, row) for row in rows]
+            outcomes, stop = await _cancel_all(ledger, settings, rows)
     finally:
         lock.release()
-    return _cancel_text(Counter(outcomes), len(rows), len(unknown))
+    text = _cancel_text(outcomes, len(rows), len(unknown))
+    if stop is not None:
+        stop.args = (f"{stop.message}; cancel stopped: {text}",)  # same type and fields
+        raise stop
+    return text
 
 
-async def _cancel_one(ledger: Ledger, client: KreaClient, row: JobRecord) -> str:
+async def _cancel_all(
+    ledger: Ledger, settings: Settings, rows: Sequence[JobRecord]
+) -> tuple[Counter[str], errors.OrchestratorError | None]:
+    """Each job's outcome, in turn; and the error that stopped the rest, if one did."""
+    outcomes: Counter[str] = Counter()
+    pacer = Pacer(settings.requests_per_second)
+    async with KreaClient.connect(
+        settings.api_base, settings.api_key, pace=pacer, timeout_s=settings.request_timeout_s
+    ) as client:
+        krea = _Patient(client, pacer, Clock(settings.time_scale), random.Random(settings.seed))
+        try:
+            if rows:  # a wrong --api-base answers 404 to DELETE too: find out before reading it
+                await krea.list_one()
+            for row in rows:
+                outcomes[await _cancel_one(ledger, krea, row)] += 1
+        except (errors.ApiError, errors.TransportError) as exc:
+            return outcomes, exc
+    return outcomes, None
+
+
+class _Patient:
+    """`cancel`'s calls to Krea: paced by the client, retried through what retrying can pass.
+
+    A 429, a 5xx, a dropped connection or an unreadable answer waits (Retry-After, else the
+    jittered backoff) and tries again, up to ``CANCEL_TRIES``; a rate 429 also slows the pacer.
+    Any other error is raised at once: 401 and a wrong API base stop everything, and 404/409 are
+    answers the caller reads.
+    """
+
+    def __init__(self, client: KreaClient, pacer: Pacer, clock: Clock, rng: random.Random) -> None:
+        self.client, self.pacer, self.clock, self.rng = client, pacer, clock, rng
+
+    async def list_one(self) -> None:
+        """One page of one job: proves the API base is Krea's (else NotKreaApi)."""
+        await self._retried(lambda: self.client.list_jobs(limit=1))
+
+    async def cancel_job(self, job_id: str) -> RemoteJob | None:
+        return await self._retried(lambda: self.client.cancel_job(job_id))
+
+    async def get_job(self, job_id: str) -> RemoteJob:
+        return await self._retried(lambda: self.client.get_job(job_id))
+
+    async def _retried(self, request: Callable[[], Awaitable[T]]) -> T:
+        backoff = Backoff(self.rng)
+        while True:
+            try:
+                return await request()
+            except (errors.ApiError, errors.TransportError) as exc:
+                passes = classify_read(exc).action is Action.RETRY
+                if not passes or backoff.failures + 1 >= CANCEL_TRIES:
+                    raise
+                if isinstance(exc, errors.RateLimited):
+                    self.pacer.on_rate_limited()
+                await self.clock.sleep(backoff.next_delay(exc))
+
+
+async def _cancel_one(ledger: Ledger, krea: _Patient, row: JobRecord) -> str:
     """DELETE one job; its Krea status afterwards ("unknown" when Krea no longer knows it)."""
     remote_id = row.remote_id or ""
     try:
-        remote = await client.cancel_job(remote_id)
-    except errors.ApiError:  # 409: it finished first; a 401 comes back from the GET below
+        remote = await krea.cancel_job(remote_id)
+    except errors.ApiError as exc:  # 409: it finished first; 404: the GET below says
+        if classify_read(exc).action is not Action.REJECT:
+            raise
         remote = None
     try:
         if remote is None or remote.status != "cancelled":
-            remote = await client.get_job(remote_id)  # what it became instead
+            remote = await krea.get_job(remote_id)  # what it became instead
     except errors.NotFound:
         return "unknown"  # the next `run` marks it failed after Krea's 404s
     to = {"cancelled": S.CANCELLED, "completed": S.COMPLETED, "failed": S.FAILED}.get(remote.status)
@@ -284,11 +360,14 @@ async def _cancel_one(ledger: Ledger, client: KreaClient, row: JobRecord) -> str
 
 
 def _cancel_text(outcomes: Counter[str], in_flight: int, skipped: int) -> str:
+    left = in_flight - sum(outcomes.values())  # not reached: an error stopped the cancel first
     cancelled = outcomes.pop("cancelled", 0)
     parts = [f"cancelled {cancelled} of {in_flight} jobs in flight"]
     if outcomes:
         others = ", ".join(f"{n} {status}" for status, n in sorted(outcomes.items()))
         parts.append(f"{sum(outcomes.values())} could no longer be cancelled ({others})")
+    if left:
+        parts.append(f"{left} not cancelled (still in flight)")
     if skipped:
         parts.append(
             f"skipped {skipped} ambiguous jobs: their Krea job id is unknown until the next "

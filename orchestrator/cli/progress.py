@@ -4,7 +4,9 @@ All four implement ``pipeline.Reporter``; the pipeline calls them and never wait
 Progress goes to stderr and the outcome to stdout, so ``run ... > result`` keeps only the outcome.
 
 * :class:`LivePanel` (rich): counts by state, in-flight jobs running vs waiting in Krea's backlog,
-  throughput, spend so far and an ETA, redrawn four times a second; then the summary.
+  throughput, spend so far and an ETA, redrawn four times a second by a task on the event loop
+  (never by rich's refresh thread, which would read the tally while the loop changes it); then
+  the summary.
 * :class:`LineLog`: one plain line per state change, for pipes and log files; then the summary.
 * :class:`JsonLog`: one JSON object per line on stderr (``{"t", "event", ...}``: ``start``,
   ``job``, ``spend``, ``note``, and last ``end`` with the exit code and the money), for CI and
@@ -18,6 +20,7 @@ from our own error types.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 import time
@@ -36,6 +39,7 @@ from orchestrator.jobs import IN_FLIGHT, JobState
 S = JobState
 LEVELS = {"debug": 0, "info": 1, "warning": 2, "error": 3}
 WAITING = {"backlogged", "queued", "scheduled"}
+REFRESH_S = 0.25  #: the live panel's redraw interval (real seconds)
 
 
 def _usd(micro: int) -> str:
@@ -182,21 +186,44 @@ class JsonLog(LineLog):
 
 
 class LivePanel(LineLog):
-    """A rich panel redrawn in place; warnings and errors still print above it."""
+    """A rich panel redrawn in place; warnings and errors still print above it.
+
+    Enter it on the running event loop: it is drawn only on the loop's thread, between events,
+    by a task it owns (rich's own refresh thread read the tally mid-change: "dictionary changed
+    size during iteration"). Leaving it, or ``finish``, cancels the task and draws the final state.
+    """
 
     def __init__(self, console: Console | None = None, *, budget_micro: int | None = None) -> None:
         self.console = console or Console(stderr=True)
         super().__init__(sys.stderr, min_level="warning")
         self.budget_micro = budget_micro
         self.batch = ""
-        self._live = Live(console=self.console, refresh_per_second=4, get_renderable=self._render)
+        self._live = Live(console=self.console, auto_refresh=False, get_renderable=self._render)
+        self._redraws: asyncio.Task[None] | None = None
 
     def __enter__(self) -> LivePanel:
-        self._live.__enter__()
+        self._redraws = asyncio.get_running_loop().create_task(self._redraw())
+        self._live.start(refresh=True)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._live.__exit__(None, None, None)
+        self._close()
+
+    def finish(self, ending: Ending) -> None:
+        self._close()  # the panel's last frame stays above the summary
+        super().finish(ending)
+
+    async def _redraw(self) -> None:
+        while True:
+            await asyncio.sleep(REFRESH_S)
+            self._live.refresh()
+
+    def _close(self) -> None:
+        """Stop redrawing (the task holds no resource, so the loop need not wait for it)."""
+        if self._redraws is not None:
+            self._redraws.cancel()
+            self._redraws = None
+        self._live.stop()  # draws the final state, on this thread
 
     def start(self, batch: str, counts: dict[JobState, int]) -> None:
         self.batch = batch

@@ -124,12 +124,32 @@ M004_FILE_MTIME = """
 ALTER TABLE jobs ADD COLUMN file_mtime_ns INTEGER;
 """
 
+#: The one form of every remote timestamp: fixed-width UTC with milliseconds, so text order is
+#: time order (``max()``, ``>=``). Krea's answers are parsed into it (``client.normal_utc``);
+#: this rewrites what older versions stored as Krea sent it. SQLite's strftime reads ISO-8601
+#: with any offset and gives UTC, rounding to the nearest millisecond as ``normal_utc`` does; a
+#: value it cannot read is left as it is.
+_ONE_FORM = "'%Y-%m-%dT%H:%M:%fZ'"
+_WELL_FORMED = (
+    "'"
+    + "-".join(["[0-9]" * 4, "[0-9]" * 2, "[0-9]" * 2])
+    + "T"
+    + ":".join(["[0-9]" * 2, "[0-9]" * 2, "[0-9]" * 2 + "." + "[0-9]" * 3])
+    + "Z'"
+)
+M005_ONE_TIMESTAMP_FORM = "\n".join(
+    f"UPDATE jobs SET {column} = coalesce(strftime({_ONE_FORM}, {column}), {column}) "
+    f"WHERE {column} IS NOT NULL AND {column} NOT GLOB {_WELL_FORMED};"
+    for column in ("remote_created_at", "floor", "completed_at")
+)
+
 #: (version, name, SQL script). Append only: never edit a migration that has shipped.
 MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "initial schema", M001_INITIAL),
     (2, "index events by batch (per-batch reports)", M002_EVENTS_BY_BATCH),
     (3, "record the plan a batch was synced from (fast resume)", M003_SYNCED_PLAN),
     (4, "the verified file's modification time (changed-file check)", M004_FILE_MTIME),
+    (5, "remote timestamps in one fixed-width UTC form", M005_ONE_TIMESTAMP_FORM),
 ]
 
 Progress = Callable[[int, str], None]

@@ -163,10 +163,14 @@ class PlanQueries:
         return keys
 
     async def done_files(self, batch: str) -> list[DoneFile]:
-        """What was recorded of every done job's file in ``batch``."""
+        """What was recorded of the file of every done job of ``batch``'s current manifest.
+
+        Superseded jobs are left out: their path may now be another job's, and only the job the
+        current manifest maps to a path may ever write it.
+        """
         rows = await self._fetch(
             "SELECT key, output_path, bytes, sha256, file_mtime_ns FROM jobs "
-            "WHERE batch = ? AND state = 'done' ORDER BY seq",
+            "WHERE batch = ? AND state = 'done' AND planned = 1 ORDER BY seq",
             (batch,),
         )
         return [DoneFile(*row) for row in rows]
@@ -188,9 +192,10 @@ class PlanQueries:
         return int(count), int(exposure), int(billed)
 
     async def job_keys(self, batch: str, state: JobState) -> list[str]:
-        """Keys of the jobs of ``batch`` in ``state``, in manifest order."""
+        """Keys of the jobs of ``batch``'s current manifest in ``state``, in manifest order."""
         rows = await self._fetch(
-            "SELECT key FROM jobs WHERE batch = ? AND state = ? ORDER BY seq", (batch, state.value)
+            "SELECT key FROM jobs WHERE batch = ? AND state = ? AND planned = 1 ORDER BY seq",
+            (batch, state.value),
         )
         return [str(row[0]) for row in rows]
 

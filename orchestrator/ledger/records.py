@@ -39,7 +39,7 @@ SETTABLE = frozenset(
 JOB_COLUMNS = (
     "key, batch, entry_id, model, request, state, price_micro, seq, output_path, remote_id, "
     "remote_status, remote_created_at, attempts, result_url, bytes, sha256, last_error, floor, "
-    "intent_at, answered_at, created_at, updated_at"
+    "intent_at, answered_at, created_at, updated_at, planned"
 )
 
 
@@ -117,7 +117,7 @@ def update_sql(move: Move, now: str) -> tuple[str, list[Any]]:
 
 
 def filters(
-    batch: str | None, states: Iterable[JobState] | None, planned_only: bool, after_seq: int | None
+    batch: str | None, states: Iterable[JobState] | None, current_only: bool, after_seq: int | None
 ) -> tuple[str, list[Any]]:
     clauses: list[str] = []
     params: list[Any] = []
@@ -128,8 +128,8 @@ def filters(
         wanted = [s.value for s in states]
         clauses.append(f"state IN ({', '.join('?' * len(wanted))})")
         params.extend(wanted)
-    if planned_only:
-        clauses.append("(planned = 1 OR state != 'pending')")
+    if current_only:
+        clauses.append("planned = 1")  # the batch's current manifest maps it
     if after_seq is not None:
         clauses.append("seq > ?")
         params.append(after_seq)
@@ -160,6 +160,7 @@ def record(row: sqlite3.Row | tuple[Any, ...]) -> JobRecord:
         answered_at,
         created_at,
         updated_at,
+        planned,
     ) = row
     return JobRecord(
         key=key,
@@ -184,4 +185,5 @@ def record(row: sqlite3.Row | tuple[Any, ...]) -> JobRecord:
         answered_at=answered_at,
         created_at=created_at,
         updated_at=updated_at,
+        planned=bool(planned),
     )

@@ -145,21 +145,21 @@ class Ledger(PlanQueries, ReportQueries):
         *,
         batch: str | None = None,
         states: Iterable[JobState] | None = None,
-        planned_only: bool = False,
+        current_only: bool = False,
         after_seq: int | None = None,
         limit: int | None = None,
     ) -> list[JobRecord]:
         """Jobs in manifest order, filtered."""
-        where, params = filters(batch, states, planned_only, after_seq)
+        where, params = filters(batch, states, current_only, after_seq)
         sql = f"SELECT {JOB_COLUMNS} FROM jobs{where} ORDER BY batch, seq"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         return [record(row) for row in await self._fetch(sql, params)]
 
     async def state_counts(
-        self, batch: str | None = None, *, planned_only: bool = False
+        self, batch: str | None = None, *, current_only: bool = False
     ) -> dict[JobState, int]:
-        where, params = filters(batch, None, planned_only, None)
+        where, params = filters(batch, None, current_only, None)
         rows = await self._fetch(f"SELECT state, count(*) FROM jobs{where} GROUP BY state", params)
         return {JobState(state): count for state, count in rows}
 

@@ -160,7 +160,20 @@ def _malformed(response: web.StreamResponse, service: Service) -> web.StreamResp
         return json_response(_each_job(json.loads(raw), lambda job: {**job, "status": "weird"}))
     if form == "missing_fields":
         return json_response(_each_job(json.loads(raw), _without_fields))
+    if form == "bad_timestamp":
+        return json_response(_first_job(json.loads(raw), _bad_timestamp))
     return json_response({})
+
+
+def _first_job(value: Any, change: Callable[[dict[str, Any]], dict[str, Any]]) -> Any:
+    """``value`` with ``change`` applied to the job it is, or to the first job of a list page."""
+    if isinstance(value, dict) and isinstance(value.get("items"), list) and value["items"]:
+        return {**value, "items": [change(value["items"][0]), *value["items"][1:]]}
+    return _each_job(value, change)
+
+
+def _bad_timestamp(job: dict[str, Any]) -> dict[str, Any]:
+    return {**job, "created_at": "13/02/2026 02:20"}
 
 
 def _each_job(value: Any, change: Callable[[dict[str, Any]], dict[str, Any]]) -> Any:

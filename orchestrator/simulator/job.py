@@ -131,6 +131,20 @@ def drifted(body: dict[str, Any], words: dict[str, str], urls_shape: str) -> dic
     return body
 
 
+def reshaped_times(body: dict[str, Any], shape: str) -> dict[str, Any]:
+    """``body`` with its ISO timestamps (``…:58.265Z``) written another valid way (``shape``)."""
+    for name in ("created_at", "completed_at"):
+        value = body.get(name)
+        if isinstance(value, str) and value.endswith("Z") and "." in value:
+            whole, millis = value[:-1].split(".")
+            body[name] = {
+                "seconds": f"{whole}Z",
+                "offset": f"{whole}.{millis}+00:00",
+                "micros": f"{whole}.{millis}000Z",
+            }.get(shape, value)
+    return body
+
+
 def sim_json(job: SimJob) -> dict[str, Any]:
     """The job as ``GET /_sim/jobs`` shows it: ground truth for tests and benchmarks."""
     return {

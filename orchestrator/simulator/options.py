@@ -33,7 +33,7 @@ _RATES = (
     "fault_malformed_rate",
     "fault_truncate_rate",
 )
-MALFORMED_FORMS = ("truncated", "html", "empty", "weird_status", "missing_fields")
+MALFORMED_FORMS = ("truncated", "html", "empty", "weird_status", "missing_fields", "bad_timestamp")
 #: Routes (by name) the malformed fault can be limited to with ``malformed_routes``.
 MALFORMED_ROUTES = ("generate", "get_job", "list_jobs", "delete_job", "upload_asset")
 #: Statuses ``renamed_statuses`` may rename: terminal ones are the contract and stay as they are.
@@ -130,7 +130,8 @@ class SimulatorOptions:
     malformed_forms: str = _opt(
         "truncated,html",
         "Comma-separated malformed forms to pick from: truncated, html, empty, weird_status, "
-        "missing_fields (job objects without created_at and status).",
+        "missing_fields (job objects without created_at and status), bad_timestamp (one job's "
+        "created_at is not a date-time).",
     )
     malformed_routes: str = _opt(
         "",
@@ -167,6 +168,13 @@ class SimulatorOptions:
         choices=("strings", "objects", "map"),
     )
     # -- contract drift -------------------------------------------------------------------------
+    timestamp_shape: str = _opt(
+        "ms",
+        "How created_at and completed_at are written: ms (the spec's examples, "
+        "2026-02-13T02:20:58.265Z), seconds (…:58Z), offset (…:58.265+00:00) or micros "
+        "(…:58.265000Z).",
+        choices=("ms", "seconds", "offset", "micros"),
+    )
     renamed_statuses: str = _opt(
         "",
         "Comma-separated status=word pairs: answers show word instead of a non-terminal status "

@@ -26,7 +26,7 @@ from orchestrator.simulator.assets import Asset
 from orchestrator.simulator.clock import VirtualClock, date_of
 from orchestrator.simulator.counters import Counters
 from orchestrator.simulator.faults import FaultPlan
-from orchestrator.simulator.job import SimJob, api_json, drifted
+from orchestrator.simulator.job import SimJob, api_json, drifted, reshaped_times
 from orchestrator.simulator.lifecycle import Lifecycle
 from orchestrator.simulator.options import SimulatorOptions
 from orchestrator.simulator.outcomes import (
@@ -137,6 +137,8 @@ class Service:
     def drift(self, body: dict[str, Any]) -> dict[str, Any]:
         """A job's JSON as the configured contract drift shows it (``job.drifted``)."""
         options = self.options
+        if options.timestamp_shape != "ms":
+            body = reshaped_times(body, options.timestamp_shape)
         if not options.renamed_statuses and options.urls_shape == "strings":
             return body
         return drifted(body, options.status_words, options.urls_shape)

@@ -14,6 +14,9 @@ from orchestrator.mp4 import check_mp4
 from orchestrator.simulator import RunningSimulator, media_sha256_for
 
 TOKEN = "sk-test-e2e-0000"
+#: What ``--progress json`` prints for every ledger state change, one line each: the unit of
+#: progress tests count before they kill a run.
+JOB_EVENT = '"event": "job"'
 
 
 @dataclass
@@ -35,11 +38,11 @@ class Workdir:
         return {**os.environ, "KREA_API_KEY": TOKEN, "ORCHESTRATOR_SEED": "3"}
 
     def args(self, command: str = "run", *extra: str) -> list[str]:
-        return [
-            sys.executable, "-m", "orchestrator", command, str(self.root / "jobs.yaml"),
-            "--api-base", self.sim.url, "--ledger", str(self.ledger), "--out", str(self.out),
-            "--time-scale", str(self.scale), "--poll-min", "2", *self.progress, *extra,
-        ]  # fmt: skip
+        return orchestrator(
+            command, str(self.root / "jobs.yaml"), "--api-base", self.sim.url,
+            "--ledger", str(self.ledger), "--out", str(self.out), "--time-scale", str(self.scale),
+            "--poll-min", "2", *self.progress, *extra,
+        )  # fmt: skip
 
     async def start(self, *extra: str, command: str = "run") -> asyncio.subprocess.Process:
         return await asyncio.create_subprocess_exec(
@@ -64,19 +67,37 @@ class Workdir:
 
 
 def orchestrator(*args: str) -> list[str]:
-    """The argv of ``orchestrator <args>`` with this interpreter."""
+    """The argv of ``orchestrator <args>`` with this interpreter (every test's one builder)."""
     return [sys.executable, "-m", "orchestrator", *args]
 
 
+class EndedEarly(AssertionError):
+    """The process closed its stream before printing the lines a test waited for."""
+
+
+async def lines_until(
+    stream: asyncio.StreamReader, needle: str, seen: list[str] | None = None, *, count: int = 1
+) -> str:
+    """Read lines until ``count`` of them contain ``needle``; return the last of those.
+
+    Every line read is appended to ``seen``. Event-driven: it returns when the process has
+    printed them, however slow the machine. Raises :class:`EndedEarly` if the stream ends first.
+    """
+    matched = 0
+    while raw := await stream.readline():
+        line = raw.decode(errors="replace")
+        if seen is not None:
+            seen.append(line)
+        matched += needle in line
+        if matched >= count:
+            return line
+    raise EndedEarly(f"the process ended after {matched} of {count} lines with {needle!r}")
+
+
 async def wait_for_lines(proc: asyncio.subprocess.Process, needle: str, count: int = 1) -> None:
-    """Read the run's stderr until ``count`` lines contain ``needle`` (event-driven, no sleeps)."""
+    """Read the run's stderr until ``count`` lines contain ``needle`` (see :func:`lines_until`)."""
     assert proc.stderr is not None
-    seen = 0
-    while line := await proc.stderr.readline():
-        seen += needle in line.decode()
-        if seen >= count:
-            return
-    raise AssertionError(f"the run ended after {seen} of {count} lines with {needle!r}")
+    await lines_until(proc.stderr, needle, count=count)
 
 
 def write_manifest(root: Path, count: int) -> None:

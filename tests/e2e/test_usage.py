@@ -120,3 +120,23 @@ def test_options_come_from_the_environment_and_the_command_line_wins(manifest: s
         main, ["run", manifest, "--dry-run", "--quiet"], env={"ORCHESTRATOR_PROGRESS": "json"}
     )
     assert quiet.exit_code == 0, quiet.output
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_an_internal_error_says_what_to_do_next(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, debug: bool
+) -> None:
+    """A bug of ours: exit 4, one line; it asks for --debug only when --debug was not given."""
+    from orchestrator.cli import commands
+
+    async def broken(*args: object) -> str:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(commands, "status", broken)
+    (tmp_path / "ledger.db").touch()
+    args = ["status", "--ledger", str(tmp_path / "ledger.db"), *(["--debug"] if debug else [])]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 4, result.output
+    assert "internal error (RuntimeError)" in result.output
+    assert ("rerun with --debug" in result.output) is not debug
+    assert ("Traceback" in result.output) is debug

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
 import socket
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +15,10 @@ from orchestrator.jobs import JobState
 from orchestrator.manifest.manifest import load_manifest
 from orchestrator.runner import run
 from orchestrator.simulator import RunningSimulator
+
+# the CLI helpers, under the names the hostile tests know them by
+from tests.e2e.cli_support import lines_until as lines_until
+from tests.e2e.cli_support import orchestrator as cli
 from tests.integration.pipeline_support import Outcome, settings_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,16 +62,29 @@ class Recorder:
             await self._changed.wait()
 
 
+_RESERVED: list[socket.socket] = []  #: the sockets that keep free_port()'s ports ours
+
+
+@atexit.register
+def _release_ports() -> None:
+    for held in _RESERVED:
+        held.close()
+
+
 def free_port() -> int:
-    """A TCP port nobody listens on right now (for the webhook receiver)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    """A loopback port kept for this test session: nothing listens on it until we serve there.
 
-
-def cli(*args: str) -> list[str]:
-    """The argv of ``orchestrator <args>`` run with this interpreter."""
-    return [sys.executable, "-m", "orchestrator", *args]
+    The port comes from binding port 0 and reading it back, and that socket stays bound (never
+    listening) until the session ends, so the kernel gives the port to nobody else: not to
+    another bind, nor as the source port of an outgoing connection. Connecting to it is
+    refused until a server binds it with ``SO_REUSEADDR`` (asyncio's default, so the webhook
+    receiver of a run, in this process or a child, may listen there, as often as needed).
+    """
+    held = socket.socket()
+    held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    held.bind(("127.0.0.1", 0))
+    _RESERVED.append(held)
+    return int(held.getsockname()[1])
 
 
 @dataclass
@@ -92,19 +109,6 @@ async def run_cli(
     return Finished(
         proc.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace")
     )
-
-
-async def lines_until(
-    stream: asyncio.StreamReader, needle: str, seen: list[str] | None = None
-) -> str:
-    """Read lines until one contains ``needle``; every line read is appended to ``seen``."""
-    while raw := await stream.readline():
-        line = raw.decode(errors="replace")
-        if seen is not None:
-            seen.append(line)
-        if needle in line:
-            return line
-    raise AssertionError(f"the process ended before printing {needle!r}")
 
 
 def cpu_seconds(pid: int) -> float:

@@ -20,7 +20,6 @@ from typing import Any
 import aiohttp
 
 from orchestrator.jobs import JobState
-from orchestrator.runner import RunSummary
 from orchestrator.simulator import RunningSimulator
 from tests.conftest import StartSimulator
 from tests.hostile.support import Recorder, free_port, run_recorded
@@ -166,4 +165,6 @@ async def test_duplicate_and_replayed_deliveries_finish_each_job_once(
     downloads = run.sim.stats()["requests"].get("GET /videos/{job_id}.mp4", 0)
     assert downloads == 3, f"{downloads} downloads for 3 jobs"
     assert run.sim.stats()["webhooks"]["delivered"] >= 4
-    assert isinstance(outcome.summary, RunSummary)
+    finished = sorted(entry for entry, _, new, _ in run.recorder.changes if new is S.DONE)
+    assert finished == ["j0", "j1", "j2"], "a replayed delivery finished a job a second time"
+    assert outcome.summary.counts == {S.DONE: 3}

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -115,19 +117,45 @@ async def test_a_batch_of_moves_is_all_or_nothing(tmp_path: Path) -> None:
 
 
 async def test_cancellation_inside_a_transaction_rolls_back(tmp_path: Path) -> None:
-    """P1.4/P1.5: a task cancelled mid-transaction leaves no partial write behind."""
+    """P1.4/P1.5: a task cancelled mid-transaction leaves no partial write behind.
+
+    ``sync_plan`` reads its jobs inside its transaction, after it has already unmarked every
+    planned row, so a generator of jobs lets the test cancel the task at that exact point.
+    """
     path = tmp_path / "l.db"
-    specs = await planned(path, 50)
+    await planned(path, 3)
+    task = asyncio.current_task()
+    assert task is not None
+    inside: list[bool] = []
+
+    def jobs_then_cancel() -> Iterator[JobSpec]:
+        inside.append(_write_lock_is_taken(path))  # proof that the transaction is open
+        task.cancel()  # delivered at sync_plan's next await, inside the transaction
+        yield from (spec(i) for i in range(3, 10))
+
     async with Ledger.open(path) as ledger:
-        task = asyncio.create_task(
-            ledger.apply([Move(s.key, S.PENDING, S.SUBMITTING, "x") for s in specs])
-        )
-        await asyncio.sleep(0)
-        task.cancel()
         with pytest.raises(asyncio.CancelledError):
-            await task
-        counts = await ledger.state_counts("b")
-    assert counts in ({S.PENDING: 50}, {S.SUBMITTING: 50})  # all or nothing, never a mix
+            await ledger.sync_plan("b", jobs_then_cancel(), {})
+        task.uncancel()
+        assert inside == [True]
+        # the same connection: what the rest of the run would see, and a write still works
+        assert await ledger.state_counts("b") == {S.PENDING: 3}
+        assert len(await ledger.jobs(batch="b", current_only=True)) == 3
+        assert len(await ledger.events(batch="b")) == 3
+        again = await ledger.sync_plan("b", [spec(i) for i in range(3)], {})
+    assert (again.added, again.kept, again.dropped) == (0, 3, 0)
+
+
+def _write_lock_is_taken(path: Path) -> bool:
+    """True while another connection holds the ledger's write transaction."""
+    probe = sqlite3.connect(path, timeout=0, isolation_level=None)
+    try:
+        probe.execute("BEGIN IMMEDIATE")
+        return False
+    except sqlite3.OperationalError as exc:
+        return "locked" in str(exc)
+    finally:
+        probe.close()
 
 
 async def test_fifty_concurrent_writers_serialise(tmp_path: Path) -> None:
@@ -192,10 +220,23 @@ def test_the_lock_dies_with_its_process(tmp_path: Path) -> None:
     """A SIGKILLed holder leaves no stale lock: the kernel drops flocks of dead processes."""
     path = tmp_path / "l.db"
     code = (
-        "import os, signal; from pathlib import Path; from orchestrator.ledger import LedgerLock\n"
-        f"LedgerLock(Path({str(path)!r})).acquire(); os.kill(os.getpid(), signal.SIGKILL)"
+        "import sys; from pathlib import Path; from orchestrator.ledger import LedgerLock\n"
+        f"LedgerLock(Path({str(path)!r})).acquire(); print('locked', flush=True)\n"
+        "sys.stdin.read()  # hold the lock until killed\n"
     )
-    subprocess.run([sys.executable, "-c", code], check=False)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline() == "locked\n", "the child never took the lock"
+        with pytest.raises(LedgerBusy) as busy:
+            LedgerLock(path).acquire()
+        assert busy.value.pid == holder.pid
+    finally:
+        holder.kill()
+        holder.communicate()
+    assert holder.returncode == -signal.SIGKILL
     lock = LedgerLock(path)
     lock.acquire()  # must not raise
     lock.release()

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.budget import Budget
 from orchestrator.client import KreaClient
 from orchestrator.clock import Clock
 from orchestrator.config import Settings
@@ -22,7 +23,7 @@ from orchestrator.jobs import JobSpec, JobState
 from orchestrator.ledger import Batch, Ledger
 from orchestrator.limits import InFlightWindow, Pacer
 from orchestrator.manifest.manifest import load_manifest
-from orchestrator.pipeline import Budget, Pipeline
+from orchestrator.pipeline import Pipeline
 from orchestrator.startup import Plan, prepare, recover, sync_manifest
 from tests.conftest import StartSimulator
 from tests.integration.pipeline_support import manifest_text

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import aiohttp
@@ -10,19 +9,13 @@ import pytest
 
 from orchestrator import errors
 from orchestrator.transfer import fetch, part_paths
-
-
-def _closed_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from tests.hostile.support import free_port
 
 
 async def test_a_refused_connection_is_a_connection_error_not_a_truncation(tmp_path: Path) -> None:
     """A media host that refuses the connection is reported as such, and leaves no file."""
     target = tmp_path / "clip.mp4"
-    url = f"http://127.0.0.1:{_closed_port()}/videos/clip.mp4?sig=secret"
+    url = f"http://127.0.0.1:{free_port()}/videos/clip.mp4?sig=secret"
     async with aiohttp.ClientSession() as session:
         with pytest.raises(errors.DownloadError) as caught:
             await fetch(session, url, target)

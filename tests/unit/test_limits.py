@@ -185,3 +185,30 @@ def test_a_configured_rate_is_regained_but_never_exceeded() -> None:
     for _ in range(200):
         pacer.on_waited()
     assert pacer.rate == pytest.approx(10.0)
+
+
+async def test_growing_the_window_wakes_a_waiter_at_once() -> None:
+    """A slot opened by on_accepted goes to the task waiting for it, not at the next release."""
+    window = InFlightWindow(10)
+    window.hold(2)
+    window.limit = 2.0  # full
+    waiter = asyncio.ensure_future(window.acquire())
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    window.capacity = 3  # the last 429 measured three
+    window.on_accepted()  # full, below the capacity: grows to 3
+    await asyncio.wait_for(waiter, timeout=1.0)
+    assert window.in_flight == 3
+
+
+async def test_a_cancelled_waiter_gives_its_slot_to_the_next() -> None:
+    """A waiter cancelled after it was handed a slot passes the slot on; none is lost."""
+    window = InFlightWindow(1)
+    await window.acquire()
+    first = asyncio.ensure_future(window.acquire())
+    second = asyncio.ensure_future(window.acquire())
+    await asyncio.sleep(0)
+    await window.release()  # hands the slot to `first`...
+    first.cancel()  # ...which is cancelled before it runs
+    await asyncio.wait_for(second, timeout=1.0)
+    assert window.in_flight == 1

@@ -87,12 +87,29 @@ def test_retry_after_forms(value: str, date: str | None, expected: float | None)
     assert parse_retry_after(value, date) == expected
 
 
+class _Ceiling(random.Random):
+    """An RNG whose every uniform draw is its upper bound: delays show their ceiling."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return b
+
+
 def test_backoff_grows_and_resets() -> None:
-    """Consecutive failures raise the ceiling; a success starts over."""
-    backoff = Backoff(random.Random(0), base_s=1.0, cap_s=60.0)
+    """Each consecutive failure doubles the ceiling of the delay up to the cap; a success resets."""
+    backoff = Backoff(_Ceiling(), base_s=1.0, cap_s=60.0)
     error = errors.ServerError(503, "x")
-    for _ in range(5):
-        backoff.next_delay(error)
-    assert backoff.failures == 5
+    assert [backoff.next_delay(error) for _ in range(8)] == [1, 2, 4, 8, 16, 32, 60, 60]
     backoff.succeeded()
-    assert backoff.failures == 0
+    assert [backoff.next_delay(error) for _ in range(3)] == [1, 2, 4]
+
+
+def test_backoff_delays_grow_on_average() -> None:
+    """With real jitter, the mean delay of the n-th consecutive failure doubles until the cap."""
+    error = errors.ServerError(503, "x")
+    delays = []
+    for seed in range(2_000):
+        backoff = Backoff(random.Random(seed), base_s=1.0, cap_s=60.0)
+        delays.append([backoff.next_delay(error) for _ in range(8)])
+    means = [statistics.mean(column) for column in zip(*delays, strict=True)]
+    expected = [0.5, 1, 2, 4, 8, 16, 30, 30]
+    assert means == pytest.approx(expected, rel=0.1), means
