@@ -91,7 +91,9 @@ class Downloader:
         except errors.DownloadError as exc:
             await self._park(job, job.result_url, exc.message)
             return False
-        on_disk = await asyncio.to_thread(_already_there, target, job)  # may read the whole file
+        # Only a job that was done before (its file recorded) can already be there; reading it
+        # may take a whole-file hash, so in a thread, and only then.
+        on_disk = await asyncio.to_thread(_already_there, target, job) if job.sha256 else None
         if on_disk is not None:
             await self._done(job, on_disk, job.result_url, "already on disk, verified")
             return False

@@ -10,13 +10,14 @@ Every file goes through the same sequence (RELIABILITY P4.1-P4.6):
 3. ``fsync`` the file, ``os.replace`` it onto the target, ``fsync`` the directory; only then does
    the caller record the job as ``done``, with the size and sha256 returned here.
 
-Blocking file work (every open, write, stat, hash, fsync and disk probe) runs in threads, never
-on the event loop, where a 2 GB re-hash would stall polling and the progress panel. It is batched
-so a small file costs one hop (open, write, check, fsync, rename, directory fsync together): hops
-to a thread and back, with the GIL hand-offs they bring, were most of the CPU a small download
-cost. Files up to :data:`SMALL_FILE` stay in memory
-until that hop and record no resume point unless the transfer is cut (a crash mid-way costs at
-most that much again); larger ones are written as they arrive with their resume point first.
+Blocking file work (every open, write, hash, fsync and disk-space probe) runs in threads, never on
+the event loop, where a 2 GB re-hash would stall polling and the progress panel; only a stat or a
+mkdir, cheaper than a hop, runs on the loop. It is batched so a small file costs one hop (space
+check, open, write, check, fsync, rename, directory fsync together): hops to a thread and back,
+with the GIL hand-offs they bring, were most of the CPU a small download cost. Files up to
+:data:`SMALL_FILE` stay in memory until that hop and record no resume point unless the transfer
+is cut (a crash mid-way costs at most that much again); larger ones are written as they arrive
+with their resume point first.
 Either way a cut or a timeout keeps what arrived, and the next attempt asks only for the rest.
 
 A full disk (or a file size limit) deletes the temp file, never retrying an fsync that failed on
@@ -66,7 +67,7 @@ def part_paths(target: Path) -> tuple[Path, Path]:
 async def fetch(session: aiohttp.ClientSession, url: str, target: Path) -> Fetched:
     """Download ``url`` to ``target`` through the safe sequence; resumes a previous partial file."""
     part, meta = part_paths(target)
-    offset, etag = await asyncio.to_thread(_resume_point, part, meta)  # makes the folder too
+    offset, etag = _resume_point(part, meta)  # a stat or two: cheaper than a hop to a thread
     headers = {"Range": f"bytes={offset}-", "If-Range": etag} if offset and etag else {}
     writer: _PartWriter | None = None
     try:
@@ -76,7 +77,8 @@ async def fetch(session: aiohttp.ClientSession, url: str, target: Path) -> Fetch
             writer = _PartWriter(part, target, offset, offset if total is None else total, etag)
             tail = bytearray()
             if total is not None:  # None: a 416 for a file that is already whole
-                await asyncio.to_thread(writer.prepare, total - offset)
+                if total > SMALL_FILE:  # a small one is checked in finish's hop, not one more
+                    await asyncio.to_thread(writer.prepare)
                 tail = await _stream(response, writer)
     except aiohttp.ClientConnectorError as exc:  # before ClientOSError: nothing was received
         _close(writer)
@@ -118,11 +120,11 @@ class _PartWriter:
         write_chunk(self._open(), self.part, self.target, data, self.total)
         self._digest.update(data)
 
-    def prepare(self, needed: int) -> None:
-        """Before the body: room for ``needed`` bytes, and a resume point for a large file."""
-        _ensure_space(self.target, needed)
-        if self.total > SMALL_FILE:
-            self.save_resume_point()  # a crash mid-way resumes instead of restarting
+    def prepare(self) -> None:
+        """Before a large body: room for the rest, and a resume point (a crash mid-way resumes
+        instead of restarting)."""
+        _ensure_space(self.target, self.total - self.offset)
+        self.save_resume_point()
 
     def save_resume_point(self) -> None:
         """Record the ETag and length, so a later attempt can ask for the rest with ``Range``."""
@@ -140,6 +142,8 @@ class _PartWriter:
 
     def finish(self, tail: bytes | bytearray, url: str) -> Fetched:
         """Write the tail, verify, fsync, rename, fsync the directory."""
+        if self.total <= SMALL_FILE:
+            _ensure_space(self.target, self.total - self.offset)  # prepare did a large one's
         try:
             if tail:
                 self.write(tail)
@@ -241,7 +245,7 @@ def _close(writer: _PartWriter | None) -> None:
 
 
 def _resume_point(part: Path, meta: Path) -> tuple[int, str | None]:
-    """Where a previous attempt stopped (offset, ETag); blocks (disk), so it runs in a thread."""
+    """Where a previous attempt stopped (offset, ETag); makes the folder if need be."""
     part.parent.mkdir(parents=True, exist_ok=True)
     if not part.exists():
         return 0, None
