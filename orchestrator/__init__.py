@@ -55,6 +55,7 @@ Modules (a package's line names every module in it)::
                     JSON, summary, export), report_html (the page)
     services
       client        Krea's HTTP API as typed calls, each answer parsed or made an error
+      answers       Krea's answers read tolerantly: jobs, pages, errors, Retry-After, times
       ledger/       SQLite, the only SQL: store, commits (group commit), plan_queries,
                     records, report_queries, migrations, lock (one writer)
       limits        the request pacer (asyncio-throttle) and the in-flight window

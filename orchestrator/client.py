@@ -7,9 +7,9 @@ ledger: callers decide what a failure means (``retry.classify``). What it does g
   whose ``repr`` can carry the request headers and with them the API key (RELIABILITY P6.6).
 * Transport failures say whether the request can have reached Krea (``NotSent`` vs
   ``ConnectionLost``): a POST that may have been received must never be blindly resent.
-* Answers are parsed tolerantly, as Krea's docs and observed clients disagree: ``next_cursor`` or
-  ``nextCursor``; failure details top-level or under ``result.error``; ``result.urls`` as strings,
-  ``{url}`` objects or a name→url map; extra fields ignored.
+* Answers are read tolerantly, by ``answers`` (jobs, pages, error bodies, Retry-After, times).
+* A server that answers as Krea never does (no such route, nothing but unreadable answers) is
+  ``NotKreaApi``: a wrong ``--api-base`` stops a run instead of rejecting its jobs.
 * An optional ``pace`` coroutine runs before every API request, so no call path bypasses the
   account's request-rate limit.
 """
@@ -18,86 +18,28 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import mimetypes
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
-from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
 from orchestrator import errors
-from orchestrator.clock import format_utc, parse_utc
-from orchestrator.errors import ApiError, BadResponse, ConnectionLost, NotSent
+from orchestrator.answers import (
+    Asset,
+    JobPage,
+    RemoteJob,
+    body_kind,
+    error_for,
+    status_phrase,
+)
+from orchestrator.errors import BadResponse, ConnectionLost, NotSent
 
 USER_AGENT = "orchestrator/0.1 (+https://github.com/krea-orchestrator)"
 Pace = Callable[[], Awaitable[None]]
-
-
-@dataclass(frozen=True)
-class RemoteJob:
-    """A job as Krea reports it (Krea's words: ``job_id``, ``status``).
-
-    Timestamps are parsed here, at the boundary, and kept in one form (:func:`normal_utc`):
-    the ledger compares them as text, and reconciliation orders jobs by them.
-    """
-
-    job_id: str
-    status: str
-    created_at: str
-    completed_at: str | None = None
-    urls: tuple[str, ...] = ()
-    error_code: str | None = None
-    error_message: str | None = None
-
-    @classmethod
-    def from_json(cls, data: Any) -> RemoteJob:
-        """Parse a job object; raises BadResponse when an id, status or created_at is missing."""
-        if not isinstance(data, dict):
-            raise BadResponse(200, "a job is not a JSON object")
-        job_id, status = data.get("job_id"), data.get("status")
-        if not (isinstance(job_id, str) and job_id and isinstance(status, str)):
-            raise BadResponse(200, "a job lacks job_id or status")
-        created = normal_utc(data.get("created_at"))
-        if created is None:
-            raise BadResponse(200, f"job {job_id} has no readable created_at")
-        raw_result = data.get("result")
-        result: dict[str, Any] = raw_result if isinstance(raw_result, dict) else {}
-        code, message = _failure(data.get("error"), result.get("error"))
-        return cls(
-            job_id=job_id,
-            status=status,
-            created_at=created,
-            completed_at=normal_utc(data.get("completed_at")),
-            urls=tuple(_urls(result.get("urls"))),
-            error_code=code,
-            error_message=message,
-        )
-
-
-@dataclass(frozen=True)
-class JobPage:
-    """One page of ``GET /jobs``: newest first; ``skipped`` counts items too malformed to use."""
-
-    items: tuple[RemoteJob, ...]
-    next_cursor: str | None
-    skipped: int = 0
-
-
-@dataclass(frozen=True)
-class Asset:
-    """An uploaded file; ``url`` is usable as ``start_image`` and friends."""
-
-    asset_id: str | None
-    url: str
-    size_bytes: int
-    mime_type: str
 
 
 class KreaClient:
@@ -221,10 +163,10 @@ class KreaClient:
             method, path, route, json_body=json_body, params=params, headers=headers, form=form
         )
         if status in NO_SUCH_ROUTE and route in EVERY_KREA_HAS:
-            what = f"HTTP {status} {_phrase(status)} ({_kind(response_headers, body)})"
+            what = f"HTTP {status} {status_phrase(status)} ({body_kind(response_headers, body)})"
             raise self._not_krea(status, what, method, path)
         if status >= 300:
-            raise _error_for(status, body, response_headers, path=path)
+            raise error_for(status, body, response_headers, path=path)
         if allow_empty and not body.strip():
             return None
         try:
@@ -233,7 +175,7 @@ class KreaClient:
             if not self.understood:
                 self._garbled += 1
                 if self._garbled >= UNREACHABLE_AFTER:
-                    what = f"only unreadable answers, the last HTTP {status} with " + _kind(
+                    what = f"only unreadable answers, the last HTTP {status} with " + body_kind(
                         response_headers, body
                     )
                     raise self._not_krea(status, what, method, path) from None
@@ -276,157 +218,8 @@ class KreaClient:
         return NotSent(detail, path=path)
 
 
-HALF_MILLISECOND = timedelta(microseconds=500)  #: added before truncating: rounds to the nearest
 UNREACHABLE_AFTER = 6  #: refused connections (or unreadable answers), with no good one ever
 #: Statuses that mean "no such route" (or method) rather than anything about a job.
 NO_SUCH_ROUTE = frozenset({404, 405, 501})
 #: Routes every Krea server has: "no such route" there means the API base is wrong.
 EVERY_KREA_HAS = frozenset({"POST /generate/video", "GET /jobs", "POST /assets"})
-
-
-def _phrase(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return ""
-
-
-def _kind(headers: dict[str, str], body: bytes) -> str:
-    """What came back, without quoting it: ``text/html, 469 bytes``."""
-    content_type = headers.get("Content-Type", "no content type").split(";")[0].strip()
-    return f"{content_type}, {len(body):,} bytes"
-
-
-def _error_for(status: int, body: bytes, headers: dict[str, str], *, path: str = "") -> ApiError:
-    """The typed error for an HTTP error answer."""
-    data = _loads(body)
-    message = _error_message(data, body)
-    if status == 429:
-        retry_after = parse_retry_after(headers.get("Retry-After"), headers.get("Date"))
-        return errors.RateLimited(status, message, path=path, retry_after_s=retry_after)
-    if status == 410:
-        replacement = data.get("replacement") if isinstance(data, dict) else None
-        return errors.ModelRetired(status, message, path=path, replacement=str(replacement or ""))
-    kinds: dict[int, type[ApiError]] = {
-        400: errors.Rejected,
-        422: errors.Rejected,
-        401: errors.Unauthorized,
-        403: errors.Unauthorized,
-        402: errors.InsufficientFunds,
-        404: errors.NotFound,
-    }
-    kind = kinds.get(status, errors.ServerError if status >= 500 else ApiError)
-    return kind(status, message, path=path)
-
-
-def _error_message(data: Any, body: bytes) -> str:
-    """Krea's reason, read the way Krea's own client reads it: error, message, then detail lists."""
-    if isinstance(data, dict):
-        for name in ("message", "error"):
-            value = data.get(name)
-            if isinstance(value, dict) and isinstance(value.get("message"), str):
-                return str(value["message"])
-        parts = [str(data[n]) for n in ("error", "message") if isinstance(data.get(n), str)]
-        for name in ("detail", "errors", "issues"):
-            parts.extend(_detail_items(data.get(name)))
-        if parts:
-            return "; ".join(dict.fromkeys(parts))[:500]
-    text = body.decode("utf-8", "replace").strip()
-    return (text[:200] or "(empty answer)").replace("\n", " ")
-
-
-def parse_retry_after(value: str | None, date: str | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header (delay-seconds or HTTP-date), or None if unusable.
-
-    An HTTP-date is measured against the answer's own ``Date`` header when present, so a server
-    whose clock runs fast (the simulator) or is skewed still means what it says.
-    """
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        moment = _http_date(value)
-        if moment is None:
-            return None
-        seconds = (moment - (_http_date(date) or datetime.now(UTC))).total_seconds()
-    return max(0.0, seconds) if math.isfinite(seconds) else None
-
-
-def _http_date(value: str | None) -> datetime | None:
-    """An HTTP-date as an aware datetime; one without a zone (``-0000``, or none) is UTC."""
-    if not value:
-        return None
-    try:
-        moment = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def normal_utc(value: Any) -> str | None:
-    """Krea's timestamp in the ledger's one form (``2026-02-13T02:20:58.265Z``), or None.
-
-    Fixed width, UTC, milliseconds (Krea's own precision; finer digits round to the nearest, as
-    SQLite's ``strftime('%f')`` does in the ledger's migration 5), so that text order is time
-    order. Anything that is not an ISO-8601 date-time is None: the caller decides whether that
-    makes the item unreadable.
-    """
-    if not isinstance(value, str):
-        return None
-    try:
-        return format_utc(parse_utc(value.strip()) + HALF_MILLISECOND)
-    except (ValueError, OverflowError):
-        return None
-
-
-def _loads(body: bytes) -> Any:
-    try:
-        return json.loads(body)
-    except ValueError:
-        return None
-
-
-def _detail_items(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if not isinstance(value, list):
-        return []
-    out = []
-    for item in value:
-        if isinstance(item, dict):
-            where = item.get("loc") or item.get("path")
-            text = item.get("msg") or item.get("message") or ""
-            prefix = (
-                ".".join(str(p) for p in where if p != "body") + ": "
-                if isinstance(where, list)
-                else ""
-            )
-            out.append(f"{prefix}{text}")
-        elif isinstance(item, str):
-            out.append(item)
-    return out
-
-
-def _failure(top: Any, nested: Any) -> tuple[str | None, str | None]:
-    for candidate in (top, nested):
-        if isinstance(candidate, dict):
-            code, message = candidate.get("code"), candidate.get("message")
-            return (str(code) if code is not None else None, str(message) if message else None)
-        if isinstance(candidate, str) and candidate:
-            return None, candidate
-    return None, None
-
-
-def _urls(value: Any) -> list[str]:
-    if isinstance(value, dict):  # node apps: a name -> url map
-        value = list(value.values())
-    if not isinstance(value, list):
-        return []
-    out = []
-    for item in value:
-        url = item.get("url") if isinstance(item, dict) else item
-        if isinstance(url, str) and url.startswith(("http://", "https://")):
-            out.append(url)
-    return out

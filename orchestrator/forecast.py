@@ -33,7 +33,7 @@ from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from orchestrator.client import RemoteJob
+from orchestrator.answers import RemoteJob
 from orchestrator.clock import parse_utc
 from orchestrator.jobs import REMOTE_TERMINAL, RemoteStatus
 

@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 
 from orchestrator import errors
-from orchestrator.client import RemoteJob
+from orchestrator.answers import RemoteJob
 from orchestrator.clock import parse_utc
 from orchestrator.forecast import Allowance, Forecast, epoch_s, plan_sweep
 from orchestrator.jobs import (

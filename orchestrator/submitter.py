@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator import errors
-from orchestrator.client import RemoteJob
+from orchestrator.answers import RemoteJob
 from orchestrator.clock import format_utc, now_utc, parse_utc
 from orchestrator.jobs import IN_FLIGHT, JobRecord, JobState
 from orchestrator.pipeline import Pipeline

@@ -281,6 +281,20 @@ def test_importing_the_package_loads_nothing_else() -> None:
     assert out == ["['orchestrator', 'orchestrator.jobs']", "True True"]
 
 
+def test_the_command_line_loads_no_http_or_sqlite_until_a_command_runs() -> None:
+    """`orchestrator --help` pays for click alone: aiohttp, aiosqlite and jsonschema load later."""
+    code = (
+        "import sys\n"
+        "from orchestrator.cli.cli import main\n"
+        "heavy = ('aiohttp', 'aiosqlite', 'jsonschema', 'rich')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert out == "[]"
+
+
 # -- names: private stays private, public is documented -------------------------------------------
 
 

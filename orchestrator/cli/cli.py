@@ -14,17 +14,18 @@ key refused, ...); 130 interrupted (run the same command again to resume).
 from __future__ import annotations
 
 import asyncio
+import importlib
 import signal
 import sys
 import traceback
 from collections.abc import Coroutine
 from pathlib import Path
+from types import ModuleType
 from typing import Any, TypeVar
 
 import click
 
 from orchestrator import errors
-from orchestrator.cli import commands
 from orchestrator.cli.cli_options import (
     Number,
     api_options,
@@ -46,6 +47,11 @@ from orchestrator.money.prices import micro_from_usd
 
 T = TypeVar("T")
 SIMULATE_HINT = "or add --simulate to try the tool on the built-in simulator"
+
+
+def _commands() -> ModuleType:
+    """The commands' bodies, imported when one runs: `--help` need not load aiohttp or SQLite."""
+    return importlib.import_module("orchestrator.cli.commands")
 
 
 class _Main(click.Group):
@@ -136,7 +142,7 @@ def retry(manifest: str, attempts: int, **options: Any) -> None:
 @click.argument("manifest", type=click.Path(exists=True, dir_okay=False))
 def validate(manifest: str) -> None:
     """Check MANIFEST (schema, prices, paths) without sending or writing anything."""
-    click.echo(commands.validate(manifest))
+    click.echo(_commands().validate(manifest))
 
 
 @main.command()
@@ -152,7 +158,7 @@ def validate(manifest: str) -> None:
 )
 def estimate(manifest: str, budget: float | None, fmt: str) -> None:
     """Jobs and cost per model and in total, before anything is sent."""
-    text, fits = commands.estimate(manifest, budget, fmt)
+    text, fits = _commands().estimate(manifest, budget, fmt)
     click.echo(text)
     sys.exit(errors.EXIT_STOPPED if fits is False else errors.EXIT_OK)
 
@@ -170,7 +176,7 @@ def estimate(manifest: str, budget: float | None, fmt: str) -> None:
 )
 def status(ledger_path: Path, batch: str | None, fmt: str) -> None:
     """Jobs per batch and state, orphans, and the age of the oldest job in flight (no API key)."""
-    click.echo(_run_async(commands.status(ledger_path, batch, fmt)))
+    click.echo(_run_async(_commands().status(ledger_path, batch, fmt)))
 
 
 @main.command()
@@ -189,7 +195,7 @@ def status(ledger_path: Path, batch: str | None, fmt: str) -> None:
 )
 def report(ledger_path: Path, batch: str | None, fmt: str, output: Path | None) -> None:
     """Spend by batch, model, status and day; billed vs free vs in flight; orphans itemised."""
-    _emit(_run_async(commands.report(ledger_path, batch, fmt)), output)
+    _emit(_run_async(_commands().report(ledger_path, batch, fmt)), output)
 
 
 @main.command()
@@ -211,7 +217,7 @@ def export(
     ledger_path: Path, batch: str | None, events: bool, fmt: str, output: Path | None
 ) -> None:
     """Export the ledger's jobs (or events) as CSV or JSON."""
-    _emit(_run_async(commands.export(ledger_path, batch, events, fmt)), output)
+    _emit(_run_async(_commands().export(ledger_path, batch, events, fmt)), output)
 
 
 @main.command()
@@ -227,7 +233,7 @@ def cancel(batch: str, ledger_path: Path, api_base: str, api_key_file: str | Non
     settings = Settings(
         api_base=api_base, api_key=api_key_from_env(api_key_file), ledger_path=ledger_path
     )
-    click.echo(_run_async(commands.cancel(settings, batch)))
+    click.echo(_run_async(_commands().cancel(settings, batch)))
 
 
 # `--debug` after the command too (`orchestrator run x --debug`), as the error hint suggests.
@@ -269,7 +275,7 @@ def _run_manifest(manifest: str, retry_failed: int, options: dict[str, Any]) -> 
     progress = check_run_options(options)
     settings = _settings(retry_failed=retry_failed, **options)
     flags = {name: options[name] for name in ("simulate", "dry_run")}
-    sys.exit(_run_async(commands.run(manifest, settings, progress=progress, **flags)))
+    sys.exit(_run_async(_commands().run(manifest, settings, progress=progress, **flags)))
 
 
 def _run_async(coroutine: Coroutine[Any, Any, T]) -> T:

@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from orchestrator import errors
+from orchestrator.answers import RemoteJob
 from orchestrator.cli.progress import Ending, JsonLog, LineLog, LivePanel, Quiet
-from orchestrator.client import KreaClient, RemoteJob
+from orchestrator.client import KreaClient
 from orchestrator.clock import Clock, parse_utc
 from orchestrator.config import Settings
 from orchestrator.jobs import JobRecord, JobState

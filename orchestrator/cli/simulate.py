@@ -14,7 +14,6 @@ from typing import Any
 import click
 
 from orchestrator.simulator.options import SimulatorOptions, coerce_option, option_types
-from orchestrator.simulator.runner import serve
 
 _CLICK_TYPES: dict[type, click.ParamType[Any]] = {
     int: click.INT,
@@ -54,6 +53,8 @@ def _run(**values: Any) -> None:
         options = SimulatorOptions(**{k: coerce_option(k, v) for k, v in values.items()})
     except (TypeError, ValueError) as problem:
         raise click.UsageError(str(problem)) from None
+    from orchestrator.simulator.runner import serve  # aiohttp's server: only when it runs
+
     serve(options)
 
 

@@ -125,7 +125,7 @@ ALTER TABLE jobs ADD COLUMN file_mtime_ns INTEGER;
 """
 
 #: The one form of every remote timestamp: fixed-width UTC with milliseconds, so text order is
-#: time order (``max()``, ``>=``). Krea's answers are parsed into it (``client.normal_utc``);
+#: time order (``max()``, ``>=``). Krea's answers are parsed into it (``answers.normal_utc``);
 #: this rewrites what older versions stored as Krea sent it. SQLite's strftime reads ISO-8601
 #: with any offset and gives UTC, rounding to the nearest millisecond as ``normal_utc`` does; a
 #: value it cannot read is left as it is.

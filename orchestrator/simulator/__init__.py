@@ -12,7 +12,9 @@ cannot share a bug with the code it checks.
 Modules: ``options`` (every knob), ``clock`` (virtual time), ``accounts`` (per-token state),
 ``lifecycle`` (the job walk), ``outcomes`` (fates and durations), ``billing`` (prices),
 ``admission`` (POST checks), ``gate`` (auth, faults, counting), ``app``/``cdn``/``control``
-(routes), ``media`` (MP4 bytes), ``webhooks``, ``assets``, ``stats``, ``runner``, ``command``.
+(routes), ``media`` (MP4 bytes), ``webhooks``, ``assets``, ``counters``, ``stats``, ``runner``.
+The ``orchestrator simulate`` command is ``orchestrator.cli.simulate``. The names below load on
+first use, so reading ``options`` (the CLI builds its flags from them) costs no aiohttp.
 
 Choices where Krea's behaviour is UNCONFIRMED (see shared/krea-api.md); each is one option away
 from the other reading where that matters:
@@ -55,9 +57,36 @@ faulted or counted.
 
 from __future__ import annotations
 
-from orchestrator.simulator.media import media_bytes_for, media_file, media_sha256_for
-from orchestrator.simulator.options import SimulatorOptions
-from orchestrator.simulator.runner import RunningSimulator, running_simulator, serve
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from orchestrator.simulator.media import media_bytes_for, media_file, media_sha256_for
+    from orchestrator.simulator.options import SimulatorOptions
+    from orchestrator.simulator.runner import RunningSimulator, running_simulator, serve
+
+#: Where each public name lives; imported on first use.
+_HOMES = {
+    "media_bytes_for": "orchestrator.simulator.media",
+    "media_file": "orchestrator.simulator.media",
+    "media_sha256_for": "orchestrator.simulator.media",
+    "SimulatorOptions": "orchestrator.simulator.options",
+    "RunningSimulator": "orchestrator.simulator.runner",
+    "running_simulator": "orchestrator.simulator.runner",
+    "serve": "orchestrator.simulator.runner",
+}
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    """A public name, imported from its home on first use."""
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'orchestrator.simulator' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "RunningSimulator",

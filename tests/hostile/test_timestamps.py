@@ -1,7 +1,7 @@
 """Krea's timestamps, however written: parsed at the client, stored in one form, never a crash.
 
 Reconciliation orders jobs by ``created_at`` and the ledger compares them as text, so every
-remote timestamp is parsed where it enters (``client.normal_utc``) and stored fixed-width, UTC,
+remote timestamp is parsed where it enters (``answers.normal_utc``) and stored fixed-width, UTC,
 milliseconds. One that cannot be read makes its job an unreadable item (a list page is read
 again, a POST's answer is reconciled), never an exception in a stage.
 """
@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchestrator.client import RemoteJob, normal_utc
+from orchestrator.answers import RemoteJob, normal_utc
 from orchestrator.errors import BadResponse
 from orchestrator.jobs import JobState
 from orchestrator.ledger import Ledger

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from orchestrator.client import RemoteJob
+from orchestrator.answers import RemoteJob
 from orchestrator.clock import format_utc
 from orchestrator.forecast import Allowance, Forecast, plan_sweep
 

@@ -8,7 +8,7 @@ import statistics
 import pytest
 
 from orchestrator import errors
-from orchestrator.client import parse_retry_after
+from orchestrator.answers import parse_retry_after
 from orchestrator.retry import Action, Backoff, backoff_s, classify_post, classify_read, delay_s
 
 POST_TABLE = [

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.client import parse_retry_after
+from orchestrator.answers import parse_retry_after
 
 DATE = "Wed, 21 Oct 2026 07:28:00 GMT"
 
