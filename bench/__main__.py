@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -120,6 +121,7 @@ def main() -> None:
     print(f"[bench] {machine.one_line(host)}", file=sys.stderr, flush=True)
     started = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="bench-"))
+    os.environ["XDG_STATE_HOME"] = str(tmp / "state")  # the runs' account registries, not yours
     try:
         details = asyncio.run(run_steps(plan, names, tmp))
     finally:

@@ -38,7 +38,9 @@ Modules (a package's line names every module in it)::
       pipeline      what one run's workers share: ledger, client, limits, budget, reporter
       budget        the cap: a job's price reserved in the same step that checks it
       submitter     pending -> submitting -> submitted, durable on each side of the POST
+      uploads       a request's local files, uploaded once each, replaced by their URLs
       reconcile     POSTs whose answer was lost, settled through GET /jobs before resending
+      strangers     other clients' jobs on the account: seen, recorded, never touched
       poller        noticing finished jobs with as few list sweeps as Krea allows
       forecast      when in-flight jobs will finish, from the model's past jobs (pure)
       downloader    completed -> downloading -> done, by a fixed pool of workers
@@ -56,6 +58,8 @@ Modules (a package's line names every module in it)::
     services
       client        Krea's HTTP API as typed calls, each answer parsed or made an error
       answers       Krea's answers read tolerantly: jobs, pages, errors, Retry-After, times
+      registry      what every run of one account on this machine sent (shared SQLite file)
+      attribution   which job a lost POST made, by windows of Krea's clock (pure)
       ledger/       SQLite, the only SQL: store, commits (group commit), plan_queries,
                     records, report_queries, migrations, lock (one writer)
       limits        the request pacer (asyncio-throttle) and the in-flight window

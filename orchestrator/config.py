@@ -44,6 +44,10 @@ class Settings:
     webhook_url: str | None = None
     webhook_listen: str | None = None  #: host:port for the receiver
     seed: int | None = None  #: for the jitter RNG (tests and benchmarks)
+    #: Coordinate with the other runs of this account on this machine (``registry``); off only
+    #: where the account is this process's alone (``--simulate``'s embedded simulator).
+    account_registry: bool = True
+    state_dir: Path | None = None  #: where the account registry lives (None: $XDG_STATE_HOME)
 
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]

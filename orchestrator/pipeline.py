@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from orchestrator.attribution import ClockBounds
 from orchestrator.budget import Budget
 from orchestrator.client import KreaClient
 from orchestrator.clock import Clock
@@ -23,6 +24,8 @@ from orchestrator.errors import OrchestratorError
 from orchestrator.jobs import JobRecord, JobState
 from orchestrator.ledger import Ledger
 from orchestrator.limits import InFlightWindow, Pacer
+from orchestrator.registry import AccountRegistry
+from orchestrator.strangers import Strangers
 
 
 class Reporter(Protocol):
@@ -112,3 +115,11 @@ class Pipeline:
     #: Jobs to download: the poller's snapshot of a job it just completed, or a key to read.
     completed: asyncio.Queue[JobRecord | str] = field(default_factory=asyncio.Queue)
     submitted: asyncio.Event = field(default_factory=asyncio.Event)  #: a job entered flight
+    #: What every run of the account on this machine sent (None: this run is alone, e.g. tests).
+    registry: AccountRegistry | None = None
+    clock_bounds: ClockBounds = field(init=False)  #: Krea's clock, learnt from acknowledged POSTs
+    strangers: Strangers = field(init=False)  #: other clients' jobs, seen and reported
+
+    def __post_init__(self) -> None:
+        self.clock_bounds = ClockBounds(self.clock.scale)
+        self.strangers = Strangers(self.ledger, self.registry, self.reporter.note)

@@ -76,13 +76,8 @@ def _moves_for(tracked: Sequence[JobRecord], seen: dict[str, RemoteJob]) -> list
 
 
 def _cause(remote: RemoteJob) -> str:
-    if remote.status in REMOTE_TERMINAL:
-        return f"Krea: {remote.status}"
-    return (
-        f"Krea: {remote.status}"
-        if is_known_status(remote.status)
-        else f"Krea: unknown status {remote.status!r}"
-    )
+    known = remote.status in REMOTE_TERMINAL or is_known_status(remote.status)
+    return f"Krea: {remote.status}" if known else f"Krea: unknown status {remote.status!r}"
 
 
 def _fields(remote: RemoteJob) -> dict[str, object]:
@@ -250,9 +245,10 @@ class Poller:
             await asyncio.wait_for(self._wake.wait(), timeout=timeout)
 
     async def _sweep(self, tracked: list[JobRecord]) -> int:
-        """One sweep: list pages, then stragglers and webhook hints by id. Returns jobs finished."""
+        """One sweep: list pages, then stragglers and hints by id, then strangers (see
+        ``strangers``). Returns jobs finished."""
         wanted = {t.remote_id: t for t in tracked if t.remote_id}
-        seen = await self._list(
+        seen, strangers = await self._list(
             wanted, min(parse_utc(t.remote_created_at or t.created_at or "") for t in tracked)
         )
         for remote_id in self._due_by_id(wanted, seen):
@@ -265,6 +261,7 @@ class Poller:
         moves = _moves_for(tracked, seen)
         retries = self._retries(moves)
         await self.pipe.ledger.apply([*moves, *retries])  # one transaction: a retry is never lost
+        await self.pipe.strangers.examine(strangers, doubts_open=await self._unsettled())
         finished = await self._account(moves, wanted)
         for move in retries:
             self.pipe.reporter.job_changed(
@@ -272,8 +269,12 @@ class Poller:
             )
         return finished
 
-    async def _list(self, wanted: dict[str, JobRecord], oldest: object) -> dict[str, RemoteJob]:
+    async def _list(
+        self, wanted: dict[str, JobRecord], oldest: object
+    ) -> tuple[dict[str, RemoteJob], list[RemoteJob]]:
+        """``wanted`` jobs seen on list pages, and the jobs there no one here follows."""
         seen: dict[str, RemoteJob] = {}
+        strangers: list[RemoteJob] = []
         cursor: str | None = None
         limit = min(1000, max(50, 2 * len(wanted) + 20))
         self._first_page = None
@@ -281,6 +282,9 @@ class Poller:
             self.allowance.spend()
             page = await self.pipe.client.list_jobs(cursor=cursor, limit=limit)
             found = [item for item in page.items if item.job_id in wanted]
+            strangers += self.pipe.strangers.unknown(
+                i for i in page.items if i.job_id not in wanted
+            )
             if cursor is None:
                 ended = (item for item in found if item.status in REMOTE_TERMINAL)
                 self._note_first_page([*page.items[:1], *ended])
@@ -290,7 +294,7 @@ class Poller:
             if parse_utc(page.items[-1].created_at) < oldest:  # type: ignore[operator]
                 break
             cursor, limit = page.next_cursor, 1000
-        return seen
+        return seen, strangers
 
     def _note_first_page(self, items: Sequence[RemoteJob]) -> None:
         """The newest Krea timestamp on the first page (newest job first), and when it came."""

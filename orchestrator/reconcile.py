@@ -1,103 +1,45 @@
 """Settling POSTs whose outcome is unknown, through ``GET /jobs``, before anything is sent again.
 
-Krea has no idempotency key and its job list carries no client metadata, only ``created_at``
-(krea-api.md §3.3). So attribution works on order alone:
+Krea has no idempotency key and its job list carries no client data, only ``created_at``
+(krea-api.md §3.3). So attribution works on time alone (``attribution``):
 
-* When a job's intent is committed, it records its **floor**: the newest ``created_at`` of any
-  remote job the ledger knows. Whatever job its POST created must be newer than the floor.
+* Each POST's job, if any, was created inside a window of Krea's clock: after its floor and its
+  send time, before its answer (plus a grace when no answer came). The run learns the offset
+  of Krea's clock from its acknowledged POSTs, which keeps windows a fraction of a second wide.
 * POSTs are gated: while any job is ambiguous, no new intent is written, and reconciliation waits
-  until every POST already on the wire has been answered and a grace period has passed (a slow
-  server may still be creating the job). So the only unknown jobs newer than a floor are ones our
-  ambiguous POSTs created (or another client's, if the key is shared: don't share it during a run).
-* Only a whole list is evidence: a page with an item that cannot be read (no ``created_at``, say)
-  is retried, never taken to mean that a job was not created.
-* :func:`attribute` matches each unclaimed candidate that only one ambiguous job could own. A job
-  with no candidate left was never created and goes back to ``pending``. A candidate several could
-  own is cancelled while Krea still allows it (cancelled jobs are free) and recorded as an
-  **orphan**, and the jobs that could own it are sent again: never a guess, never a third POST
-  for the same doubt. With one submit worker (the default) there is at most one ambiguous POST at
-  a time, so attribution is always exact.
+  until every POST of this run on the wire has been answered and a grace period has passed.
+* Other runs of the account on this machine (the ``registry``): every job they claim is
+  excluded; each of their open POSTs counts as a possible owner of any job its window admits,
+  and one still on the wire when the list was read is waited for (or its run found dead).
+* Only a whole list is evidence: a page with an item that cannot be read is retried, never taken
+  to mean that a job was not created.
+* A job only one POST could own, and that POST no other job, is that POST's. A POST with no job
+  in its window created nothing and goes back to ``pending``. A job one of our POSTs may have
+  made that cannot be matched is never cancelled or adopted (it may be another client's): the
+  POSTs that could own it are sent again and the job is recorded as a *possible duplicate*,
+  itemised in the report. A job in no window is another client's: recorded, never touched.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from orchestrator import errors
+from orchestrator.answers import RemoteJob
+from orchestrator.attribution import Attempt, Attribution, Candidate, Window, attribute
 from orchestrator.clock import format_utc, now_utc, parse_utc, seconds_between
-from orchestrator.jobs import REMOTE_TERMINAL, JobRecord, JobState
-from orchestrator.ledger import Move
+from orchestrator.jobs import JobRecord, JobState
+from orchestrator.ledger import Move, Unattributed
 from orchestrator.pipeline import Pipeline
+from orchestrator.registry import RegisteredAttempt, Snapshot
 from orchestrator.retry import Action, Backoff, classify_read
 
 S = JobState
-
-
-@dataclass(frozen=True)
-class Attempt:
-    """An ambiguous POST: the job key and the floor its remote job must be newer than."""
-
-    key: str
-    floor: datetime | None
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """A remote job no ledger row claims."""
-
-    remote_id: str
-    created_at: datetime
-    status: str
-    created_text: str
-
-
-@dataclass
-class Attribution:
-    """The verdict of :func:`attribute`."""
-
-    matched: dict[str, Candidate] = field(default_factory=dict)  #: key -> its job
-    not_created: list[str] = field(default_factory=list)  #: keys whose POST created nothing
-    contested: list[str] = field(default_factory=list)  #: keys that might own an unattributable job
-    unattributable: list[Candidate] = field(default_factory=list)
-
-
-def attribute(attempts: Sequence[Attempt], candidates: Sequence[Candidate]) -> Attribution:
-    """Match candidates to attempts where only one match is possible; never guess."""
-    owners = {c.remote_id: {a.key for a in attempts if _may_own(a, c)} for c in candidates}
-    by_id = {c.remote_id: c for c in candidates}
-    result = Attribution()
-    while matches := _forced_matches(owners):
-        for key, remote_id in matches.items():
-            result.matched[key] = by_id[remote_id]
-            del owners[remote_id]
-            for keys in owners.values():
-                keys.discard(key)
-    for remote_id, keys in owners.items():
-        if keys:
-            result.unattributable.append(by_id[remote_id])
-    contested = set().union(*owners.values()) if owners else set()
-    for attempt in attempts:
-        if attempt.key in result.matched:
-            continue
-        (result.contested if attempt.key in contested else result.not_created).append(attempt.key)
-    return result
-
-
-def _forced_matches(owners: dict[str, set[str]]) -> dict[str, str]:
-    """Attempt -> job for every job only one attempt could own (and that attempt owns no other)."""
-    claims: dict[str, list[str]] = {}
-    for remote_id, keys in owners.items():
-        if len(keys) == 1:
-            claims.setdefault(next(iter(keys)), []).append(remote_id)
-    # Two jobs that only one attempt could own: one is not ours at all; not ours to decide which.
-    return {key: ids[0] for key, ids in claims.items() if len(ids) == 1}
-
-
-def _may_own(attempt: Attempt, candidate: Candidate) -> bool:
-    return attempt.floor is None or candidate.created_at >= attempt.floor
+#: Real seconds between looks at the registry while another run's POST is on the wire.
+WIRE_POLL_S = 0.02
 
 
 class Reconciler:
@@ -157,13 +99,108 @@ class Reconciler:
             await self.pipe.clock.sleep(remaining)
 
     async def _reconcile(self, rows: Sequence[JobRecord]) -> None:
-        attempts = [Attempt(r.key, parse_utc(r.floor) if r.floor else None) for r in rows]
-        floors = [a.floor for a in attempts]
-        oldest = None if any(f is None for f in floors) else min(f for f in floors if f)
-        candidates = await self._unclaimed_since(oldest)
-        verdict = attribute(attempts, candidates)
-        by_key = {r.key: r for r in rows}
-        orphans = [await self._orphan(c, rows) for c in verdict.unattributable]
+        snapshot = await self._snapshot(None)
+        ours = [self._our_attempt(row, snapshot) for row in rows]
+        lowest = _lowest(ours)
+        listed, listed_at = await self._listed_since(lowest)
+        since = format_utc(lowest - timedelta(hours=1)) if lowest else None
+        snapshot = await self._settled_snapshot(since, listed_at)
+        claimed = await self.pipe.ledger.remote_ids_since(since or "")
+        by_key = {row.key: row for row in rows}
+        verdict = Attribution()
+        for remote_id, (ledger, key) in snapshot.claims.items():
+            if ledger == self._ledger and key in by_key and remote_id in listed:
+                verdict.matched[key] = listed[remote_id]  # claimed, then the run stopped
+        unclaimed = [c for i, c in listed.items() if i not in claimed and i not in snapshot.claims]
+        others = [
+            self._their_attempt(a)
+            for a in snapshot.attempts
+            if self._theirs(a) and a.sent_at <= listed_at  # later ones made nothing listed
+        ]
+        pending = [a for a in ours if a.owner not in verdict.matched]
+        found = attribute([*pending, *others], unclaimed)
+        found.matched.update(verdict.matched)
+        await self._apply(found, by_key)
+
+    @property
+    def _ledger(self) -> str | None:
+        return self.pipe.registry.ledger if self.pipe.registry is not None else None
+
+    def _theirs(self, attempt: RegisteredAttempt) -> bool:
+        return attempt.ledger != self._ledger
+
+    async def _snapshot(self, since: str | None) -> Snapshot:
+        if self.pipe.registry is None:
+            return Snapshot(claims={}, attempts=())
+        return await self.pipe.registry.snapshot(since)
+
+    async def _settled_snapshot(self, since: str | None, listed_at: float) -> Snapshot:
+        """The registry once no live run has a POST on the wire that the list could include.
+
+        A POST sent after the list's answer came cannot have a job in it; one sent before may,
+        and its run is about to claim the job or call it ambiguous: wait for that.
+        """
+        while True:
+            snapshot = await self._snapshot(since)
+            if not any(
+                self._theirs(a) and a.live and a.state == "wire" and a.sent_at <= listed_at
+                for a in snapshot.attempts
+            ):
+                return snapshot
+            await asyncio.sleep(WIRE_POLL_S)
+
+    def _window(
+        self, floor: str | None, sent: float | None, answered: float | None, no_answer: bool
+    ) -> Window:
+        return self.pipe.clock_bounds.window(
+            floor=parse_utc(floor) if floor else None,
+            sent=sent,
+            answered=answered,
+            no_answer=no_answer,
+            grace_s=self.pipe.tuning.reconcile_grace_s,
+        )
+
+    def _our_attempt(self, row: JobRecord, snapshot: Snapshot) -> Attempt:
+        """Our POST's window: the registry's times when it has them, else the ledger's."""
+        mine = [a for a in snapshot.attempts if not self._theirs(a) and a.key == row.key]
+        if mine:
+            a = mine[0]
+            window = self._window(row.floor, a.sent_at, a.answered_at, a.no_answer)
+            return Attempt(owner=row.key, window=window, ours=True, unsure_sent=a.died)
+        sent = _epoch(row.intent_at)
+        answered = _epoch(row.answered_at)
+        window = self._window(row.floor, sent, answered, True)
+        return Attempt(owner=row.key, window=window, ours=True, unsure_sent=True)
+
+    def _their_attempt(self, attempt: RegisteredAttempt) -> Attempt:
+        """Another run's open POST, as a possible owner (never matched for us)."""
+        window = self._window(
+            attempt.floor, attempt.sent_at, attempt.answered_at, attempt.no_answer
+        )
+        return Attempt(owner=f"{attempt.ledger}#{attempt.key}", window=window, ours=False)
+
+    async def _listed_since(self, floor: datetime | None) -> tuple[dict[str, Candidate], float]:
+        """Every job created at or after ``floor``, and when the list's last answer came."""
+        found: dict[str, Candidate] = {}
+        cursor: str | None = None
+        while True:
+            page = await self.pipe.client.list_jobs(cursor=cursor, limit=1000)
+            if page.skipped:
+                # An item we cannot read may be the very job a lost POST created: deciding
+                # "never created" on this page could pay for the clip twice. Try again later.
+                raise errors.BadResponse(
+                    200, f"the job list had {page.skipped} unreadable items", path="/jobs"
+                )
+            for item in page.items:
+                created = parse_utc(item.created_at)
+                if floor is not None and created < floor:
+                    return found, time.time()
+                found[item.job_id] = Candidate(item.job_id, created, item.status, item.created_at)
+            if not page.next_cursor or page.next_cursor == cursor:
+                return found, time.time()
+            cursor = page.next_cursor
+
+    async def _apply(self, verdict: Attribution, by_key: dict[str, JobRecord]) -> None:
         moves = [
             Move(
                 key,
@@ -184,74 +221,62 @@ class Reconciler:
             )
             for key in verdict.not_created
         ]
+        doubts = ", ".join(c.remote_id for c in verdict.unattributable)
         moves += [
             Move(
                 key,
                 S.AMBIGUOUS,
                 S.PENDING,
-                "reconciled: its job could not be told apart from "
-                f"another's; cancelled {', '.join(orphans)}",
+                "reconciled: its job could not be told apart from another client's; sent again "
+                f"(possible duplicate: {doubts})",
                 {"last_error": None},
             )
             for key in verdict.contested
         ]
+        await self._record_doubts(verdict, by_key)
         await self.pipe.ledger.apply(moves)
+        await self._register(verdict)
         await self._account(moves, by_key)
 
-    async def _unclaimed_since(self, floor: datetime | None) -> list[Candidate]:
-        margin = format_utc(floor - timedelta(hours=1)) if floor else ""
-        claimed = await self.pipe.ledger.remote_ids_since(margin)
-        found: list[Candidate] = []
-        cursor: str | None = None
-        while True:
-            page = await self.pipe.client.list_jobs(cursor=cursor, limit=1000)
-            if page.skipped:
-                # An item we cannot read may be the very job a lost POST created: deciding
-                # "never created" on this page could pay for the clip twice. Try again later.
-                raise errors.BadResponse(
-                    200, f"the job list had {page.skipped} unreadable items", path="/jobs"
+    async def _record_doubts(self, verdict: Attribution, by_key: dict[str, JobRecord]) -> None:
+        """Possible duplicates and foreign jobs, before the entries are sent again."""
+        owners = [by_key[key] for key in verdict.contested]
+        models = {row.model for row in owners}
+        model = next(iter(models)) if len(models) == 1 else "unknown"
+        if verdict.unattributable:
+            self.pipe.reporter.note(
+                f"{len(verdict.unattributable)} job(s) on the account may be duplicates of "
+                "lost POSTs but cannot be told apart from another client's: not cancelled; "
+                "their entries are sent again (see `orchestrator report`)",
+                level="warning",
+            )
+        await self.pipe.ledger.add_unattributed(
+            [
+                Unattributed(
+                    remote_id=c.remote_id,
+                    kind="possible_duplicate",
+                    batch=owners[0].batch if owners else self.pipe.batch,
+                    model=model,
+                    price_micro=max((row.price_micro for row in owners), default=0),
+                    remote_status=c.status,
+                    created_at=c.created_text,
+                    note="possible duplicate, unattributable: another client was active",
                 )
-            for item in page.items:
-                created = parse_utc(item.created_at)
-                if floor is not None and created < floor:
-                    return found
-                if item.job_id not in claimed:
-                    found.append(Candidate(item.job_id, created, item.status, item.created_at))
-            if not page.next_cursor or page.next_cursor == cursor:
-                return found
-            cursor = page.next_cursor
-
-    async def _orphan(self, candidate: Candidate, rows: Sequence[JobRecord]) -> str:
-        """Cancel a job no one can claim (free if Krea still allows it) and record it."""
-        status = candidate.status
-        if status not in REMOTE_TERMINAL:
-            try:
-                cancelled = await self.pipe.client.cancel_job(candidate.remote_id)
-                status = cancelled.status if cancelled else "cancelled"
-            except errors.ApiError as exc:
-                self.pipe.reporter.note(
-                    f"could not cancel orphan {candidate.remote_id}: {exc.message}", level="warning"
-                )
-        owners = [r for r in rows if candidate.created_at >= parse_utc(r.floor or "1970-01-01")]
-        price = max((r.price_micro for r in owners), default=0)
-        model = owners[0].model if len({r.model for r in owners}) == 1 else "unknown"
-        batch = owners[0].batch if owners else self.pipe.batch
-        await self.pipe.ledger.add_orphan(
-            batch,
-            candidate.remote_id,
-            remote_status=status,
-            created_at=candidate.created_text,
-            price_micro=price,
-            model=model,
-            cause="reconciliation: no single job can claim it",
+                for c in verdict.unattributable
+            ]
         )
-        if status not in REMOTE_TERMINAL and batch == self.pipe.batch:
-            # Another batch's orphan is tracked by that batch's runs, never by this one's poller:
-            # holding its slot or money here would never be given back.
-            self.pipe.window.hold()
-            self.pipe.budget.add_in_flight(price)
-        self.pipe.reporter.note(f"orphan job {candidate.remote_id} ({status})", level="warning")
-        return candidate.remote_id
+        await self.pipe.strangers.record(
+            [RemoteJob(c.remote_id, c.status, c.created_text) for c in verdict.foreign]
+        )
+
+    async def _register(self, verdict: Attribution) -> None:
+        registry = self.pipe.registry
+        if registry is None:
+            return
+        for key, c in verdict.matched.items():
+            await registry.claimed(key, c.remote_id, c.created_text)
+        for key in [*verdict.not_created, *verdict.contested]:
+            await registry.not_created(key)
 
     async def _account(self, moves: Sequence[Move], by_key: dict[str, JobRecord]) -> None:
         for move in moves:
@@ -264,3 +289,15 @@ class Reconciler:
                 self.pipe.budget.release(row.price_micro)
             else:
                 self.pipe.submitted.set()
+
+
+def _lowest(attempts: Sequence[Attempt]) -> datetime | None:
+    """The oldest moment any of ``attempts`` may have created a job; None: no bound."""
+    lows = [a.window.low for a in attempts]
+    if not lows or any(low is None for low in lows):
+        return None
+    return min(low for low in lows if low is not None)
+
+
+def _epoch(text: str | None) -> float | None:
+    return parse_utc(text).timestamp() if text else None

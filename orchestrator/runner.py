@@ -21,6 +21,8 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +41,7 @@ from orchestrator.manifest.manifest import Manifest, ManifestHeader
 from orchestrator.pipeline import NullReporter, Pipeline, Reporter, Tuning
 from orchestrator.poller import Poller
 from orchestrator.reconcile import Reconciler
+from orchestrator.registry import AccountRegistry
 from orchestrator.startup import Plan, prepare, recover, sync_manifest
 from orchestrator.submitter import Submitter
 from orchestrator.webhooks import webhook_receiver
@@ -110,6 +113,7 @@ async def _run(
             settings.api_base, settings.api_key, pace=pacer, timeout_s=settings.request_timeout_s
         ) as client,
         aiohttp.ClientSession(timeout=timeout) as media,
+        _registry(settings) as registry,
     ):
         pipe = Pipeline(
             ledger=ledger,
@@ -126,13 +130,28 @@ async def _run(
             files=manifest.files,
             webhook_url=settings.webhook_url,
             retry_failed=settings.retry_failed,
+            registry=registry,
         )
+        if registry is not None and (learnt := await registry.clock(pipe.clock.scale)):
+            pipe.clock_bounds.restore(*learnt)
         await recover(pipe)
         reporter.start(pipe.batch, await ledger.state_counts(pipe.batch, current_only=True))
         await _stages(pipe, settings, media)
         if pipe.flags.fatal is not None:
             raise pipe.flags.fatal
         return await _summarize(pipe)
+
+
+@asynccontextmanager
+async def _registry(settings: Settings) -> AsyncIterator[AccountRegistry | None]:
+    """The account registry, unless this run is alone on its account by construction."""
+    if not settings.account_registry:
+        yield None
+        return
+    async with AccountRegistry.open(
+        settings.api_base, settings.api_key, settings.ledger_path, directory=settings.state_dir
+    ) as registry:
+        yield registry
 
 
 def _tuning(settings: Settings) -> Tuning:

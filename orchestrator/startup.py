@@ -26,11 +26,14 @@ import asyncio
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from orchestrator.clock import format_utc, parse_utc
 from orchestrator.config import Settings
 from orchestrator.errors import InputError, LedgerError, ManifestError
 from orchestrator.jobs import JobSpec, JobState
@@ -51,6 +54,10 @@ from orchestrator.pipeline import Pipeline
 from orchestrator.transfer import verified_on_disk
 
 S = JobState
+#: The ledger's newest jobs, if this recent, are claimed in the account registry at every start
+#: (another run's window can only reach jobs newer than its floor: the account's newest job).
+CLAIM_DAYS = 1
+CLAIM_NEWEST = 2000
 
 
 @dataclass
@@ -112,6 +119,7 @@ async def recover(pipe: Pipeline) -> None:
     ledger, batch = pipe.ledger, pipe.batch
     # Every batch's: under the ledger's lock, no POST of any batch can still be on the wire.
     await ledger.move_all(S.SUBMITTING, S.AMBIGUOUS, "crash recovery: the POST may have been sent")
+    await _rejoin_account(pipe)
     await ledger.move_all(
         S.DOWNLOADING, S.COMPLETED, "crash recovery: download interrupted", batch=batch
     )
@@ -125,6 +133,43 @@ async def recover(pipe: Pipeline) -> None:
             for key in await ledger.move_all(state, S.PENDING, cause, batch=batch):
                 pipe.retried[key] = 1
     await _restore_accounts(pipe)
+
+
+async def _rejoin_account(pipe: Pipeline) -> None:
+    """Bring the account registry up to date with this ledger, before any reconciliation.
+
+    The ledger lock proves every earlier run on this ledger dead, so this run takes over their
+    open POSTs: those whose row is ambiguous stay possible owners (bounded by the dead run's last
+    heartbeat); the others are over (a job id recorded, or no POST sent). The ledger's recent
+    jobs are claimed, in case the registry was removed or predates them.
+    """
+    registry, ledger = pipe.registry, pipe.ledger
+    if registry is None:
+        return
+    left = await registry.left_behind()
+    ambiguous = {row.key: row for row in await ledger.jobs(states=[S.AMBIGUOUS])}
+    unsent = await registry.unsent({k: _epoch(r.intent_at) for k, r in ambiguous.items()})
+    cause = "crash recovery: the POST was never sent (the account registry has no record of it)"
+    await ledger.apply([Move(key, S.AMBIGUOUS, S.PENDING, cause) for key in unsent])
+    ambiguous = {key: row for key, row in ambiguous.items() if key not in unsent}
+    for key in left.keys() - ambiguous.keys():
+        row = await ledger.job(key)
+        if row is not None and row.remote_id and row.remote_created_at:
+            await registry.claimed(key, row.remote_id, row.remote_created_at)
+        else:
+            await registry.not_created(key)
+    await registry.adopt(
+        {
+            key: (_epoch(row.intent_at), left.get(key) or _epoch(row.answered_at), row.floor)
+            for key, row in ambiguous.items()
+        }
+    )
+    recent = format_utc(datetime.now(UTC) - timedelta(days=CLAIM_DAYS))
+    await registry.claim_all(await ledger.remote_jobs_since(recent, CLAIM_NEWEST))
+
+
+def _epoch(text: str | None) -> float:
+    return parse_utc(text).timestamp() if text else time.time()
 
 
 def _missing_files(out_dir: Path, done: Iterable[DoneFile]) -> list[str]:

@@ -18,9 +18,9 @@ waiter every 10 ms.
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import timedelta
 from enum import StrEnum
-from pathlib import Path
 from typing import Any
 
 from orchestrator import errors
@@ -30,9 +30,11 @@ from orchestrator.jobs import IN_FLIGHT, JobRecord, JobState
 from orchestrator.pipeline import Pipeline
 from orchestrator.reconcile import Reconciler
 from orchestrator.retry import Action, Backoff, classify_post, classify_read, is_rate_not_capacity
+from orchestrator.uploads import with_assets
 
 S = JobState
-ASSET_PREFIX = "asset:sha256:"
+#: The floor of an account that held no job when the run began: every job on it is newer.
+EMPTY_ACCOUNT_FLOOR = "1970-01-01T00:00:00.000Z"
 PAGE = 200
 
 
@@ -63,9 +65,8 @@ class Submitter:
     async def run(self) -> None:
         """Return when no pending job can be sent (all sent, held back by the budget, stopped)."""
         try:
-            self.floor = (
-                await self.pipe.ledger.newest_remote_created_at() or await self._account_floor()
-            )
+            self.floor = await self._start_floor()
+            self.pipe.strangers.since = self.floor  # jobs after it are ours, a run's, or foreign
             async with asyncio.TaskGroup() as group:
                 for _ in range(self.workers):
                     group.create_task(self._work())
@@ -162,7 +163,7 @@ class Submitter:
         posting = False
         try:
             try:
-                body = await self._with_assets(job)
+                body = await with_assets(pipe, job.request)
             except errors.OrchestratorError as exc:
                 return await self._asset_failed(job, exc)
             await self.reconciler.gate.wait()
@@ -193,11 +194,40 @@ class Submitter:
             attempts=job.attempts + 1,
         )
         try:
-            remote = await pipe.client.create_job(job.model, body, webhook_url=pipe.webhook_url)
+            remote = await self._send(job, body)
         except errors.OrchestratorError as exc:
             return await self._post_failed(job, exc), exc
         await self._accepted(job, remote)
         return _Outcome.SENT, None
+
+    async def _send(self, job: JobRecord, body: dict[str, Any]) -> RemoteJob:
+        """The POST, in the account's turn, told to the registry before and after it."""
+        pipe, registry = self.pipe, self.pipe.registry
+        if registry is None:
+            return await self._timed(job, body)
+        async with registry.posting():
+            await registry.post_started(job.key, self.floor)  # other runs count it in now
+            try:
+                remote = await self._timed(job, body)
+            except errors.OrchestratorError as exc:
+                if classify_post(exc).action is Action.RECONCILE:
+                    no_answer = isinstance(exc, errors.TransportError)
+                    await registry.ambiguous(job.key, no_answer=no_answer)
+                else:
+                    await registry.not_created(job.key)
+                raise
+            learnt = pipe.clock_bounds.state()
+            clock = None if learnt is None else (pipe.clock_bounds.scale, *learnt)
+            await registry.claimed(job.key, remote.job_id, remote.created_at, clock)
+            return remote
+
+    async def _timed(self, job: JobRecord, body: dict[str, Any]) -> RemoteJob:
+        """The POST itself; its send and answer times teach the clock bounds."""
+        sent = time.time()
+        pipe = self.pipe
+        remote = await pipe.client.create_job(job.model, body, webhook_url=pipe.webhook_url)
+        pipe.clock_bounds.learn(sent, time.time(), parse_utc(remote.created_at))
+        return remote
 
     async def _accepted(self, job: JobRecord, remote: RemoteJob) -> None:
         pipe = self.pipe
@@ -314,33 +344,15 @@ class Submitter:
         self.pipe.reporter.job_changed(job.entry_id, S.PENDING, S.REJECTED, exc.message)
         return _Outcome.REJECTED, None
 
-    async def _with_assets(self, job: JobRecord) -> dict[str, Any]:
-        """The request with every local file replaced by its uploaded asset URL (uploaded once)."""
-        cache: dict[str, str] = {}
-        for digest in _asset_refs(job.request):
-            url = await self.pipe.ledger.asset_url(digest)
-            if url is None:
-                url = await self._upload(digest)
-            cache[ASSET_PREFIX + digest] = url
-        return _replace(job.request, cache) if cache else job.request
+    async def _start_floor(self) -> str:
+        """The newest job known to the ledger or to any run of the account, else the account's."""
+        known = [await self.pipe.ledger.newest_remote_created_at()]
+        if self.pipe.registry is not None:
+            known.append(await self.pipe.registry.newest_claim())
+        newest = max((stamp for stamp in known if stamp), default=None)
+        return newest or await self._account_floor()
 
-    async def _upload(self, digest: str) -> str:
-        path = self.pipe.files.get(digest)
-        if path is None:
-            raise errors.ConfigError(
-                f"the file with sha256 {digest[:12]}… is no longer in the manifest"
-            )
-        asset = await self.pipe.client.upload_asset(Path(path))
-        await self.pipe.ledger.save_asset(
-            digest,
-            asset.url,
-            asset_id=asset.asset_id,
-            size_bytes=asset.size_bytes,
-            mime_type=asset.mime_type,
-        )
-        return asset.url
-
-    async def _account_floor(self) -> str | None:
+    async def _account_floor(self) -> str:
         """With an empty ledger, the newest job already on the account bounds reconciliation.
 
         Never skipped: an intent written without a floor would let reconciliation take every
@@ -372,25 +384,5 @@ class Submitter:
                 await pipe.clock.sleep(backoff.next_delay(errors.BadResponse(200, "unreadable")))
                 continue
             if not page.items:
-                return None
+                return EMPTY_ACCOUNT_FLOOR
             return format_utc(parse_utc(page.items[0].created_at) + timedelta(milliseconds=1))
-
-
-def _asset_refs(value: Any) -> set[str]:
-    if isinstance(value, str):
-        return {value.removeprefix(ASSET_PREFIX)} if value.startswith(ASSET_PREFIX) else set()
-    if isinstance(value, dict):
-        return set().union(*(_asset_refs(v) for v in value.values())) if value else set()
-    if isinstance(value, list):
-        return set().union(*(_asset_refs(v) for v in value)) if value else set()
-    return set()
-
-
-def _replace(value: Any, urls: dict[str, str]) -> Any:
-    if isinstance(value, str):
-        return urls.get(value, value)
-    if isinstance(value, dict):
-        return {k: _replace(v, urls) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_replace(v, urls) for v in value]
-    return value

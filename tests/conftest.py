@@ -20,6 +20,7 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for name in ("KREA_API_KEY", "KREA_API_KEY_FILE", "KREA_API_BASE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("ORCHESTRATOR_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))  # the account registries
 
 
 @pytest.fixture

@@ -267,6 +267,7 @@ def _settings(**options: Any) -> Settings:
         webhook_url=options["webhook_url"],
         webhook_listen=options["webhook_listen"],
         seed=options["seed"],
+        account_registry=not simulate,  # the embedded simulator's account is this run's alone
     )
 
 

@@ -197,29 +197,32 @@ async def _check_batch(ledger: Ledger, batch: str | None) -> None:
 
 
 async def status(ledger_path: Path, batch: str | None, fmt: str) -> str:
-    """`orchestrator status`: counts per batch and state, orphans, oldest job in flight.
+    """`orchestrator status`: counts per batch and state, jobs no run claims, oldest in flight.
 
     ``--format json`` is a list with one object per batch (README, Commands)::
 
-        [{"batch": "demo", "states": {"done": 9, "submitted": 2}, "orphans": 0,
-          "superseded": 1, "oldest_in_flight": "3m05s", "oldest_in_flight_s": 185.2}]
+        [{"batch": "demo", "states": {"done": 9}, "orphans": 0, "possible_duplicates": 1,
+          "foreign": 3, "superseded": 1, "oldest_in_flight": "3m05s", "oldest_in_flight_s": 185.2}]
 
-    ``states`` counts the jobs of the batch's current manifest; ``superseded`` the rows of
-    entries since edited or removed (history: their cost stays in reports).
+    ``states`` counts the current manifest's jobs; ``superseded``, rows of entries since edited or
+    removed (cost kept in reports); ``foreign``, other clients' jobs seen by its runs or by none.
     """
     async with read_ledger(ledger_path, batch) as ledger:
         names = [batch] if batch else await ledger.batch_names()
         data = [await _batch_status(ledger, name) for name in names]
     if fmt == "json":
         return json.dumps(data, indent=2)
-    states = [s.value for s in JobState if s is not S.ORPHAN]
-    rows = [
-        (d["batch"], *(str(d["states"].get(s, 0)) for s in states), str(d["orphans"]),
-         str(d["superseded"]), d["oldest_in_flight"] or "-")
-        for d in data
-    ]  # fmt: skip
-    header = ("batch", *states, "orphans", "superseded", "oldest in flight")
-    return _table(header, rows) if rows else "the ledger has no batches yet"
+    return _status_table(data) if data else "the ledger has no batches yet"
+
+
+def _status_table(data: Sequence[dict[str, Any]]) -> str:
+    """One row per batch; only the states some batch has jobs in, to stay about 100 wide."""
+    states = [s.value for s in JobState if any(d["states"].get(s.value) for d in data)]
+    counts = ("orphans", "possible_duplicates", "foreign", "superseded")
+    rows = [(d["batch"], *(str(d["states"].get(s, 0)) for s in states),
+             *(str(d[c]) for c in counts), d["oldest_in_flight"] or "-") for d in data]  # fmt: skip
+    header = ("batch", *states, "orphans", "possible dups", "foreign", "superseded")
+    return _table((*header, "oldest in flight"), rows)
 
 
 async def _batch_status(ledger: Ledger, name: str) -> dict[str, Any]:
@@ -227,12 +230,15 @@ async def _batch_status(ledger: Ledger, name: str) -> dict[str, Any]:
     every = await ledger.state_counts(name)
     orphans = every.get(S.ORPHAN, 0)  # remote jobs no entry claims: not the batch's jobs
     counts.pop(S.ORPHAN, None)
+    unclaimed = await ledger.unattributed_counts(name)  # nor these: no run claims them
     oldest = await ledger.oldest_in_flight(name)
     seconds = (datetime.now(UTC) - parse_utc(oldest)).total_seconds() if oldest else None
     return {
         "batch": name,
         "states": {s.value: n for s, n in counts.items()},
         "orphans": orphans,
+        "possible_duplicates": unclaimed["possible_duplicate"],
+        "foreign": unclaimed["foreign"],
         "superseded": sum(every.values()) - orphans - sum(counts.values()),
         "oldest_in_flight": None if seconds is None else _age(seconds),
         "oldest_in_flight_s": None if seconds is None else round(seconds, 1),

@@ -20,7 +20,7 @@ Why it is built this way:
 """
 
 from orchestrator.ledger.lock import LedgerLock
-from orchestrator.ledger.records import Batch, Event, Move, PlanSync
+from orchestrator.ledger.records import Batch, Event, Move, PlanSync, Unattributed
 from orchestrator.ledger.store import Ledger
 
-__all__ = ["Batch", "Event", "Ledger", "LedgerLock", "Move", "PlanSync"]
+__all__ = ["Batch", "Event", "Ledger", "LedgerLock", "Move", "PlanSync", "Unattributed"]

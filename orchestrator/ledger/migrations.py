@@ -143,6 +143,26 @@ M005_ONE_TIMESTAMP_FORM = "\n".join(
     for column in ("remote_created_at", "floor", "completed_at")
 )
 
+#: Jobs on the account that no run of this machine can claim, seen by sweeps and reconciliation:
+#: ``foreign`` (in no POST's window: another client's) or ``possible_duplicate`` (one of our lost
+#: POSTs may have made it, but it cannot be told apart from another client's: the entry was
+#: sent again, and the job is reported, never cancelled). ``price_micro`` is what it costs if it
+#: is ours (the dearest entry that could own it); foreign jobs have none.
+M006_UNATTRIBUTED = """
+CREATE TABLE unattributed (
+    remote_id     TEXT PRIMARY KEY,
+    kind          TEXT NOT NULL CHECK (kind IN ('foreign', 'possible_duplicate')),
+    batch         TEXT,
+    model         TEXT,
+    price_micro   INTEGER NOT NULL DEFAULT 0,
+    remote_status TEXT,
+    created_at    TEXT NOT NULL,             -- Krea's created_at
+    seen_at       TEXT NOT NULL,
+    note          TEXT
+);
+CREATE INDEX unattributed_by_kind ON unattributed (kind, batch);
+"""
+
 #: (version, name, SQL script). Append only: never edit a migration that has shipped.
 MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "initial schema", M001_INITIAL),
@@ -150,6 +170,7 @@ MIGRATIONS: list[tuple[int, str, str]] = [
     (3, "record the plan a batch was synced from (fast resume)", M003_SYNCED_PLAN),
     (4, "the verified file's modification time (changed-file check)", M004_FILE_MTIME),
     (5, "remote timestamps in one fixed-width UTC form", M005_ONE_TIMESTAMP_FORM),
+    (6, "jobs on the account no run can claim", M006_UNATTRIBUTED),
 ]
 
 Progress = Callable[[int, str], None]

@@ -67,6 +67,20 @@ class Move:
 
 
 @dataclass(frozen=True)
+class Unattributed:
+    """A job on the account no run can claim (see migration 6)."""
+
+    remote_id: str
+    kind: str  #: ``foreign`` or ``possible_duplicate``
+    batch: str | None
+    model: str | None
+    price_micro: int  #: what it costs if it is ours (possible duplicates only)
+    remote_status: str | None
+    created_at: str
+    note: str | None = None
+
+
+@dataclass(frozen=True)
 class Event:
     """One row of the append-only history."""
 

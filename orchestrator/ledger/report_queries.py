@@ -4,6 +4,9 @@ A mixin of :class:`~orchestrator.ledger.store.Ledger`, kept in its own module be
 read the ledger in bulk while a run reads it one job at a time. The pure ``accounting`` module
 needs nothing from here but the dicts. ``result_url`` (a signed media link), ``floor`` and the
 assets table are never selected.
+
+Readers open the file read-only and so never migrate it: a ledger last written by an older
+version may lack the ``unattributed`` table (migration 6), which then reads as empty.
 """
 
 from __future__ import annotations
@@ -38,6 +41,10 @@ class ReportQueries:
         "remote_created_at, completed_at, updated_at, planned"
     )
     _MONEY_EVENT_COLUMNS = "seq, job_key, at, to_state, remote_id, remote_status, price_micro"
+    _DUPLICATE_COLUMNS = "remote_id, batch, model, price_micro, remote_status, created_at, note"
+    #: A batch's share of the jobs no run claims: its possible duplicates, and the foreign jobs
+    #: its runs saw or that no batch's run is named for.
+    _UNATTRIBUTED_OF_BATCH = "(batch = ? OR (batch IS NULL AND kind = 'foreign'))"
 
     async def report_jobs(self, batch: str | None = None) -> list[dict[str, Any]]:
         """What accounting reads of the jobs of ``batch`` (or all), in batch and manifest order.
@@ -80,6 +87,36 @@ class ReportQueries:
         return await self._dicts(
             "SELECT name, budget_micro, created_at FROM batches ORDER BY created_at, name"
         )
+
+    async def report_possible_duplicates(self, batch: str | None = None) -> list[dict[str, Any]]:
+        """Jobs a lost POST of ``batch`` (or any) may have made, or another client; oldest first."""
+        if not await self._has_table("unattributed"):
+            return []
+        where, params = self._batch_where(batch, "kind = 'possible_duplicate'")
+        sql = (
+            f"SELECT {self._DUPLICATE_COLUMNS} FROM unattributed{where} "
+            "ORDER BY created_at, remote_id"
+        )
+        return await self._dicts(sql, params)
+
+    async def unattributed_counts(self, batch: str | None = None) -> dict[str, int]:
+        """How many jobs no run claims, by kind (``foreign``, ``possible_duplicate``).
+
+        For a batch: its possible duplicates, and the foreign jobs seen by its runs or recorded
+        with no batch (another client's jobs belong to no batch, so each batch shows them).
+        """
+        counts = {"foreign": 0, "possible_duplicate": 0}
+        if not await self._has_table("unattributed"):
+            return counts
+        where = "" if batch is None else f" WHERE {self._UNATTRIBUTED_OF_BATCH}"
+        sql = f"SELECT kind, count(*) AS n FROM unattributed{where} GROUP BY kind"
+        rows = await self._dicts(sql, [] if batch is None else [batch])
+        return counts | {row["kind"]: row["n"] for row in rows}
+
+    async def _has_table(self, name: str) -> bool:
+        """Whether the file has table ``name`` (a reader never migrates an older ledger)."""
+        sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+        return bool(await self._dicts(sql, [name]))
 
     async def _dicts(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         """Rows of a SELECT as column -> value dicts."""

@@ -27,6 +27,7 @@ from orchestrator.ledger.records import (
     Batch,
     Event,
     Move,
+    Unattributed,
     filters,
     record,
 )
@@ -177,11 +178,37 @@ class Ledger(PlanQueries, ReportQueries):
         return str(rows[0][0]) if rows and rows[0][0] else None
 
     async def remote_ids_since(self, created_at: str) -> set[str]:
-        """Remote ids the ledger already holds, created at or after ``created_at``."""
+        """Remote ids the ledger already holds or has judged no run's, created since then."""
         rows = await self._fetch(
-            "SELECT remote_id FROM jobs WHERE remote_created_at >= ?", (created_at,)
+            "SELECT remote_id FROM jobs WHERE remote_created_at >= ? "
+            "UNION SELECT remote_id FROM unattributed WHERE created_at >= ?",
+            (created_at, created_at),
         )
         return {row[0] for row in rows}
+
+    async def remote_jobs_since(self, created_at: str, limit: int) -> list[tuple[str, str, str]]:
+        """(key, remote id, created_at) of the newest ``limit`` jobs since ``created_at``."""
+        rows = await self._fetch(
+            "SELECT key, remote_id, remote_created_at FROM jobs "
+            "WHERE remote_created_at >= ? AND remote_id IS NOT NULL "
+            "ORDER BY remote_created_at DESC LIMIT ?",
+            (created_at, limit),
+        )
+        return [(row[0], row[1], row[2]) for row in rows]
+
+    async def known_remote_ids(self, remote_ids: Sequence[str]) -> set[str]:
+        """Which of ``remote_ids`` a row holds, or were recorded as no run's."""
+        found: set[str] = set()
+        for start in range(0, len(remote_ids), 400):
+            chunk = list(remote_ids[start : start + 400])
+            marks = ",".join("?" * len(chunk))
+            rows = await self._fetch(
+                f"SELECT remote_id FROM jobs WHERE remote_id IN ({marks}) "
+                f"UNION SELECT remote_id FROM unattributed WHERE remote_id IN ({marks})",
+                chunk + chunk,
+            )
+            found |= {row[0] for row in rows}
+        return found
 
     # -- transitions --------------------------------------------------------------------------
 
@@ -255,6 +282,37 @@ class Ledger(PlanQueries, ReportQueries):
             ),
         )
         return key
+
+    async def add_unattributed(self, rows: Sequence[Unattributed]) -> None:
+        """Record jobs on the account no run can claim (a possible duplicate stays one)."""
+        if not rows:
+            return
+        async with self._write() as db:
+            await db.executemany(
+                "INSERT INTO unattributed (remote_id, kind, batch, model, price_micro, "
+                "remote_status, created_at, seen_at, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(remote_id) DO UPDATE SET remote_status = excluded.remote_status, "
+                "kind = CASE WHEN unattributed.kind = 'possible_duplicate' THEN unattributed.kind "
+                "ELSE excluded.kind END",
+                [
+                    (r.remote_id, r.kind, r.batch, r.model, r.price_micro, r.remote_status,
+                     r.created_at, now_utc(), r.note)
+                    for r in rows
+                ],
+            )  # fmt: skip
+
+    async def unattributed(self, batch: str | None = None) -> list[Unattributed]:
+        """Jobs seen on the account that no run claims, oldest first (foreign for every batch)."""
+        sql = (
+            "SELECT remote_id, kind, batch, model, price_micro, remote_status, created_at, note "
+            "FROM unattributed"
+        )
+        params: tuple[Any, ...] = ()
+        if batch is not None:
+            sql += " WHERE batch IS NULL OR batch = ?"
+            params = (batch,)
+        rows = await self._fetch(sql + " ORDER BY created_at", params)
+        return [Unattributed(*row) for row in rows]
 
     # -- assets -------------------------------------------------------------------------------
 

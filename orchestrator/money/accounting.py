@@ -31,6 +31,13 @@ billed money less the price of clips of unknown length, / the seconds of the cli
 (``jobs.seconds``). An orphan's price is the reconciler's estimate (the dearest job that could
 have created it), since Krea reports no price per job.
 
+**Possible duplicates** and **foreign jobs** are jobs on the account that no run on this machine
+can claim (the ledger's ``unattributed`` table): one of our lost POSTs may have made a possible
+duplicate, but another client was active and it cannot be told apart from theirs; a foreign job
+is another client's. Neither is added to any figure above: possible duplicates are itemised
+with their price *if ours* and an "up to" total (nothing for one Krea failed or cancelled:
+free, ours or not); foreign jobs are only counted.
+
 ``as_dict`` gives each figure as the plain data the JSON report is built from (its shape is
 documented in ``reports``): money as integer ``*_micro`` plus a ``*_usd`` number derived from it.
 """
@@ -45,7 +52,7 @@ from typing import Any
 
 from orchestrator.jobs import IN_FLIGHT, REMOTE_TERMINAL, JobState
 from orchestrator.money.prices import usd
-from orchestrator.money.rows import EventRow, JobRow
+from orchestrator.money.rows import EventRow, JobRow, PossibleDuplicateRow
 from orchestrator.money.spend_history import (
     CURRENT_REMOTE,
     Charge,
@@ -59,6 +66,8 @@ from orchestrator.money.spend_history import (
 S = JobState
 #: States that only a job Krea completed can be in.
 _COMPLETED_STATES = frozenset({S.COMPLETED, S.DOWNLOADING, S.DONE})
+#: Krea's statuses of a remote job that will never be charged, whoever made it.
+_FREE_REMOTE = frozenset({"failed", "cancelled"})
 
 
 class Bucket(StrEnum):
@@ -186,10 +195,18 @@ class Figures:
     by_day: list[Day]
     orphans: list[Orphan]
     charges: list[Charge] = field(default_factory=list)
+    #: maybe ours, maybe another client's: itemised, never added to the figures above
+    possible_duplicates: list[PossibleDuplicateRow] = field(default_factory=list)
+    foreign_jobs: int = 0  #: jobs on the account another client made: counted, nothing more
 
     @property
     def orphan_billed_micro(self) -> int:
         return sum(o.price_micro for o in self.orphans if o.billed)
+
+    @property
+    def possible_duplicate_micro(self) -> int:
+        """The most the possible duplicates can cost if every one is ours (kept apart)."""
+        return sum(if_ours_micro(d) for d in self.possible_duplicates)
 
 
 def bucket(row: JobRow) -> Bucket:
@@ -205,8 +222,16 @@ def bucket(row: JobRow) -> Bucket:
     return Bucket.IN_FLIGHT if row.state in IN_FLIGHT else Bucket.FREE
 
 
-def account(jobs: Iterable[JobRow], events: Iterable[EventRow]) -> Figures:
-    """Add ``jobs`` up, with their ``events`` for free attempts and billing times."""
+def account(
+    jobs: Iterable[JobRow],
+    events: Iterable[EventRow],
+    possible_duplicates: Iterable[PossibleDuplicateRow] = (),
+    foreign_jobs: int = 0,
+) -> Figures:
+    """Add ``jobs`` up, with their ``events`` for free attempts and billing times.
+
+    ``possible_duplicates`` and ``foreign_jobs`` are carried alongside, never added in.
+    """
     rows, history = list(jobs), list(events)
     attempts = free_attempts(history)
     totals = Tally()
@@ -231,7 +256,33 @@ def account(jobs: Iterable[JobRow], events: Iterable[EventRow]) -> Figures:
         by_day=days(spent, history, {row.key for row in rows}),
         orphans=[_orphan(row) for row in rows if row.state is S.ORPHAN],
         charges=spent,
+        possible_duplicates=list(possible_duplicates),
+        foreign_jobs=foreign_jobs,
     )
+
+
+def is_free(duplicate: PossibleDuplicateRow) -> bool:
+    """Krea failed or cancelled it when last seen: it costs nothing, ours or not."""
+    return duplicate.remote_status in _FREE_REMOTE
+
+
+def if_ours_micro(duplicate: PossibleDuplicateRow) -> int:
+    """What a possible duplicate adds to the bill if it is ours: its price, unless it is free."""
+    return 0 if is_free(duplicate) else duplicate.price_micro
+
+
+def possible_duplicate_dict(duplicate: PossibleDuplicateRow) -> dict[str, Any]:
+    """A possible duplicate as plain data (see ``reports``)."""
+    return {
+        "remote_id": duplicate.remote_id,
+        "batch": duplicate.batch,
+        "model": duplicate.model,
+        "remote_status": duplicate.remote_status,
+        **money("price_if_ours", duplicate.price_micro),
+        "free": is_free(duplicate),
+        "created_at": duplicate.created_at,
+        "note": duplicate.note,
+    }
 
 
 def ratio_micro(micro: int, count: int | Decimal) -> int | None:

@@ -19,6 +19,10 @@ GROUP_HEADER = (
 # fmt: on
 DAY_HEADER = ("day", "billed", "billed $", "free attempts")
 ORPHAN_HEADER = ("remote id", "batch", "model", "Krea status", "price", "billed")
+DUPLICATE_HEADER = (
+    "remote id", "batch", "model", "Krea status when seen", "price if ours", "created at"
+)  # fmt: skip
+DUPLICATE_TITLE = "Possible duplicates (unattributable: another client was active)"
 GROUPS = (("batch", "by_batch"), ("model", "by_model"), ("state", "by_status"))
 #: The figures of GROUP_HEADER, in its order: counts, seconds, money, then the per-second rate.
 _GROUP_COUNTS = ("jobs", "billed_jobs", "in_flight_jobs", "not_sent_jobs", "free_jobs",
@@ -49,7 +53,30 @@ def highlights(t: dict[str, Any]) -> list[tuple[str, str]]:
             f"{plural(t['free_attempts'], 'attempt')} failed or cancelled",
         ),
         ("orphans", f"{t['orphans']} ({dollars(t['orphan_billed_micro'])} billed)"),
+        *_unattributed_highlights(t),
     ]
+
+
+def _unattributed_highlights(t: dict[str, Any]) -> list[tuple[str, str]]:
+    """Jobs no run claims, only when there are some: they are no part of the figures above."""
+    out = []
+    if t["possible_duplicates"]:
+        count = plural(t["possible_duplicates"], "possible duplicate")
+        out.append(
+            (
+                "duplicates",
+                f"up to {dollars(t['possible_duplicate_micro'])} if ours ({count}: another "
+                "client was active; not in billed)",
+            )
+        )
+    if t["foreign_jobs"]:
+        out.append(("foreign", f"{foreign_text(t['foreign_jobs'])}; never touched, not counted"))
+    return out
+
+
+def foreign_text(count: int) -> str:
+    """``3 jobs on the account made by another client``."""
+    return f"{plural(count, 'job')} on the account made by another client"
 
 
 def sections(document: dict[str, Any]) -> list[Section]:
@@ -64,6 +91,8 @@ def sections(document: dict[str, Any]) -> list[Section]:
     ]
     out.append(("By day (UTC)", DAY_HEADER, days))
     out.append(("Orphans (found by reconciliation)", ORPHAN_HEADER, _orphan_rows(document)))
+    if document["possible_duplicates"]:  # the title says another client was active: only then
+        out.append((DUPLICATE_TITLE, DUPLICATE_HEADER, _duplicate_rows(document)))
     return out
 
 
@@ -79,6 +108,18 @@ def _orphan_rows(document: dict[str, Any]) -> list[tuple[str, ...]]:
          "yes" if o["billed"] else ("in flight" if o["in_flight"] else "no"))
         for o in document["orphans"]
     ]  # fmt: skip
+
+
+def _duplicate_rows(document: dict[str, Any]) -> list[tuple[str, ...]]:
+    """Each possible duplicate, then the most they can cost: kept apart from billed."""
+    rows = [
+        (d["remote_id"], d["batch"] or "-", d["model"] or "-", d["remote_status"] or "-",
+         f"free ({d['remote_status']})" if d["free"] else dollars(d["price_if_ours_micro"]),
+         d["created_at"])
+        for d in document["possible_duplicates"]
+    ]  # fmt: skip
+    total = dollars(document["totals"]["possible_duplicate_micro"])
+    return [*rows, ("total", "", "", "", f"up to {total}", "")]
 
 
 def seconds_text(value: float) -> str:

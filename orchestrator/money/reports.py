@@ -21,7 +21,10 @@ HTTP, no SQL.
         "cost_per_second_micro": 73462, "cost_per_second_usd": 0.073462,
         "not_sent_jobs": 3,                 # pending: not sent yet or held back by the budget
         "not_sent_micro": 1100100, "not_sent_usd": 1.1001,  # what sending them will cost
-        "orphans": 0, "orphan_billed_micro": 0, "orphan_billed_usd": 0.0
+        "orphans": 0, "orphan_billed_micro": 0, "orphan_billed_usd": 0.0,
+        "possible_duplicates": 1,           # maybe ours, maybe another client's: apart from all
+        "possible_duplicate_micro": 366700, "possible_duplicate_usd": 0.3667,  # up to, if ours
+        "foreign_jobs": 3                   # another client's jobs on the account: counted only
       },
       "by_batch": [{"batch": "demo", <the keys of totals from "jobs" to "not_sent_usd">,
                     "budget_micro": 5000000, "budget_usd": 5.0}],
@@ -32,7 +35,11 @@ HTTP, no SQL.
       "orphans": [{"key": "orphan:a1b2", "remote_id": "a1b2", "batch": "demo",
                    "model": "kling/kling-2.5", "remote_status": "completed",
                    "price_micro": 366700, "price_usd": 0.3667, "billed": true,
-                   "in_flight": false, "remote_created_at": "2026-02-13T02:19:01.004Z"}]
+                   "in_flight": false, "remote_created_at": "2026-02-13T02:19:01.004Z"}],
+      "possible_duplicates": [{"remote_id": "c3d4", "batch": "demo", "model": "kling/kling-2.5",
+                               "remote_status": "queued", "price_if_ours_micro": 366700,
+                               "price_if_ours_usd": 0.3667, "free": false,
+                               "created_at": "2026-02-13T02:19:05.120Z", "note": null}]
     }
 
 Money is integer micro-USD (``*_micro``), the numbers to compute with; ``*_usd`` is derived from
@@ -45,12 +52,25 @@ added, pending jobs were counted in ``free_jobs``.) ``state`` is ours and ``remo
 Krea's (see ``accounting``). Orphans are remote jobs reconciliation found that no entry could
 claim: duplicate spend when billed.
 
-CSV is one table: ``section`` (total, batch, model, status, day, orphan), ``name``, the figures
-(USD as exact decimals; new columns go before ``note``). HTML is one self-contained file (inline
-CSS and SVG; no script, no network) with every ledger string escaped, since ids and prompts are
-user input. ``export`` gives every job (or event) row, columns as in ``Ledger.EXPORT_*_COLUMNS``,
-as CSV or a JSON list; it includes each request (the user's own data) and never media URLs or
-anything key-like.
+Possible duplicates and foreign jobs are jobs on the account no run on this machine can claim
+(added after the keys above; older reports lack them). A possible duplicate may have been made
+by one of our POSTs whose answer was lost, but another client was active on the account and it
+cannot be told apart from theirs; its entry was sent again. Each is listed with Krea's status
+when last seen and ``price_if_ours_*``, what it costs if it is ours and completes; ``free`` is
+true once Krea failed or cancelled it (nothing to pay, ours or not). ``possible_duplicate_*``
+is the most they can cost together (the non-free ones): an "up to", since they may all be
+another client's, and never part of billed, orphan or any group's figures. ``foreign_jobs``
+counts jobs another client made: never touched, never counted as ours. With ``batch`` set, the
+report holds that batch's possible duplicates and the foreign jobs its runs saw or that no run
+is named for.
+
+CSV is one table: ``section`` (total, batch, model, status, day, orphan, possible_duplicate),
+``name``, the figures (USD as exact decimals; new columns go before ``note``); a
+``possible_duplicate`` row's ``possible_duplicate_micro`` is what it adds to the total row's.
+HTML is one self-contained file (inline CSS and SVG; no script, no network) with every ledger
+string escaped, since ids and prompts are user input. ``export`` gives every job (or event) row,
+columns as in ``Ledger.EXPORT_*_COLUMNS``, as CSV or a JSON list; it includes each request (the
+user's own data) and never media URLs or anything key-like.
 """
 
 from __future__ import annotations
@@ -64,11 +84,12 @@ from typing import Any
 from orchestrator.clock import now_utc
 from orchestrator.errors import InputError
 from orchestrator.ledger import Ledger
-from orchestrator.money.accounting import Figures, account, money
+from orchestrator.money.accounting import Figures, account, money, possible_duplicate_dict
 from orchestrator.money.report_html import report_html
 from orchestrator.money.report_sections import (
     GROUPS,
     dollars,
+    foreign_text,
     highlights,
     plural,
     rate,
@@ -76,7 +97,7 @@ from orchestrator.money.report_sections import (
     sections,
     usd_text,
 )
-from orchestrator.money.rows import EventRow, JobRow
+from orchestrator.money.rows import EventRow, JobRow, PossibleDuplicateRow
 
 FORMATS = ("table", "csv", "json", "html")
 # fmt: off
@@ -84,6 +105,7 @@ CSV_COLUMNS = (
     "section", "name", "jobs", "billed_jobs", "billed_micro", "billed_usd", "in_flight_jobs",
     "in_flight_micro", "in_flight_usd", "free_jobs", "free_attempts", "clips", "billed_seconds",
     "cost_per_clip_usd", "cost_per_second_usd", "not_sent_jobs", "not_sent_micro", "not_sent_usd",
+    "possible_duplicates", "possible_duplicate_micro", "possible_duplicate_usd", "foreign_jobs",
     "note",
 )
 # fmt: on
@@ -93,7 +115,8 @@ CSV_COLUMNS = (
 
 
 async def batch_summary(ledger: Ledger, batch: str) -> str:
-    """A few lines for the end of a run: billed, clips, by model, rates, in flight, orphans."""
+    """A few lines for the end of a run: billed, clips, by model, rates, in flight, orphans,
+    and the jobs on the account no run can claim."""
     return summary_text(await figures(ledger, batch))
 
 
@@ -130,11 +153,15 @@ async def export(
 
 
 async def figures(ledger: Ledger, batch: str | None) -> Figures:
-    """The ledger's rows of ``batch`` (or of all batches), added up."""
+    """The ledger's rows of ``batch`` (or of all batches), added up; and beside them, the jobs
+    on the account that no run can claim."""
     await _check_batch(ledger, batch)
     jobs = [JobRow.of(row) for row in await ledger.report_jobs(batch)]
     events = [EventRow.of(row) for row in await ledger.report_events(batch)]
-    return account(jobs, events)
+    rows = await ledger.report_possible_duplicates(batch)
+    duplicates = [PossibleDuplicateRow.of(row) for row in rows]
+    foreign = (await ledger.unattributed_counts(batch))["foreign"]
+    return account(jobs, events, duplicates, foreign)
 
 
 async def _check_batch(ledger: Ledger, batch: str | None) -> None:
@@ -159,11 +186,16 @@ def _report_json(
 ) -> dict[str, Any]:
     """The report in the stable JSON shape documented above."""
     orphans = {"orphans": len(result.orphans), **money("orphan_billed", result.orphan_billed_micro)}
+    unattributed = {
+        "possible_duplicates": len(result.possible_duplicates),
+        **money("possible_duplicate", result.possible_duplicate_micro),
+        "foreign_jobs": result.foreign_jobs,
+    }
     return {
         "generated_at": now_utc(),
         "ledger": ledger,
         "batch": batch,
-        "totals": result.totals.as_dict() | orphans,
+        "totals": result.totals.as_dict() | orphans | unattributed,
         "by_batch": [
             {"batch": name, **t.as_dict(), **money("budget", budgets.get(name))}
             for name, t in result.by_batch.items()
@@ -172,6 +204,7 @@ def _report_json(
         "by_status": [{"state": s.value, **t.as_dict()} for s, t in result.by_status.items()],
         "by_day": [day.as_dict() for day in result.by_day],
         "orphans": [orphan.as_dict() for orphan in result.orphans],
+        "possible_duplicates": [possible_duplicate_dict(d) for d in result.possible_duplicates],
     }
 
 
@@ -183,6 +216,10 @@ def _report_csv(document: dict[str, Any]) -> str:
         rows += [_csv_row(section, group[name], group) for group in document[key]]
     rows += [_csv_row("day", day["day"], day) for day in document["by_day"]]
     rows += [_csv_row("orphan", o["remote_id"], _orphan_figures(o)) for o in document["orphans"]]
+    rows += [
+        _csv_row("possible_duplicate", d["remote_id"], _duplicate_figures(d))
+        for d in document["possible_duplicates"]
+    ]
     return _csv(CSV_COLUMNS, rows)
 
 
@@ -200,6 +237,18 @@ def _orphan_figures(o: dict[str, Any]) -> dict[str, Any]:
     note = f"batch {o['batch']}; model {o['model']}; Krea status {o['remote_status']}"
     values = {"jobs": 1, f"{kind}_jobs": 1, "note": note}
     return values | ({} if kind == "free" else {f"{kind}_micro": o["price_micro"]})
+
+
+def _duplicate_figures(d: dict[str, Any]) -> dict[str, Any]:
+    """A possible duplicate's CSV cells: what it adds to the "up to" total; the rest, a note."""
+    free = ["free: Krea failed or cancelled it"] if d["free"] else []
+    note = "; ".join([
+        f"price if ours {usd_text(d['price_if_ours_micro'])}", *free, f"batch {d['batch']}",
+        f"model {d['model']}", f"Krea status when seen {d['remote_status']}",
+        f"created {d['created_at']}",
+    ])  # fmt: skip
+    added = 0 if d["free"] else d["price_if_ours_micro"]
+    return {"possible_duplicates": 1, "possible_duplicate_micro": added, "note": note}
 
 
 def _csv(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
@@ -260,4 +309,21 @@ def summary_text(result: Figures) -> str:
         lines.append(
             f"orphans: {plural(count, 'remote job')} no entry could claim, {billed} billed"
         )
-    return "\n".join(lines)
+    return "\n".join(lines + _unattributed_lines(result))
+
+
+def _unattributed_lines(result: Figures) -> list[str]:
+    """Jobs on the account no run can claim, only when there are some; never added to spend."""
+    lines = []
+    if result.possible_duplicates:
+        count = plural(len(result.possible_duplicates), "remote job")
+        lines.append(
+            f"possible duplicates: {count} a lost POST of ours may have made (unattributable: "
+            f"another client was active), up to {dollars(result.possible_duplicate_micro)} "
+            "if ours; not in billed"
+        )
+    if result.foreign_jobs:
+        lines.append(
+            f"foreign activity: {foreign_text(result.foreign_jobs)}; never touched, not counted"
+        )
+    return lines

@@ -1,8 +1,9 @@
-"""The ledger's rows as the money side reads them: one ``jobs`` row, one ``events`` row.
+"""The ledger's rows as the money side reads them: ``jobs``, ``events`` and ``unattributed`` rows.
 
 ``accounting`` adds job rows up and ``spend_history`` walks event rows; both take these shapes,
 which is why they live apart from either (neither module imports the other for a type). The
-ledger's report queries select exactly these columns.
+ledger's report queries select exactly these columns. A possible duplicate is no job of ours:
+it is itemised beside the figures, never added into them.
 """
 
 from __future__ import annotations
@@ -62,3 +63,24 @@ class EventRow:
 
 
 _EVENT_COLUMNS = tuple(f.name for f in fields(EventRow))
+
+
+@dataclass(frozen=True, slots=True)
+class PossibleDuplicateRow:
+    """One ``unattributed`` row of kind ``possible_duplicate``: maybe ours, maybe another's."""
+
+    remote_id: str
+    batch: str | None
+    model: str | None
+    price_micro: int  #: what it costs if it is ours (the dearest entry that could own it)
+    remote_status: str | None  #: Krea's status when the job was last seen
+    created_at: str  #: Krea's created_at
+    note: str | None = None
+
+    @classmethod
+    def of(cls, row: Mapping[str, Any]) -> PossibleDuplicateRow:
+        """From a column -> value mapping (extra columns are ignored)."""
+        return cls(**{name: row[name] for name in _DUPLICATE_COLUMNS if name in row})
+
+
+_DUPLICATE_COLUMNS = tuple(f.name for f in fields(PossibleDuplicateRow))

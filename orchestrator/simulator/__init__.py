@@ -50,6 +50,15 @@ from the other reading where that matters:
   ``{error, detail: [{loc: ["body", field], msg}]}``. camelCase aliases work only until their
   sunset date on the simulated clock (``start_time`` sets it).
 * **Media URLs** are public (no token) and never expire unless ``url_ttl_s`` is set.
+* **Workspace tokens**: each token is its own account unless ``shared_tokens`` groups it with
+  others; a group shares jobs (GET and the list), concurrency slots, backlog, request rate and
+  money, like tokens of one Krea workspace may.
+* **Other clients**: ``foreign_jobs_per_s`` adds another user to every account the API has seen.
+  Its jobs arrive as a seeded Poisson process on the simulated clock (so at any ``time_scale``,
+  and on ``advance``), use the spec's cheapest request, take slots, appear in ``GET /jobs`` and
+  are billed like any job; when a POST would be refused (429/402) the job is simply not created.
+  Introspection marks them ``"foreign": true``; ``jobs_created`` and ``bodies`` count only jobs
+  created through the API, ``foreign_jobs``/``foreign_refused`` the other client's.
 
 The ``/_sim/`` routes exist for tests and benchmarks only; they have no auth and are never
 faulted or counted.

@@ -1,7 +1,9 @@
 """Per-token accounts: their jobs in creation order, slots, backlog, money and request rate.
 
 Each bearer token is its own account, identified by ``sha256(token)[:16]`` so that no token is
-ever stored in introspection or logs. An account holds:
+ever stored in introspection or logs; tokens of one ``shared_tokens`` group act on the account of
+the group's first token (workspace tokens that see the same jobs, slots and money). An account
+holds:
 
 * its jobs in creation order, with ``created_ms`` kept *strictly* increasing (1 ms is added when
   two jobs would share a timestamp) so a list cursor "created before T" never skips or repeats
@@ -18,7 +20,7 @@ from __future__ import annotations
 import hashlib
 from bisect import bisect_left
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from functools import lru_cache
 
 from orchestrator.simulator.job import SimJob
@@ -28,6 +30,11 @@ from orchestrator.simulator.job import SimJob
 def account_id(token: str) -> str:
     """The public identity of a token: the first 16 hex digits of its sha256."""
     return hashlib.sha256(token.encode()).hexdigest()[:16]
+
+
+def account_of(token: str, groups: Mapping[str, str]) -> str:
+    """The account a token acts on: its own, or its group's (``SimulatorOptions.token_groups``)."""
+    return account_id(groups.get(token, token))
 
 
 class Account:
@@ -94,6 +101,12 @@ class Account:
         self._note_high_water()
         if self.unfinished == 0:
             self._last_idle_s = at_s
+
+    def available_micro(self, balance_micro: int, reserving: bool) -> int:
+        """Money a new job may use: the balance after the bill, less unfinished prices if
+        ``reserving`` (the 402 rule, shared by the API's POSTs and the foreign client's)."""
+        balance = balance_micro - self.billed_micro
+        return balance - self.unfinished_price_micro if reserving else balance
 
     def finished(self, job: SimJob) -> None:
         """A job reached a terminal status: it no longer reserves money."""

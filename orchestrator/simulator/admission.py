@@ -18,16 +18,14 @@ Authentication and the request-rate limit run before this (``gate``). Then, firs
 
 from __future__ import annotations
 
-import hashlib
 import json
 import uuid
 from typing import Any
 from urllib.parse import urlsplit
 
-from orchestrator.jobs import canonical_json
 from orchestrator.simulator.billing import request_price_micro
 from orchestrator.simulator.clock import date_of, to_ms
-from orchestrator.simulator.job import SimJob
+from orchestrator.simulator.job import SimJob, body_digest
 from orchestrator.simulator.responses import CONCURRENCY_MESSAGE, Refusal, error, too_many, usd
 from orchestrator.simulator.service import Service
 from orchestrator.spec import Endpoint, Problem, load_spec, request_problems
@@ -127,8 +125,7 @@ def _limits(service: Service, account_id: str, price: int) -> Refusal | None:
     account = service.accounts.get(account_id)
     if account.unfinished >= options.concurrency + options.backlog:
         return too_many(options, service.clock.now(), CONCURRENCY_MESSAGE)
-    balance = options.balance_micro - account.billed_micro
-    available = balance - account.unfinished_price_micro if options.reserve_in_flight else balance
+    available = account.available_micro(options.balance_micro, options.reserve_in_flight)
     if available < price:
         message = f"Insufficient balance: this job costs {usd(price)}, available {usd(available)}."
         return error(402, message)
@@ -148,7 +145,7 @@ def _create(
     account = service.accounts.get(account_id)
     options = service.options
     plan = service.planner.plan(endpoint, translated, service.outcome_rates(), options.duration_s)
-    digest = hashlib.sha256(f"{endpoint.model}\n{canonical_json(body)}".encode()).hexdigest()
+    digest = body_digest(endpoint.model, body)
     job = SimJob(
         job_id=str(uuid.uuid4()),
         account=account_id,

@@ -20,7 +20,9 @@ class Counters:
     requests: Counter[str] = field(default_factory=Counter)
     statuses: Counter[str] = field(default_factory=Counter)
     rate_limited: int = 0
-    jobs_created: int = 0
+    jobs_created: int = 0  #: through the API (the foreign client's are counted apart)
+    foreign_jobs: int = 0  #: created by the simulated other client
+    foreign_refused: int = 0  #: the other client's jobs refused: slots and backlog full, or 402
     billed_micro: int = 0
     bodies: Counter[str] = field(default_factory=Counter)
     #: Called after every counted request (``RunningSimulator.wait_until`` waits on them).

@@ -6,7 +6,9 @@ Order for an API route (anything but ``/_sim/`` and the public media files):
 2. ``outage`` → 503; a ``5xx`` fault → 500/502/503; a ``reset`` fault → the connection is
    dropped. All three happen before the request is looked at, so nothing is created;
 3. ``Authorization: Bearer <token>`` → 401 in the configured shape when missing, empty or not
-   allowed; the account is ``sha256(token)[:16]`` (the token itself is never kept in stats);
+   allowed; the account is ``sha256(token)[:16]``, or that of the first token of the token's
+   ``shared_tokens`` group (the token itself is never kept in stats). From this request on the
+   account exists (``Service.see``), and so does its foreign client;
 4. the per-account request-rate limit → 429 (at most ``ceil(rate_limit_rps)`` requests in any
    sliding second of real time; refused requests do not count);
 5. the route handler; then the ``malformed`` fault may replace a 200 JSON answer (on the routes
@@ -26,7 +28,7 @@ from typing import Any
 
 from aiohttp import web
 
-from orchestrator.simulator.accounts import account_id
+from orchestrator.simulator.accounts import account_of
 from orchestrator.simulator.responses import (
     RATE_MESSAGE,
     Refusal,
@@ -110,6 +112,7 @@ def _before(request: web.Request, service: Service) -> Refusal | None:
     if account is None:
         return unauthorized(options)
     request[ACCOUNT] = account
+    service.see(account)
     if _rate_limited(service, account):
         return too_many(options, service.clock.now(), RATE_MESSAGE)
     return None
@@ -131,7 +134,7 @@ def _authenticate(request: web.Request, service: Service) -> str | None:
     allowed = service.options.allowed_tokens
     if allowed is not None and token not in allowed:
         return None
-    return account_id(token)
+    return account_of(token, service.options.token_groups)
 
 
 def _rate_limited(service: Service, ident: str) -> bool:

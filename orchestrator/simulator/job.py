@@ -10,9 +10,11 @@ exactly) and float epoch seconds for the rest (they come from the event heap).
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
+from orchestrator.jobs import canonical_json
 from orchestrator.simulator.clock import iso_ms, to_ms
 from orchestrator.simulator.outcomes import ERROR_MESSAGES, Plan
 
@@ -55,6 +57,7 @@ class SimJob:
     walk: tuple[tuple[float, str], ...] = ()  #: (offset from start, status) steps
     step: int = 0  #: index of the current step in ``walk``
     version: int = 0  #: bumped on every change; stale heap events carry an old one
+    foreign: bool = False  #: created by the simulated other client (``foreign_jobs_per_s``)
 
     @property
     def created_at(self) -> str:
@@ -74,6 +77,11 @@ class SimJob:
         if self.error_code is None:
             return None
         return {"code": self.error_code, "message": ERROR_MESSAGES[self.error_code]}
+
+
+def body_digest(model: str, body: dict[str, Any]) -> str:
+    """sha256 of model and canonical body: equal for two submissions of the same request."""
+    return hashlib.sha256(f"{model}\n{canonical_json(body)}".encode()).hexdigest()
 
 
 def creation_json(job: SimJob) -> dict[str, Any]:
@@ -162,6 +170,7 @@ def sim_json(job: SimJob) -> dict[str, Any]:
         "webhook_url": job.webhook_url,
         "outcome": job.plan.outcome,
         "error_code": job.error_code,
+        "foreign": job.foreign,
     }
 
 

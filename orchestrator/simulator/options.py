@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import math
 import types
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
 #: Smallest padded MP4 (sample clip + free box header + job marker fits well inside).
@@ -80,6 +81,17 @@ class SimulatorOptions:
     balance_usd: str = _opt("1000", "Starting USD balance of every account (decimal).")
     reserve_in_flight: bool = _opt(
         True, "402 when balance minus unfinished jobs' prices < price (else when balance < price)."
+    )
+    shared_tokens: str = _opt(
+        "",
+        "Groups of tokens that share one account, e.g. 'a,b;c,d': tokens in one group see the "
+        "same jobs, slots and money, as Krea's workspace tokens may.",
+    )
+    foreign_jobs_per_s: float = _opt(
+        0.0,
+        "Another client on every account: jobs created per simulated second on each account "
+        "that has sent a request (a Poisson process; refused, so never created, when the "
+        "account's slots and backlog are full or its money is short).",
     )
     # -- contract variants (UNCONFIRMED parts of Krea's API) ------------------------------------
     auth_error_shape: str = _opt(
@@ -192,8 +204,9 @@ class SimulatorOptions:
             if choices and getattr(self, f.name) not in choices:
                 raise ValueError(f"{f.name} must be one of {', '.join(map(str, choices))}")
         self._check_numbers()
+        self._check_other_clients()
         _ = self.balance_micro, self.start_epoch_s, self.retired, self.malformed_choices
-        _ = self.malformed_route_names, self.status_words
+        _ = self.malformed_route_names, self.status_words, self.token_groups
 
     def _check_numbers(self) -> None:
         if self.time_scale < 0 or not math.isfinite(self.time_scale):
@@ -218,6 +231,12 @@ class SimulatorOptions:
     def _check_port(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ValueError("port must be between 0 and 65535")
+
+    def _check_other_clients(self) -> None:
+        # An infinite rate would draw zero gaps forever: the arrival loop would never end.
+        rate = self.foreign_jobs_per_s
+        if not (math.isfinite(rate) and rate >= 0):
+            raise ValueError("foreign_jobs_per_s must be a finite number >= 0")
 
     # -- parsed views ---------------------------------------------------------------------------
     @property
@@ -250,6 +269,11 @@ class SimulatorOptions:
         if self.tokens is None:
             return None
         return frozenset(t.strip() for t in self.tokens.split(",") if t.strip())
+
+    @property
+    def token_groups(self) -> Mapping[str, str]:
+        """Token -> the first token of its ``shared_tokens`` group, whose account it acts on."""
+        return _token_groups(self.shared_tokens)
 
     @property
     def retired(self) -> dict[str, str]:
@@ -302,6 +326,19 @@ class SimulatorOptions:
         if unknown:
             raise TypeError(f"unknown simulator option(s): {', '.join(unknown)}")
         return replace(self, **changes)
+
+
+@lru_cache(maxsize=16)  # read on every request: parse each distinct setting once
+def _token_groups(text: str) -> Mapping[str, str]:
+    heads: dict[str, str] = {}
+    for group in filter(None, (g.strip() for g in text.split(";"))):
+        members = [t.strip() for t in group.split(",")]
+        if not all(members) or any(t in heads for t in members) or len(set(members)) < len(members):
+            raise ValueError(
+                "shared_tokens must be groups like 'a,b;c,d': no empty token, none twice"
+            )
+        heads.update(dict.fromkeys(members, members[0]))
+    return types.MappingProxyType(heads)
 
 
 @cache

@@ -60,9 +60,11 @@ class Plan:
 class Planner:
     """Draws plans from two seeded generators (fates and durations are independent streams)."""
 
-    def __init__(self, seed: int) -> None:
-        self._fates = random.Random(f"{seed}/fates")
-        self._durations = random.Random(f"{seed}/durations")
+    def __init__(self, seed: int, stream: str = "") -> None:
+        # ``stream`` names an independent pair (the foreign client's), so its draws never shift
+        # the fates of the client under test.
+        self._fates = random.Random(f"{seed}/{stream}fates")
+        self._durations = random.Random(f"{seed}/{stream}durations")
 
     def plan(
         self,

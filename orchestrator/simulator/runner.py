@@ -1,9 +1,11 @@
 """Running the simulator: the async context manager tests use, and the blocking ``serve``.
 
 Besides the aiohttp site, a running simulator owns one background task, the *waker*: it sleeps
-until the real moment the next lifecycle event is due (never, with a manual clock) and applies
-it, so webhooks fire on time even when nobody is polling. Anything that may move the next event
-earlier (a new job, ``advance``, ``configure``) sets the waker's event so it recomputes.
+until the real moment the next event is due (a lifecycle step or a foreign client's job; never,
+with a manual clock) and applies it, so webhooks fire and foreign jobs appear on time even when
+nobody is polling. Anything that may move the next event earlier (a new job, a newly seen
+account, ``advance``, ``configure``) sets the waker's event so it recomputes. The foreign client
+has no task of its own: one sleeper over both kinds of event keeps them in time order.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.log import access_logger
 
-from orchestrator.simulator.accounts import account_id
+from orchestrator.simulator.accounts import account_of
 from orchestrator.simulator.app import build_app
 from orchestrator.simulator.control import all_jobs
 from orchestrator.simulator.options import SimulatorOptions
@@ -84,10 +86,10 @@ class RunningSimulator:
         """Wait until every webhook delivery started so far has finished (either way)."""
         await self._service.webhooks.drain()
 
-    @staticmethod
-    def account_id(token: str) -> str:
-        """The account id a token maps to (``sha256(token).hexdigest()[:16]``)."""
-        return account_id(token)
+    def account_id(self, token: str) -> str:
+        """The account id a token maps to (``sha256(token).hexdigest()[:16]``, or that of the
+        first token of its ``shared_tokens`` group)."""
+        return account_of(token, self._service.options.token_groups)
 
 
 @asynccontextmanager
@@ -123,7 +125,7 @@ async def _wake_loop(service: Service) -> None:
     while True:
         wake.clear()
         service.tick()
-        at_s = service.lifecycle.next_event_s()
+        at_s = service.next_event_s()
         delay = None if at_s is None else service.clock.real_delay(at_s)
         if delay is None:
             await wake.wait()

@@ -27,6 +27,8 @@ def snapshot(service: Service) -> dict[str, Any]:
         "rate_limited": counters.rate_limited,
         "faults": dict(service.faults.served),
         "jobs_created": counters.jobs_created,
+        "foreign_jobs": counters.foreign_jobs,
+        "foreign_refused": counters.foreign_refused,
         "job_statuses": dict(Counter(job.status for job in service.lifecycle.jobs.values())),
         "billed_micro": counters.billed_micro,
         "webhooks": {"delivered": service.webhooks.delivered, "failed": service.webhooks.failed},

@@ -286,7 +286,8 @@ async def test_migrations_upgrade_an_older_ledger_in_place(tmp_path: Path) -> No
     path = tmp_path / "l.db"
     await planned(path)
     db = sqlite3.connect(path)
-    db.execute("DROP INDEX events_batch")  # undo migrations 2 to 4
+    db.execute("DROP INDEX events_batch")  # undo migrations 2 to 6
+    db.execute("DROP TABLE unattributed")
     db.execute("ALTER TABLE batches DROP COLUMN synced_plan")
     db.execute("ALTER TABLE jobs DROP COLUMN file_mtime_ns")
     db.execute("DELETE FROM migrations WHERE version > 1")

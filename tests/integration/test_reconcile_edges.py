@@ -14,6 +14,7 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
+from orchestrator.attribution import Attempt, Candidate, Window, attribute
 from orchestrator.budget import Budget
 from orchestrator.client import KreaClient
 from orchestrator.clock import Clock, format_utc
@@ -21,7 +22,8 @@ from orchestrator.jobs import JobState
 from orchestrator.ledger import Batch, Ledger
 from orchestrator.limits import InFlightWindow, Pacer
 from orchestrator.pipeline import Pipeline
-from orchestrator.reconcile import Attempt, Candidate, Reconciler, attribute
+from orchestrator.reconcile import Reconciler
+from orchestrator.submitter import EMPTY_ACCOUNT_FLOOR
 from tests.conftest import StartSimulator
 from tests.integration.pipeline_support import (
     TOKEN,
@@ -35,13 +37,12 @@ S = JobState
 BODY = {"prompt": "someone else's clip", "duration": 5}
 
 
-async def test_an_orphan_of_another_batch_takes_no_slot_or_money_of_this_run(
+async def test_a_doubt_of_another_batch_is_reported_never_cancelled_and_holds_nothing(
     simulator: StartSimulator, tmp_path: Path
 ) -> None:
-    """Batch `other`'s two lost POSTs make an orphan that cannot be cancelled: `b` holds none."""
-    sim = await simulator(
-        time_scale=0.0, fault_malformed_rate=1.0, malformed_routes="delete_job", seed=1
-    )
+    """Batch `other`'s two lost POSTs and one job either could have made: no DELETE, the job is
+    a possible duplicate of `other`, both entries go back to pending, `b` holds no slot."""
+    sim = await simulator(time_scale=0.0, seed=1)
     async with Ledger.open(tmp_path / "ledger.db") as ledger:
         await ledger.save_batch(Batch("other", "/o.yaml", "sha", "/out"))
         specs = [spec(i, batch="other") for i in range(2)]
@@ -51,16 +52,22 @@ async def test_an_orphan_of_another_batch_takes_no_slot_or_money_of_this_run(
             await ledger.transition(one.key, S.SUBMITTING, expect=S.PENDING, cause="t", floor=floor)
             await ledger.transition(one.key, S.AMBIGUOUS, expect=S.SUBMITTING, cause="t")
         async with KreaClient.connect(sim.url, TOKEN) as client:
-            await client.create_job("kling/kling-2.5", BODY)  # either lost POST may have made it
+            made = await client.create_job("kling/kling-2.5", BODY)  # either POST may have made it
             pipe = Pipeline(ledger=ledger, client=client, batch="b", out_dir=tmp_path,
                             clock=Clock(1000.0), window=InFlightWindow(1), pacer=Pacer(None),
                             budget=Budget(), rng=random.Random(1))  # fmt: skip
             await Reconciler(pipe).settle()
         rows = await ledger.jobs()
-    (orphan,) = [r for r in rows if r.state is S.ORPHAN]
-    assert (orphan.batch, orphan.remote_status) == ("other", "queued")  # the DELETE failed
+        (doubt,) = await ledger.unattributed()
+    assert "DELETE /jobs/{id}" not in sim.stats()["requests"]
+    assert (doubt.remote_id, doubt.kind, doubt.batch) == (
+        made.job_id,
+        "possible_duplicate",
+        "other",
+    )
+    assert doubt.price_micro == max(r.price_micro for r in rows)
     assert (pipe.window.in_flight, pipe.budget.exposure_micro) == (0, 0)
-    assert {r.state for r in rows if r.batch == "other" and r.state is not S.ORPHAN} == {S.PENDING}
+    assert {r.state for r in rows} == {S.PENDING}
 
 
 async def test_a_failed_first_job_list_never_lets_older_jobs_be_taken_for_ours(
@@ -99,10 +106,16 @@ SECONDS = st.integers(min_value=0, max_value=30)
 
 @st.composite
 def _doubts(draw: st.DrawFn) -> tuple[list[Attempt], list[Candidate]]:
-    floors = draw(st.lists(st.one_of(st.none(), SECONDS), min_size=1, max_size=5))
+    bounds = draw(
+        st.lists(
+            st.tuples(st.one_of(st.none(), SECONDS), st.one_of(st.none(), SECONDS), SECONDS,
+                      st.booleans()),
+            min_size=1, max_size=5,
+        )
+    )  # fmt: skip
     attempts = [
-        Attempt(f"k{i}", None if f is None else EPOCH + timedelta(seconds=f))
-        for i, f in enumerate(floors)
+        Attempt(f"k{i}", _window(low, span, grace), ours=ours)
+        for i, (low, span, grace, ours) in enumerate(bounds)
     ]
     created = draw(st.lists(SECONDS, max_size=6))
     candidates = [
@@ -112,24 +125,47 @@ def _doubts(draw: st.DrawFn) -> tuple[list[Attempt], list[Candidate]]:
     return attempts, candidates
 
 
-def _may_own(attempt: Attempt, candidate: Candidate) -> bool:
-    return attempt.floor is None or candidate.created_at >= attempt.floor
+def _window(low: int | None, span: int | None, grace: int) -> Window:
+    start = None if low is None else EPOCH + timedelta(seconds=low)
+    if span is None:
+        return Window(start, None, None)
+    tight = (start or EPOCH) + timedelta(seconds=span)
+    return Window(start, tight, tight + timedelta(seconds=grace))
 
 
 @given(_doubts())
 def test_attribution_never_guesses(doubt: tuple[list[Attempt], list[Candidate]]) -> None:
-    """Never older than the floor, never one job to two keys, never 'not created' with a claim."""
+    """Only inside a window, never one job to two POSTs, never 'not created' beside a doubt,
+    never another run's job for ours, and every job either matched, a doubt or foreign."""
     attempts, candidates = doubt
     verdict = attribute(attempts, candidates)
-    by_key = {a.key: a for a in attempts}
-    for key, candidate in verdict.matched.items():
-        assert _may_own(by_key[key], candidate)
+    by_owner = {a.owner: a for a in attempts}
+    for owner, candidate in verdict.matched.items():
+        assert by_owner[owner].ours
+        assert by_owner[owner].window.holds(candidate.created_at, late=True)
     matched_ids = [c.remote_id for c in verdict.matched.values()]
     assert len(matched_ids) == len(set(matched_ids))
-    left = [c for c in candidates if c.remote_id not in set(matched_ids)]
-    for key in verdict.not_created:
-        assert not any(_may_own(by_key[key], c) for c in left)
-    settled = [*verdict.matched, *verdict.not_created, *verdict.contested]
-    assert sorted(settled) == sorted(by_key)
-    unattributable = {c.remote_id for c in verdict.unattributable}
-    assert unattributable == {c.remote_id for c in left if any(_may_own(a, c) for a in attempts)}
+    doubts = {c.remote_id for c in verdict.unattributable}
+    for owner in verdict.not_created:
+        held = [c for c in candidates if by_owner[owner].window.holds(c.created_at, late=True)]
+        assert not {c.remote_id for c in held} & doubts
+    ours = sorted(a.owner for a in attempts if a.ours)
+    assert sorted([*verdict.matched, *verdict.not_created, *verdict.contested]) == ours
+    foreign = {c.remote_id for c in verdict.foreign}
+    assert not foreign & doubts
+    assert not foreign & set(matched_ids)
+    unmatched = [a for a in attempts if a.owner not in {**verdict.matched, **verdict.theirs}]
+    for candidate in verdict.foreign:  # in no window of a POST still without its job
+        assert not any(a.window.holds(candidate.created_at, late=True) for a in unmatched)
+
+
+async def test_no_intent_is_written_without_a_floor(
+    simulator: StartSimulator, tmp_path: Path
+) -> None:
+    """An empty account is its own explicit floor; every later intent has the newest job's."""
+    sim = await simulator(time_scale=1000.0)
+    outcome = await run_manifest(sim, tmp_path, manifest_text(3))
+    rows = sorted(await ledger_rows(outcome.ledger_path), key=lambda r: r.remote_created_at or "")
+    assert rows[0].floor == EMPTY_ACCOUNT_FLOOR
+    assert all(r.floor for r in rows)
+    assert [r.floor for r in rows[1:]] == [r.remote_created_at for r in rows[:-1]]

@@ -3,7 +3,8 @@
 It reads only ground truth (the simulator's jobs and bill, the ledger file, the output folder)
 and returns the problems it found, so a soak run can report all of them at once:
 
-1. every remote job Krea created is claimed by exactly one ledger row (an entry or an orphan);
+1. every remote job Krea created is claimed by exactly one ledger row (an entry or an orphan),
+   across every ledger of the account when several batches ran side by side;
 2. each entry has at most one billed job, and a billed job is the row's own, never an orphan;
 3. the ledger's cost equals the simulator's bill, job by job and in total;
 4. every billed entry has exactly one verified file (size and sha256 of what Krea served), and
@@ -36,22 +37,27 @@ class Verdict:
             self.problems.append(problem)
 
 
-def check_history(
-    sim_jobs: list[dict[str, Any]],
-    billed_micro: int,
-    rows: list[JobRecord],
-    out_dir: Path,
-    ledger_path: Path,
-) -> Verdict:
+@dataclass(frozen=True)
+class Part:
+    """One batch's ledger rows, output folder and ledger file."""
+
+    rows: list[JobRecord]
+    out_dir: Path
+    ledger_path: Path
+
+
+def check_history(sim_jobs: list[dict[str, Any]], billed_micro: int, *parts: Part) -> Verdict:
     """Every invariant of the module docstring; an empty ``problems`` list means they all hold."""
     verdict = Verdict()
+    rows = [row for part in parts for row in part.rows]
     entries = [r for r in rows if r.state is not S.ORPHAN]
     orphans = [r for r in rows if r.state is S.ORPHAN]
     by_id = {job["job_id"]: job for job in sim_jobs}
     _claims(verdict, by_id, entries, orphans)
     _bill(verdict, by_id, billed_micro, entries, orphans)
-    _disk(verdict, by_id, entries, out_dir)
-    _ledger(verdict, rows, ledger_path)
+    for part in parts:
+        _disk(verdict, by_id, [r for r in part.rows if r.state is not S.ORPHAN], part.out_dir)
+        _ledger(verdict, part.rows, part.ledger_path)
     states = Counter(str(r.state) for r in entries)
     verdict.figures |= {
         "entries": len(entries),

@@ -94,9 +94,13 @@ async def test_json_has_the_documented_shape(ledger_path: Path) -> None:
     """Every documented key; integer micro-USD with usd = micro / 1e6."""
     doc = json.loads(await render(ledger_path, "json"))
     assert list(doc) == ["generated_at", "ledger", "batch", "totals", "by_batch", "by_model",
-                         "by_status", "by_day", "orphans"]  # fmt: skip
+                         "by_status", "by_day", "orphans", "possible_duplicates"]  # fmt: skip
     totals = doc["totals"]
-    assert list(totals) == [*GROUP_KEYS, "orphans", "orphan_billed_micro", "orphan_billed_usd"]
+    assert list(totals) == [*GROUP_KEYS, "orphans", "orphan_billed_micro", "orphan_billed_usd",
+                            "possible_duplicates", "possible_duplicate_micro",
+                            "possible_duplicate_usd", "foreign_jobs"]  # fmt: skip
+    assert (totals["possible_duplicates"], totals["possible_duplicate_micro"]) == (0, 0)
+    assert (totals["foreign_jobs"], doc["possible_duplicates"]) == (0, [])
     assert list(doc["by_batch"][0]) == ["batch", *GROUP_KEYS, "budget_micro", "budget_usd"]
     assert list(doc["by_model"][0]) == ["model", *GROUP_KEYS]
     assert list(doc["by_status"][0]) == ["state", *GROUP_KEYS]

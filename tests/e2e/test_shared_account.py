@@ -1,0 +1,161 @@
+"""One Krea account, several users of it: runs side by side and another client, with faults.
+
+Real `orchestrator run` subprocesses against one simulator: two batches at once on one key,
+each with its own ledger and folder, with lost POST answers and `kill -9`s; and one run beside
+another client that creates jobs on the same account all the time. The ground truth is the
+simulator's bill: each entry billed once, no job on the account cancelled, every file on disk
+the job its own entry's row names.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import random
+import signal
+from pathlib import Path
+
+import pytest
+
+from orchestrator.jobs import JobRecord, JobState
+from orchestrator.ledger import Ledger
+from orchestrator.simulator import RunningSimulator, media_sha256_for
+from tests.conftest import StartSimulator
+from tests.e2e.cli_support import JOB_EVENT, EndedEarly, Workdir, lines_until
+
+pytestmark = pytest.mark.e2e
+
+
+def write_batch(root: Path, batch: str, count: int) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    jobs = "\n".join(
+        f"  - id: {batch}-{i:03d}\n    prompt: {batch} scene {i}" for i in range(count)
+    )
+    (root / "jobs.yaml").write_text(
+        f"batch: {batch}\ndefaults:\n  model: kling/kling-2.5\n  duration: 5\njobs:\n{jobs}\n"
+    )
+
+
+async def kill_loop(work: Workdir, lives: list[int]) -> str:
+    """SIGKILL the run after each count of ledger changes in ``lives``, then run it to the end.
+
+    Returns everything the runs printed on stderr.
+    """
+    seen: list[str] = []
+    for changes in lives:
+        proc = await work.start()
+        assert proc.stderr is not None
+        with contextlib.suppress(EndedEarly):  # it finished first: nothing left to kill
+            await lines_until(proc.stderr, JOB_EVENT, seen, count=changes)
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGKILL)
+        await proc.wait()
+    code, _, err = await work.run()
+    assert code == 0, err[-2000:]
+    return "".join(seen) + err
+
+
+async def entries_of(work: Workdir, batch: str) -> list[JobRecord]:
+    async with Ledger.open(work.ledger, readonly=True) as ledger:
+        return await ledger.jobs(batch=batch)
+
+
+def assert_files_are_their_entries(
+    work: Workdir, rows: list[JobRecord], sim: RunningSimulator
+) -> None:
+    """Each file holds the bytes Krea served for the job its row names."""
+    for row in rows:
+        assert row.state is JobState.DONE, (row.entry_id, row.state)
+        data = (work.out / (row.output_path or "")).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == row.sha256
+        assert row.sha256 == media_sha256_for(row.remote_id or "", sim.options.media_bytes)
+
+
+async def test_two_batches_at_once_on_one_key_pay_each_clip_once(
+    simulator: StartSimulator, tmp_path: Path
+) -> None:
+    """Two runs of 50, 10 % lost POST answers, 5 `kill -9` each: 100 billed, 0 cancelled."""
+    sim = await simulator(
+        time_scale=50, concurrency=6, backlog=12, seed=5, fault_ambiguous_rate=0.1, duration_s=4
+    )
+    works = []
+    for name in ("north", "south"):
+        write_batch(tmp_path / name, name, 50)
+        works.append(Workdir(tmp_path / name, sim, 50, progress=("--progress", "json")))
+    rng = random.Random(5)
+    await asyncio.gather(*(kill_loop(w, [rng.randint(3, 25) for _ in range(5)]) for w in works))
+    north, south = [await entries_of(w, n) for w, n in zip(works, ("north", "south"), strict=True)]
+    assert len(north) == len(south) == 50
+    ours = {r.remote_id for r in north} | {r.remote_id for r in south}
+    assert len(ours) == 100, "no job is held by both ledgers"
+    billed = {job["job_id"] for job in sim.jobs() if job["charged_micro"]}
+    assert billed == ours, f"{len(billed - ours)} clips billed twice"
+    assert "DELETE /jobs/{id}" not in sim.stats()["requests"], "no job on the account cancelled"
+    assert sim.stats()["faults"]["ambiguous"] >= 5
+    assert_files_are_their_entries(works[0], north, sim)
+    assert_files_are_their_entries(works[1], south, sim)
+
+
+async def test_a_run_beside_another_client_never_touches_its_jobs(
+    simulator: StartSimulator, tmp_path: Path
+) -> None:
+    """One run of 60 while another client makes a job a second, 10 % lost answers, 5 kills:
+    no foreign job cancelled or saved, at most 2 clips billed twice, and the warning shown."""
+    sim = await simulator(
+        time_scale=5, concurrency=8, backlog=16, seed=8, fault_ambiguous_rate=0.1, duration_s=4,
+        foreign_jobs_per_s=1.0,
+    )  # fmt: skip
+    write_batch(tmp_path, "solo", 60)
+    work = Workdir(tmp_path, sim, 5, progress=("--progress", "json"))
+    rng = random.Random(8)
+    printed = await kill_loop(work, [rng.randint(3, 30) for _ in range(5)])
+    rows = await entries_of(work, "solo")
+    foreign = {job["job_id"] for job in sim.jobs() if job["foreign"]}
+    assert len(foreign) >= 10, "the other client was busy during the run"
+    assert "DELETE /jobs/{id}" not in sim.stats()["requests"]
+    assert not {r.remote_id for r in rows} & foreign, "a foreign job was taken for an entry"
+    assert_files_are_their_entries(work, rows, sim)
+    ours_billed = [j for j in sim.jobs() if j["charged_micro"] and j["job_id"] not in foreign]
+    assert len(rows) == 60
+    assert len(ours_billed) - 60 <= 2, f"{len(ours_billed) - 60} clips billed twice"
+    assert "another client is using this API key's account" in printed
+    code, out, _ = await work.call("status", "--format", "json")
+    assert code == 0
+    assert '"foreign": 0' not in out
+
+
+class KeyedWorkdir(Workdir):
+    """A Workdir whose runs use their own key."""
+
+    def __init__(self, root: Path, sim: RunningSimulator, scale: float, key: str) -> None:
+        super().__init__(root, sim, scale, progress=("--progress", "json"))
+        self.key = key
+
+    def env(self) -> dict[str, str]:
+        return {**super().env(), "KREA_API_KEY": self.key}
+
+
+async def test_two_keys_of_one_account_only_see_each_other_as_another_client(
+    simulator: StartSimulator, tmp_path: Path
+) -> None:
+    """Two keys of one workspace are one account to Krea but two to the registry: each run
+    sees the other's jobs as foreign, reports them and never touches them."""
+    sim = await simulator(
+        time_scale=50, concurrency=6, backlog=12, seed=6, duration_s=4,
+        shared_tokens="sk-team-a,sk-team-b",
+    )  # fmt: skip
+    works = []
+    for name, key in (("east", "sk-team-a"), ("west", "sk-team-b")):
+        write_batch(tmp_path / name, name, 25)
+        works.append(KeyedWorkdir(tmp_path / name, sim, 50, key))
+    results = await asyncio.gather(*(w.run() for w in works))
+    assert [code for code, _, _ in results] == [0, 0], [err[-500:] for _, _, err in results]
+    assert "DELETE /jobs/{id}" not in sim.stats()["requests"]
+    east, west = [await entries_of(w, n) for w, n in zip(works, ("east", "west"), strict=True)]
+    assert len({r.remote_id for r in east} | {r.remote_id for r in west}) == 50
+    assert_files_are_their_entries(works[0], east, sim)
+    assert_files_are_their_entries(works[1], west, sim)
+    billed = {job["job_id"] for job in sim.jobs() if job["charged_micro"]}
+    assert len(billed) == 50
+    assert any("another client is using" in err for _, _, err in results)

@@ -1,0 +1,148 @@
+"""The account registry: what several runs of one account on one machine tell each other.
+
+Real registry files in a temporary state directory, real processes for the crash cases: a
+child process registers a POST and is killed with SIGKILL, as a run would be.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from orchestrator.registry import HEARTBEAT_S, AccountRegistry, fingerprint, state_dir
+
+BASE, KEY = "https://api.krea.ai", "sk-registry-secret-0001"
+
+CHILD = """
+import asyncio, sys
+from pathlib import Path
+from orchestrator.registry import AccountRegistry
+
+async def main():
+    async with AccountRegistry.open(sys.argv[1], sys.argv[2], Path(sys.argv[3])) as registry:
+        await registry.post_started("k1", "2026-01-01T00:00:00.000Z")
+        print("sent", flush=True)
+        await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+async def killed_while_posting(ledger: Path) -> None:
+    """A run that registers a POST for key ``k1`` of ``ledger`` and dies with it on the wire."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", CHILD, BASE, KEY, str(ledger), stdout=asyncio.subprocess.PIPE
+    )
+    assert proc.stdout is not None
+    assert (await proc.stdout.readline()).strip() == b"sent"
+    proc.send_signal(signal.SIGKILL)
+    await proc.wait()
+
+
+def test_the_file_is_named_by_a_fingerprint_never_the_key(tmp_path: Path) -> None:
+    assert state_dir() == Path(os.environ["XDG_STATE_HOME"]) / "orchestrator"
+    name = fingerprint(BASE, KEY)
+    assert KEY not in name
+    assert name != fingerprint(BASE, KEY + "x")
+    assert name != fingerprint("http://127.0.0.1:1", KEY), "another API base is another account"
+
+
+async def test_a_post_on_the_wire_is_seen_by_another_run_until_its_job_is_claimed(
+    tmp_path: Path,
+) -> None:
+    async with (
+        AccountRegistry.open(BASE, KEY, tmp_path / "a.db") as a,
+        AccountRegistry.open(BASE, KEY, tmp_path / "b.db") as b,
+    ):
+        await a.post_started("k1", None)
+        (seen,) = (await b.snapshot(None)).attempts
+        assert (seen.key, seen.state, seen.live) == ("k1", "wire", True)
+        assert await b.open_attempts()
+        await a.claimed("k1", "job-1", "2026-01-01T00:00:01.000Z")
+        after = await b.snapshot(None)
+        assert after.attempts == ()
+        assert after.claims == {"job-1": (str((tmp_path / "a.db").resolve()), "k1")}
+        assert await b.claimed_among(["job-1", "job-2"]) == {"job-1"}
+        assert await b.newest_claim() == "2026-01-01T00:00:01.000Z"
+    raw = b"".join(p.read_bytes() for p in (state_dir() / "accounts").iterdir())
+    assert KEY.encode() not in raw
+
+
+async def test_a_killed_runs_post_blocks_no_one_and_stays_a_possible_owner(tmp_path: Path) -> None:
+    """Dead, its POST is no longer on the wire: ambiguous, bounded by its last heartbeat."""
+    before = time.time()
+    await killed_while_posting(tmp_path / "a.db")
+    async with AccountRegistry.open(BASE, KEY, tmp_path / "b.db") as b:
+        (left,) = (await b.snapshot(None)).attempts
+        assert (left.key, left.state, left.live, left.no_answer) == ("k1", "ambiguous", False, True)
+        assert left.answered_at is not None
+        assert before <= left.sent_at <= left.answered_at <= time.time() + HEARTBEAT_S
+
+
+async def test_the_next_run_on_the_ledger_takes_over_what_the_dead_one_left(tmp_path: Path) -> None:
+    ledger = tmp_path / "a.db"
+    await killed_while_posting(ledger)
+    async with AccountRegistry.open(BASE, KEY, ledger) as again:
+        left = await again.left_behind()
+        assert list(left) == ["k1"]
+        await again.adopt({"k1": (time.time() - 1, left["k1"], None)})
+        assert await again.left_behind() == {}, "now this run's own"
+        (mine,) = (await again.snapshot(None)).attempts
+        assert (mine.run_id, mine.live) == (again.run_id, True)
+
+
+async def test_an_intent_with_no_registered_post_was_never_sent(tmp_path: Path) -> None:
+    """Posts are registered after the intent and before the POST, since the ledger joined."""
+    ledger = tmp_path / "a.db"
+    async with AccountRegistry.open(BASE, KEY, ledger) as first:
+        joined = time.time()
+        await first.post_started("on-the-wire", None)
+        await first.post_started("answered", None)
+        await first.claimed("answered", "job-9", "2026-01-01T00:00:00.000Z")
+    async with AccountRegistry.open(BASE, KEY, ledger) as again:
+        intents = {"never-sent": joined, "on-the-wire": joined, "answered": joined}
+        assert await again.unsent({**intents, "before-the-registry": joined - 3600}) == {
+            "never-sent"
+        }
+
+
+async def test_one_post_of_the_account_on_the_wire_at_a_time(tmp_path: Path) -> None:
+    async with (
+        AccountRegistry.open(BASE, KEY, tmp_path / "a.db") as a,
+        AccountRegistry.open(BASE, KEY, tmp_path / "b.db") as b,
+    ):
+        order: list[str] = []
+        holding = asyncio.Event()
+
+        async def take(registry: AccountRegistry, name: str, release: asyncio.Event) -> None:
+            async with registry.posting():
+                order.append(name)
+                holding.set()
+                await release.wait()
+
+        first_done, second_done = asyncio.Event(), asyncio.Event()
+        first = asyncio.create_task(take(a, "a", first_done))
+        await holding.wait()
+        second = asyncio.create_task(take(b, "b", second_done))
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(second), 0.05)
+        assert order == ["a"], "b waits while a holds the turn"
+        first_done.set()
+        second_done.set()
+        await asyncio.gather(first, second)
+        assert order == ["a", "b"]
+
+
+async def test_what_a_run_learnt_of_krea_clock_is_kept_per_time_scale(tmp_path: Path) -> None:
+    async with AccountRegistry.open(BASE, KEY, tmp_path / "a.db") as a:
+        await a.post_started("k1", None)
+        await a.claimed("k1", "job-1", "2026-01-01T00:00:00.000Z", (60.0, 1.5, 1.7, 0.01))
+    async with AccountRegistry.open(BASE, KEY, tmp_path / "b.db") as b:
+        assert await b.clock(60.0) == (1.5, 1.7, 0.01)
+        assert await b.clock(1.0) is None
