@@ -155,8 +155,14 @@ class ClockBounds:
         return Window(low=low, tight=tight, late=late)
 
 
-def attribute(attempts: Sequence[Attempt], candidates: Sequence[Candidate]) -> Attribution:
-    """Match candidates to attempts where only one match is possible; never guess."""
+def attribute(
+    attempts: Sequence[Attempt], candidates: Sequence[Candidate], *, others_active: bool = False
+) -> Attribution:
+    """Match candidates to attempts where only one match is possible; never guess.
+
+    ``others_active``: another client's jobs are known on the account in this stretch of time
+    (already recorded, so not among the candidates): see :func:`_doubt_unsure`.
+    """
     result = Attribution()
     matched_owners: set[str] = set()
     matched_ids: set[str] = set()
@@ -179,7 +185,7 @@ def attribute(attempts: Sequence[Attempt], candidates: Sequence[Candidate]) -> A
                 del owners[remote_id]
                 for keys in owners.values():
                     keys.discard(owner)
-    _doubt_unsure(attempts, candidates, result, matched_owners, matched_ids)
+    _doubt_unsure(attempts, candidates, result, matched_owners, matched_ids, others_active)
     _classify_rest(attempts, candidates, result, matched_owners, matched_ids)
     return result
 
@@ -190,32 +196,27 @@ def _doubt_unsure(
     result: Attribution,
     matched_owners: set[str],
     matched_ids: set[str],
+    others_active: bool,
 ) -> None:
-    """Undo the match of a POST that may never have been sent when another job is near.
+    """Undo the match of a POST that may never have been sent while another client is active.
 
-    Its lone job could then be another client's as well as its own; without the other client
-    (no other job within one window's width on either side) it is taken as its own.
+    Its lone job could then be that client's as well as its own. Another client is active when
+    the list holds a job no POST's window admits, or such jobs were recorded before; without
+    one, the lone job is the POST's own.
     """
+    foreign = others_active or any(
+        c.remote_id not in matched_ids
+        and not any(a.window.holds(c.created_at, late=True) for a in attempts)
+        for c in candidates
+    )
+    if not foreign:
+        return
     for attempt in attempts:
         job = result.matched.get(attempt.owner)
-        if job is None or not attempt.unsure_sent:
-            continue
-        if any(
-            _near(attempt.window, c.created_at)
-            for c in candidates
-            if c.remote_id not in matched_ids
-        ):
+        if job is not None and attempt.unsure_sent:
             del result.matched[attempt.owner]
             matched_owners.discard(attempt.owner)
             matched_ids.discard(job.remote_id)
-
-
-def _near(window: Window, moment: datetime) -> bool:
-    """Within the window widened by its own width on each side (any moment if unbounded)."""
-    if window.low is None or window.late is None:
-        return True
-    width = window.late - window.low
-    return window.low - width <= moment <= window.late + width
 
 
 def _classify_rest(

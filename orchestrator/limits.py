@@ -31,10 +31,12 @@ backoff) is ``retry``'s decision.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from asyncio_throttle.throttler import Throttler
@@ -50,6 +52,8 @@ MIN_RATE = 0.5
 #: ``limit`` on a larger account): on a small account, +1/limit probed, and got a 429, every few
 #: jobs (13 % of POSTs at a capacity of 3; RELIABILITY P3.6 asks for under 5 %).
 PROBE_EVERY = 20.0
+#: Times a waiter may be overtaken by higher-priority ones before it takes the next slot.
+PATIENCE = 3
 
 
 class Pacer:
@@ -139,8 +143,21 @@ class Pacer:
         return True
 
 
+@dataclass(eq=False)
+class _Waiter:
+    rank: tuple[int, ...]
+    seq: int
+    future: asyncio.Future[None]
+    overtaken: int = 0
+
+
 class InFlightWindow:
-    """How many unfinished remote jobs we may hold: FIFO waiters, AIMD on 429s."""
+    """How many unfinished remote jobs we may hold: ranked waiters, AIMD on 429s.
+
+    Waiters of one rank are served first come, first served; a lower rank goes before a higher
+    one (the batches of one run, by priority), except that a waiter overtaken ``PATIENCE``
+    times takes the next slot: no batch starves another of the window forever.
+    """
 
     def __init__(self, ceiling: int, *, beta: float = 0.9, floor: int = 1) -> None:
         if ceiling < 1:
@@ -152,24 +169,25 @@ class InFlightWindow:
         self.in_flight = 0
         self.rate_limited = 0  #: 429s seen
         self.capacity: int | None = None  #: what Krea held at the last 429 (None: no 429 yet)
-        self._waiters: deque[asyncio.Future[None]] = deque()  #: first come, first served
+        self._waiters: list[_Waiter] = []
+        self._arrivals = itertools.count()
 
     @property
     def open_slots(self) -> int:
         """Slots free under the current limit."""
         return max(0, math.floor(self.limit) - self.in_flight)
 
-    async def acquire(self) -> None:
-        """Take a slot before a POST; waits, first come first served, while the window is full."""
+    async def acquire(self, rank: tuple[int, ...] = ()) -> None:
+        """Take a slot before a POST; waits in ``rank`` order while the window is full."""
         if not self._waiters and self.open_slots:
             self.in_flight += 1
             return
-        waiter = asyncio.get_running_loop().create_future()
+        waiter = _Waiter(rank, next(self._arrivals), asyncio.get_running_loop().create_future())
         self._waiters.append(waiter)
         try:
-            await waiter  # the slot is counted for us when this is woken (see _hand_out)
+            await waiter.future  # the slot is counted for us when this is woken (see _hand_out)
         except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled():
+            if waiter.future.done() and not waiter.future.cancelled():
                 self.in_flight -= 1  # handed a slot, then cancelled: give it back
                 self._hand_out()
             else:
@@ -186,12 +204,20 @@ class InFlightWindow:
         self._hand_out()
 
     def _hand_out(self) -> None:
-        """Give free slots to waiters in arrival order; every change that may free one calls it."""
+        """Give free slots to waiters (see the class docstring); every change that may free one
+        calls it."""
         while self._waiters and self.open_slots:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
+            starving = [w for w in self._waiters if w.overtaken >= PATIENCE]
+            if starving:
+                chosen = min(starving, key=lambda w: w.seq)
+            else:
+                chosen = min(self._waiters, key=lambda w: (w.rank, w.seq))
+            self._waiters.remove(chosen)
+            for waiter in self._waiters:
+                waiter.overtaken += waiter.seq < chosen.seq
+            if not chosen.future.done():
                 self.in_flight += 1
-                waiter.set_result(None)
+                chosen.future.set_result(None)
 
     def on_accepted(self) -> None:
         """Krea accepted a job: grow, but only while the window is what limits us.

@@ -115,6 +115,8 @@ class Pipeline:
     #: Jobs to download: the poller's snapshot of a job it just completed, or a key to read.
     completed: asyncio.Queue[JobRecord | str] = field(default_factory=asyncio.Queue)
     submitted: asyncio.Event = field(default_factory=asyncio.Event)  #: a job entered flight
+    #: Among the batches of one run, who gets a free slot first (lower first; see limits).
+    rank: tuple[int, ...] = ()
     #: What every run of the account on this machine sent (None: this run is alone, e.g. tests).
     registry: AccountRegistry | None = None
     clock_bounds: ClockBounds = field(init=False)  #: Krea's clock, learnt from acknowledged POSTs

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
 from orchestrator import errors
@@ -45,8 +45,10 @@ WIRE_POLL_S = 0.02
 class Reconciler:
     """Resolves every ambiguous job of the ledger; POSTs wait on :attr:`gate` meanwhile."""
 
-    def __init__(self, pipe: Pipeline) -> None:
-        self.pipe = pipe
+    def __init__(self, pipe: Pipeline, batches: Mapping[str, Pipeline] | None = None) -> None:
+        self.pipe = pipe  #: whose client, ledger and registry it uses
+        #: every batch of the run by name: their slots, budgets and reporters follow the verdicts
+        self.batches = dict(batches or {pipe.batch: pipe})
         self.gate = asyncio.Event()  #: set while new intents may be written
         self.gate.set()
         self.posts_in_flight = 0
@@ -108,9 +110,14 @@ class Reconciler:
         claimed = await self.pipe.ledger.remote_ids_since(since or "")
         by_key = {row.key: row for row in rows}
         verdict = Attribution()
-        for remote_id, (ledger, key) in snapshot.claims.items():
-            if ledger == self._ledger and key in by_key and remote_id in listed:
-                verdict.matched[key] = listed[remote_id]  # claimed, then the run stopped
+        for remote_id, (ledger, key, claimed_at) in snapshot.claims.items():
+            row = by_key.get(key) if ledger == self._ledger else None
+            if (
+                row is not None
+                and remote_id in listed
+                and claimed_at >= (_epoch(row.intent_at) or 0)
+            ):
+                verdict.matched[key] = listed[remote_id]  # this intent's job: claimed, then a crash
         unclaimed = [c for i, c in listed.items() if i not in claimed and i not in snapshot.claims]
         others = [
             self._their_attempt(a)
@@ -118,7 +125,9 @@ class Reconciler:
             if self._theirs(a) and a.sent_at <= listed_at  # later ones made nothing listed
         ]
         pending = [a for a in ours if a.owner not in verdict.matched]
-        found = attribute([*pending, *others], unclaimed)
+        foreign = await self.pipe.ledger.foreign_since(since or "")
+        active = any(remote_id in foreign for remote_id in listed)
+        found = attribute([*pending, *others], unclaimed, others_active=active)
         found.matched.update(verdict.matched)
         await self._apply(found, by_key)
 
@@ -281,14 +290,15 @@ class Reconciler:
     async def _account(self, moves: Sequence[Move], by_key: dict[str, JobRecord]) -> None:
         for move in moves:
             row = by_key[move.key]
-            if row.batch != self.pipe.batch:
-                continue  # another batch's row: its own run tracks its slots and budget
-            self.pipe.reporter.job_changed(row.entry_id, S.AMBIGUOUS, move.to, move.cause)
+            pipe = self.batches.get(row.batch)
+            if pipe is None:
+                continue  # a batch this run does not carry: its own run tracks slots and budget
+            pipe.reporter.job_changed(row.entry_id, S.AMBIGUOUS, move.to, move.cause)
             if move.to is S.PENDING:
-                await self.pipe.window.release()
-                self.pipe.budget.release(row.price_micro)
+                await pipe.window.release()
+                pipe.budget.release(row.price_micro)
             else:
-                self.pipe.submitted.set()
+                pipe.submitted.set()
 
 
 def _lowest(attempts: Sequence[Attempt]) -> datetime | None:

@@ -102,7 +102,8 @@ class RegisteredAttempt:
 class Snapshot:
     """What the registry knew at one instant."""
 
-    claims: dict[str, tuple[str, str]]  #: job id -> (ledger, key) of the run that made it
+    #: job id -> (ledger, key) of the run that made it, and when it was claimed (local time)
+    claims: dict[str, tuple[str, str, float]]
     attempts: tuple[RegisteredAttempt, ...]
 
 
@@ -416,9 +417,10 @@ class AccountRegistry:
             )
         )
         claims = self._rows(
-            "SELECT remote_id, ledger, key FROM claims WHERE created_at >= ?", (since or "",)
+            "SELECT remote_id, ledger, key, claimed_at FROM claims WHERE created_at >= ?",
+            (since or "",),
         )
-        return Snapshot(claims={row[0]: (row[1], row[2]) for row in claims}, attempts=attempts)
+        return Snapshot(claims={r[0]: (r[1], r[2], r[3]) for r in claims}, attempts=attempts)
 
 
 def _try_lock(path: Path) -> IO[bytes] | None:

@@ -12,6 +12,10 @@ Order of work, and why:
 5. Reconcile every ambiguous job *before* the first POST (``reconcile``).
 6. Run the submitter, poller and downloader side by side until nothing is left in flight.
 
+Several manifests in one run (:func:`run_many`) are several batches of one ledger: each has its
+own stages, budget and summary; they share the account's in-flight window (ranked by
+``priority:``, then manifest order, starving none), the request pacer and one reconciliation.
+
 Ctrl-C or SIGTERM cancels the stages wherever they are: every state on disk is one the next run
 recovers from, so stopping needs no cleanup and loses nothing.
 """
@@ -21,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +37,13 @@ from orchestrator.client import KreaClient
 from orchestrator.clock import Clock
 from orchestrator.config import Settings
 from orchestrator.downloader import Downloader
-from orchestrator.errors import EXIT_JOBS_FAILED, EXIT_OK, EXIT_STOPPED, OrchestratorError
+from orchestrator.errors import (
+    EXIT_JOBS_FAILED,
+    EXIT_OK,
+    EXIT_STOPPED,
+    ConfigError,
+    OrchestratorError,
+)
 from orchestrator.jobs import JobState
 from orchestrator.ledger import Ledger, LedgerLock
 from orchestrator.limits import InFlightWindow, Pacer
@@ -75,35 +85,68 @@ class RunSummary:
         return EXIT_OK if self.counts.get(S.DONE, 0) == self.planned else EXIT_JOBS_FAILED
 
 
+ManifestSource = Plan | Manifest | str | os.PathLike[str]
+
+
 async def run(
-    manifest: Plan | Manifest | str | os.PathLike[str],
-    settings: Settings,
-    reporter: Reporter | None = None,
+    manifest: ManifestSource, settings: Settings, reporter: Reporter | None = None
 ) -> RunSummary:
     """Take ``manifest`` to verified files (see the module docstring).
 
     Given a path, a manifest whose jobs the ledger already holds is not loaded again (startup.py);
     given a Plan, its jobs are released once they are in the ledger.
     """
-    reporter = reporter or NullReporter()
-    plan = await prepare(manifest, settings)  # checked in full before anything is written
+    (summary,) = await run_many([manifest], settings, [reporter or NullReporter()])
+    return summary
+
+
+async def run_many(
+    manifests: Sequence[ManifestSource], settings: Settings, reporters: Sequence[Reporter]
+) -> list[RunSummary]:
+    """Several batches in one run: one ledger, one in-flight window, one request pacer, one
+    reconciliation; each batch its own budget, reporter and summary (in manifest order).
+
+    Every manifest is checked before anything is written; two with one batch name are refused.
+    A free slot goes to the highest ``priority:``, then the earliest manifest, starving none.
+    """
+    plans = [await prepare(manifest, settings) for manifest in manifests]
+    _refuse_twice(plans)
     lock = LedgerLock(settings.ledger_path)
     lock.acquire()
     try:
         async with Ledger.open(settings.ledger_path) as ledger:
-            header = await sync_manifest(ledger, plan, settings)
-            plan.manifest = None  # 100,000 JobSpecs need not outlive their sync
-            return await _run(ledger, header, settings, reporter)
+            headers = []
+            for plan in plans:
+                headers.append(await sync_manifest(ledger, plan, settings))
+                plan.manifest = None  # 100,000 JobSpecs need not outlive their sync
+            return await _run(ledger, headers, settings, reporters)
     finally:
         lock.release()
 
 
+def _refuse_twice(plans: Sequence[Plan]) -> None:
+    seen: dict[str, str] = {}
+    for plan in plans:
+        batch, path = plan.header.batch, plan.header.path
+        if batch in seen:
+            raise ConfigError(
+                f"{path}: batch {batch!r} is also the batch of {seen[batch]}; "
+                "one run takes each batch once"
+            )
+        seen[batch] = path
+
+
 async def _run(
-    ledger: Ledger, manifest: ManifestHeader, settings: Settings, reporter: Reporter
-) -> RunSummary:
-    rps = settings.requests_per_second or manifest.limits.requests_per_second
-    ceiling = settings.max_in_flight or manifest.limits.max_in_flight or DEFAULT_CEILING
+    ledger: Ledger,
+    manifests: Sequence[ManifestHeader],
+    settings: Settings,
+    reporters: Sequence[Reporter],
+) -> list[RunSummary]:
+    first = manifests[0]
+    rps = settings.requests_per_second or first.limits.requests_per_second
+    ceiling = settings.max_in_flight or first.limits.max_in_flight or DEFAULT_CEILING
     pacer = Pacer(rps)
+    window = InFlightWindow(ceiling)  # the account's: one for every batch
     # Downloads: no total cap (50 MB on a slow link is fine), only an inactivity timeout (P4.4).
     timeout = aiohttp.ClientTimeout(
         total=None, sock_connect=10.0, sock_read=settings.download_timeout_s
@@ -115,31 +158,42 @@ async def _run(
         aiohttp.ClientSession(timeout=timeout) as media,
         _registry(settings) as registry,
     ):
-        pipe = Pipeline(
-            ledger=ledger,
-            client=client,
-            batch=manifest.batch,
-            out_dir=settings.out_dir,
-            clock=Clock(settings.time_scale),
-            window=InFlightWindow(ceiling),
-            pacer=pacer,
-            budget=Budget((await ledger.batch(manifest.batch)).budget_micro),  # type: ignore[union-attr]
-            reporter=reporter,
-            rng=random.Random(settings.seed),
-            tuning=_tuning(settings),
-            files=manifest.files,
-            webhook_url=settings.webhook_url,
-            retry_failed=settings.retry_failed,
-            registry=registry,
-        )
-        if registry is not None and (learnt := await registry.clock(pipe.clock.scale)):
-            pipe.clock_bounds.restore(*learnt)
-        await recover(pipe)
-        reporter.start(pipe.batch, await ledger.state_counts(pipe.batch, current_only=True))
-        await _stages(pipe, settings, media)
-        if pipe.flags.fatal is not None:
-            raise pipe.flags.fatal
-        return await _summarize(pipe)
+        pipes = [
+            Pipeline(
+                ledger=ledger,
+                client=client,
+                batch=manifest.batch,
+                out_dir=settings.out_dir,
+                clock=Clock(settings.time_scale),
+                window=window,
+                pacer=pacer,
+                budget=Budget((await ledger.batch(manifest.batch)).budget_micro),  # type: ignore[union-attr]
+                reporter=reporter,
+                rng=random.Random(settings.seed),
+                tuning=_tuning(settings),
+                files=manifest.files,
+                webhook_url=settings.webhook_url,
+                retry_failed=settings.retry_failed,
+                registry=registry,
+                rank=(-manifest.priority, index),
+            )
+            for index, (manifest, reporter) in enumerate(zip(manifests, reporters, strict=True))
+        ]
+        home = pipes[0]
+        for pipe in pipes[1:]:  # one account: one view of Krea's clock, of other clients' jobs
+            pipe.clock_bounds, pipe.strangers = home.clock_bounds, home.strangers
+        if registry is not None and (learnt := await registry.clock(home.clock.scale)):
+            home.clock_bounds.restore(*learnt)
+        for pipe in pipes:
+            await recover(pipe)
+            pipe.reporter.start(
+                pipe.batch, await ledger.state_counts(pipe.batch, current_only=True)
+            )
+        await _stages(pipes, settings, media)
+        for pipe in pipes:
+            if pipe.flags.fatal is not None:
+                raise pipe.flags.fatal
+        return [await _summarize(pipe) for pipe in pipes]
 
 
 @asynccontextmanager
@@ -161,10 +215,12 @@ def _tuning(settings: Settings) -> Tuning:
     return Tuning(poll_min_s=settings.poll_min_s, poll_max_s=settings.poll_max_s)
 
 
-async def _stages(pipe: Pipeline, settings: Settings, media: aiohttp.ClientSession) -> None:
+async def _stages(
+    pipes: Sequence[Pipeline], settings: Settings, media: aiohttp.ClientSession
+) -> None:
     """Run the stages to the end; the error that stopped them, not their task group, if any."""
     try:
-        await _run_stages(pipe, settings, media)
+        await _run_stages(pipes, settings, media)
     except BaseExceptionGroup as group:
         raise _first_cause(group) from None
 
@@ -183,15 +239,30 @@ def _first_cause(group: BaseExceptionGroup[BaseException]) -> BaseException:
     return (ours or leaves)[0]
 
 
-async def _run_stages(pipe: Pipeline, settings: Settings, media: aiohttp.ClientSession) -> None:
-    reconciler = Reconciler(pipe)
+async def _run_stages(
+    pipes: Sequence[Pipeline], settings: Settings, media: aiohttp.ClientSession
+) -> None:
+    reconciler = Reconciler(pipes[0], {pipe.batch: pipe for pipe in pipes})
     await reconciler.settle()  # nothing is sent while any POST's outcome is unknown
-    poller = Poller(pipe)
-    downloader = Downloader(pipe, media, workers=settings.download_workers)
+    routes = {pipe.batch: (pipe, Poller(pipe)) for pipe in pipes}
     async with (
-        webhook_receiver(settings.webhook_listen, pipe, poller),
+        webhook_receiver(settings.webhook_listen, routes),
         asyncio.TaskGroup() as group,
     ):
+        for pipe, poller in routes.values():
+            group.create_task(_batch_stages(pipe, poller, reconciler, settings, media))
+
+
+async def _batch_stages(
+    pipe: Pipeline,
+    poller: Poller,
+    reconciler: Reconciler,
+    settings: Settings,
+    media: aiohttp.ClientSession,
+) -> None:
+    """One batch's submitter, poller and downloader, until nothing of it is left in flight."""
+    downloader = Downloader(pipe, media, workers=settings.download_workers)
+    async with asyncio.TaskGroup() as group:
         group.create_task(Submitter(pipe, reconciler, workers=settings.submit_workers).run())
         group.create_task(downloader.run())
         await poller.run()

@@ -211,13 +211,15 @@ def _synced_plan(header: ManifestHeader, record: Batch) -> dict[str, Any]:
         "limits": asdict(header.limits),
         "budget_micro": header.budget_micro,
         "local_files": header.local_files,
+        "priority": header.priority,
     }
 
 
 def _header(synced: dict[str, Any], path: str) -> ManifestHeader:
     limits = Limits(**synced["limits"])
     budget, files = synced["budget_micro"], synced["local_files"]
-    return ManifestHeader(path, synced["batch"], synced["sha256"], limits, budget, files)
+    priority = synced.get("priority", 0)
+    return ManifestHeader(path, synced["batch"], synced["sha256"], limits, budget, files, priority)
 
 
 async def _holds(ledger: Ledger, header: ManifestHeader, record: Batch) -> bool:

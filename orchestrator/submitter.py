@@ -135,7 +135,8 @@ class Submitter:
                 self._cursor = -1
                 return True
             counts = await self.pipe.ledger.state_counts(self.pipe.batch)
-            if not any(counts.get(s, 0) for s in IN_FLIGHT) and self.pipe.window.in_flight == 0:
+            # The batch's own jobs, never the window's count: other batches of the run share it.
+            if not any(counts.get(s, 0) for s in IN_FLIGHT) and not self._claimed:
                 return False
             await budget.wait_for_change(seen)
             budget.forget_held()  # re-examine them against what was freed
@@ -152,7 +153,7 @@ class Submitter:
     async def _attempt(self, job: JobRecord) -> tuple[_Outcome, errors.OrchestratorError | None]:
         """One try at sending ``job``: a slot, then its price reserved, then the POST."""
         pipe = self.pipe
-        await pipe.window.acquire()
+        await pipe.window.acquire(pipe.rank)
         if pipe.flags.stop_submitting:
             await pipe.window.release()
             return _Outcome.STOP, None

@@ -10,7 +10,7 @@ get 202 and are ignored; duplicates are harmless because confirmation is idempot
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
@@ -28,9 +28,12 @@ MAX_BODY = 64 * 1024
 
 @asynccontextmanager
 async def webhook_receiver(
-    listen: str | None, pipe: Pipeline, poller: Poller
+    listen: str | None, routes: Mapping[str, tuple[Pipeline, Poller]]
 ) -> AsyncIterator[None]:
-    """Serve the receiver on ``host:port`` while the block runs (nothing if ``listen`` is None)."""
+    """Serve the receiver on ``host:port`` while the block runs (nothing if ``listen`` is None).
+
+    ``routes``: batch -> its pipeline and poller (one run may carry several batches).
+    """
     if not listen:
         yield
         return
@@ -38,7 +41,7 @@ async def webhook_receiver(
     if not port.isdigit():
         raise ConfigError(f"--webhook-listen must be host:port, got {listen!r}")
     app = web.Application(client_max_size=MAX_BODY)
-    app.router.add_post("/{tail:.*}", _handler(pipe, poller))
+    app.router.add_post("/{tail:.*}", _handler(routes))
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     try:
@@ -52,7 +55,11 @@ async def webhook_receiver(
         await runner.cleanup()
 
 
-def _handler(pipe: Pipeline, poller: Poller) -> Callable[[web.Request], Awaitable[web.Response]]:
+def _handler(
+    routes: Mapping[str, tuple[Pipeline, Poller]],
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    home = next(iter(routes.values()))[0]
+
     async def receive(request: web.Request) -> web.Response:
         try:
             payload = json.loads(await request.read())
@@ -61,17 +68,17 @@ def _handler(pipe: Pipeline, poller: Poller) -> Callable[[web.Request], Awaitabl
         job_id = payload.get("job_id") if isinstance(payload, dict) else None
         if not isinstance(job_id, str) or not job_id:
             return web.json_response({"error": "no job_id"}, status=400)
-        row = await pipe.ledger.job_by_remote_id(job_id)
+        row = await home.ledger.job_by_remote_id(job_id)
         if (
             row is None
-            or row.batch != pipe.batch
+            or row.batch not in routes
             or row.state not in (JobState.SUBMITTED, JobState.ORPHAN)
         ):
-            pipe.reporter.note(
+            home.reporter.note(
                 f"webhook for a job not in flight here ignored: {job_id}", level="debug"
             )
             return web.Response(status=202)
-        poller.hint(job_id)
+        routes[row.batch][1].hint(job_id)
         return web.Response(status=204)
 
     return receive

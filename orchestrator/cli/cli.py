@@ -109,7 +109,7 @@ main.add_command(simulate)
 
 
 @main.command()
-@click.argument("manifest", type=click.Path(exists=True, dir_okay=False))
+@click.argument("manifests", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @run_options
 @click.option(
     "--retry-failed",
@@ -118,13 +118,17 @@ main.add_command(simulate)
     show_default=True,
     help="Give each failed or cancelled job up to N new attempts in this run.",
 )
-def run(manifest: str, retry_failed: int, **options: Any) -> None:
-    """Send every job of MANIFEST and download each result, resuming where the ledger stands."""
-    _run_manifest(manifest, retry_failed, options)
+def run(manifests: tuple[str, ...], retry_failed: int, **options: Any) -> None:
+    """Send every job of MANIFESTS and download each result, resuming where the ledger stands.
+
+    Several manifests run as several batches of one run: one in-flight window for the account,
+    each batch its own budget and summary; the exit code is the worst batch's.
+    """
+    _run_manifest(manifests, retry_failed, options)
 
 
 @main.command()
-@click.argument("manifest", type=click.Path(exists=True, dir_okay=False))
+@click.argument("manifests", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @run_options
 @click.option(
     "--attempts",
@@ -133,9 +137,9 @@ def run(manifest: str, retry_failed: int, **options: Any) -> None:
     show_default=True,
     help="New attempts each failed or cancelled job gets.",
 )
-def retry(manifest: str, attempts: int, **options: Any) -> None:
-    """Resubmit MANIFEST's failed and cancelled jobs as new attempts, then finish the batch."""
-    _run_manifest(manifest, attempts, options)
+def retry(manifests: tuple[str, ...], attempts: int, **options: Any) -> None:
+    """Resubmit MANIFESTS' failed and cancelled jobs as new attempts, then finish the batches."""
+    _run_manifest(manifests, attempts, options)
 
 
 @main.command()
@@ -271,12 +275,13 @@ def _settings(**options: Any) -> Settings:
     )
 
 
-def _run_manifest(manifest: str, retry_failed: int, options: dict[str, Any]) -> None:
+def _run_manifest(manifests: tuple[str, ...], retry_failed: int, options: dict[str, Any]) -> None:
     """`run` and `retry`: the same run, with more or fewer new attempts for failed jobs."""
     progress = check_run_options(options)
     settings = _settings(retry_failed=retry_failed, **options)
     flags = {name: options[name] for name in ("simulate", "dry_run")}
-    sys.exit(_run_async(_commands().run(manifest, settings, progress=progress, **flags)))
+    running = importlib.import_module("orchestrator.cli.run_command")
+    sys.exit(_run_async(running.run(manifests, settings, progress=progress, **flags)))
 
 
 def _run_async(coroutine: Coroutine[Any, Any, T]) -> T:

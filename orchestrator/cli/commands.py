@@ -7,20 +7,17 @@ program reads has a JSON form whose shape is documented in the README.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
-import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 from orchestrator import errors
 from orchestrator.answers import RemoteJob
-from orchestrator.cli.progress import Ending, JsonLog, LineLog, LivePanel, Quiet
 from orchestrator.client import KreaClient
 from orchestrator.clock import Clock, parse_utc
 from orchestrator.config import Settings
@@ -29,124 +26,13 @@ from orchestrator.ledger import Ledger, LedgerLock, Move
 from orchestrator.limits import Pacer
 from orchestrator.manifest.manifest import load_manifest
 from orchestrator.money import costs, reports
-from orchestrator.money.accounting import Figures
 from orchestrator.retry import Action, Backoff, classify_read
-from orchestrator.runner import RunSummary
-from orchestrator.runner import run as run_batch
-from orchestrator.startup import prepare
 
 S = JobState
 T = TypeVar("T")
-DEMO_SIMULATOR = {"concurrency": 4, "backlog": 12, "seed": 7}
 #: Tries of one `cancel` request through transient failures (about a minute of backoff when
 #: Krea gives no Retry-After) before the outage is said, rather than waited out.
 CANCEL_TRIES = 8
-
-
-async def run(
-    manifest_path: str, settings: Settings, *, simulate: bool, dry_run: bool, progress: str
-) -> int:
-    """`orchestrator run`: returns the exit code.
-
-    The reporter is given an ending however the run ends (an error, Ctrl-C), so a CI step reading
-    ``--json`` always finds the ``end`` event last.
-    """
-    if dry_run:
-        text, fits = estimate(manifest_path, _usd(settings.budget_micro), "table")
-        print(text)
-        return errors.EXIT_STOPPED if fits is False else errors.EXIT_OK
-    reporter = _reporter(progress)
-    try:
-        summary = await _run_batch(manifest_path, settings, simulate, reporter)
-    except errors.OrchestratorError as exc:
-        reporter.finish(Ending(exc.exit_code, fields={"error": exc.message}))
-        raise
-    except asyncio.CancelledError:
-        reporter.finish(Ending(errors.EXIT_INTERRUPTED, fields={"error": "interrupted"}))
-        raise
-    reporter.finish(await _ending(summary, settings))
-    return summary.exit_code
-
-
-async def _run_batch(
-    manifest_path: str, settings: Settings, simulate: bool, reporter: LineLog
-) -> RunSummary:
-    plan = await prepare(manifest_path, settings)  # loaded only if the ledger lacks its jobs
-    async with AsyncExitStack() as stack:
-        if simulate:
-            settings = await _start_simulator(stack, settings, reporter)
-        if isinstance(reporter, LivePanel):
-            reporter.budget_micro = settings.budget_micro or plan.budget_micro
-            stack.enter_context(reporter)
-        return await run_batch(plan, settings, reporter)
-
-
-async def _start_simulator(
-    stack: AsyncExitStack, settings: Settings, reporter: LineLog
-) -> Settings:
-    from orchestrator.simulator import running_simulator
-
-    sim = await stack.enter_async_context(
-        running_simulator(time_scale=settings.time_scale, **DEMO_SIMULATOR)
-    )
-    reporter.headline(
-        f"Using the built-in Krea simulator at {sim.url} ({settings.time_scale:g}x speed, no cost)"
-    )
-    return settings.with_(api_base=sim.url, api_key="simulated-account")
-
-
-def _reporter(progress: str) -> LineLog:
-    if progress == "auto":
-        progress = "live" if sys.stderr.isatty() else "plain"
-    if progress == "live":
-        return LivePanel()
-    if progress == "json":
-        return JsonLog()
-    return Quiet() if progress == "quiet" else LineLog()
-
-
-async def _ending(summary: RunSummary, settings: Settings) -> Ending:
-    """The summary as lines for people, one line for --quiet, and the ``end`` event's fields."""
-    async with Ledger.open(settings.ledger_path, readonly=True) as ledger:
-        figures = await reports.figures(ledger, summary.batch)
-    done = summary.counts.get(S.DONE, 0)
-    counts = sorted(summary.counts.items())
-    others = ", ".join(f"{n} {s}" for s, n in counts if s is not S.DONE and n)
-    lines = [f"{done} of {summary.planned} jobs have verified MP4s under {summary.out_dir}/"]
-    lines += [f"not done: {others}"] if others else []
-    if summary.held_back:
-        held = f"{summary.held_back} jobs ({_money(summary.held_back_micro)})"
-        lines.append(f"held back by the budget: {held}")
-    if summary.stopped == "funds":
-        lines.append(
-            "Krea answered 402: top up the API balance at https://krea.ai/app/api, then rerun"
-        )
-    lines.append(reports.summary_text(figures))
-    line = (
-        f"batch {summary.batch}: {done} of {summary.planned} done"
-        + (f" ({others})" if others else "")
-        + f", {_money(figures.totals.billed_micro)} billed, exit {summary.exit_code}"
-    )
-    return Ending(summary.exit_code, lines, line, _end_fields(summary, figures))
-
-
-def _end_fields(summary: RunSummary, figures: Figures) -> dict[str, object]:
-    """The ``end`` event (README, Commands): add keys, never rename."""
-    totals = figures.totals
-    return {
-        "batch": summary.batch,
-        "planned": summary.planned,
-        "done": summary.counts.get(S.DONE, 0),
-        "counts": {str(s): n for s, n in sorted(summary.counts.items())},
-        "billed_micro": totals.billed_micro,
-        "billed_usd": totals.billed_micro / 1_000_000,
-        "in_flight_micro": totals.in_flight_micro,
-        "in_flight_usd": totals.in_flight_micro / 1_000_000,
-        "held_back": summary.held_back,
-        "held_back_micro": summary.held_back_micro,
-        "stopped": summary.stopped,
-        "out_dir": str(summary.out_dir),
-    }
 
 
 def validate(manifest_path: str) -> str:

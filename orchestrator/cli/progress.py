@@ -98,10 +98,14 @@ class _Tally:
 class LineLog:
     """One line per event on ``stream``; ``min_level`` filters notes and state changes."""
 
-    def __init__(self, stream: TextIO | None = None, *, min_level: str = "info") -> None:
+    def __init__(
+        self, stream: TextIO | None = None, *, min_level: str = "info", batch: str | None = None
+    ) -> None:
         self.stream = stream or sys.stderr
         self.min_level = LEVELS[min_level]
         self.tally = _Tally()
+        #: Set when one run carries several batches: every line then says whose it is.
+        self.batch = batch
 
     def start(self, batch: str, counts: dict[JobState, int]) -> None:
         self.tally.start(counts)
@@ -136,7 +140,8 @@ class LineLog:
     def _emit(self, level: str, message: str) -> None:
         if LEVELS.get(level, 1) >= self.min_level:
             prefix = "" if level == "info" else f"{level}: "
-            print(f"{now_utc()[11:19]} {prefix}{message}", file=self.stream, flush=True)
+            whose = f"[{self.batch}] " if self.batch else ""
+            print(f"{now_utc()[11:19]} {whose}{prefix}{message}", file=self.stream, flush=True)
 
 
 class JsonLog(LineLog):
@@ -180,9 +185,9 @@ class JsonLog(LineLog):
 
     def _json(self, level: str, event: str, **fields: object) -> None:
         if LEVELS.get(level, 1) >= self.min_level:
-            print(
-                json.dumps({"t": now_utc(), "event": event, **fields}), file=self.stream, flush=True
-            )
+            whose = {"batch": self.batch} if self.batch and "batch" not in fields else {}
+            line = json.dumps({"t": now_utc(), "event": event, **whose, **fields})
+            print(line, file=self.stream, flush=True)
 
 
 class LivePanel(LineLog):
@@ -260,8 +265,8 @@ class LivePanel(LineLog):
 class Quiet(LineLog):
     """Errors only, then one summary line: a failed job is in the counts, not a warning."""
 
-    def __init__(self, stream: TextIO | None = None) -> None:
-        super().__init__(stream, min_level="error")
+    def __init__(self, stream: TextIO | None = None, *, batch: str | None = None) -> None:
+        super().__init__(stream, min_level="error", batch=batch)
 
     def headline(self, message: str) -> None:
         pass

@@ -186,6 +186,14 @@ class Ledger(PlanQueries, ReportQueries):
         )
         return {row[0] for row in rows}
 
+    async def foreign_since(self, created_at: str) -> set[str]:
+        """Other clients' jobs recorded on the account, created at or after ``created_at``."""
+        rows = await self._fetch(
+            "SELECT remote_id FROM unattributed WHERE kind = 'foreign' AND created_at >= ?",
+            (created_at,),
+        )
+        return {row[0] for row in rows}
+
     async def remote_jobs_since(self, created_at: str, limit: int) -> list[tuple[str, str, str]]:
         """(key, remote id, created_at) of the newest ``limit`` jobs since ``created_at``."""
         rows = await self._fetch(

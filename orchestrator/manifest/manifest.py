@@ -7,6 +7,7 @@ together (up to 50 problems), each naming the file, line, job and field::
     output: "{batch}/{id}.mp4"       # path template (the default); see output_paths.py
     limits: {max_in_flight: 4, requests_per_second: 2}
     budget_usd: 5                    # the batch's spending cap, in USD (>= 0)
+    priority: 0                      # with other manifests in one run: higher is sent first
     prices: {runway/aleph: 0.5, google/veo-3: {per_second: 0.12}}   # see prices.py
     defaults: {model: kling/kling-2.5, duration: 5, aspect_ratio: "16:9"}
     jobs:
@@ -79,7 +80,9 @@ from orchestrator.manifest.planning import Planner
 from orchestrator.manifest.yaml_safe import YamlList, YamlMap, line_of, parse_yaml, read_capped
 from orchestrator.money.prices import PriceOverrides, micro_from_usd, parse_override
 
-TOP_LEVEL = ("batch", "defaults", "jobs", "output", "limits", "budget_usd", "prices")
+TOP_LEVEL = ("batch", "defaults", "jobs", "output", "limits", "budget_usd", "prices", "priority")
+#: ``priority:`` bounds (one run of several manifests sends the higher first, starving none).
+PRIORITY_RANGE = (-100, 100)
 #: What decides the jobs a manifest becomes (see planner_fingerprint).
 PLANNER_FILES = (
     "manifest.py", "entries.py", "planning.py", "yaml_safe.py", "output_paths.py", "prices.py",
@@ -112,6 +115,7 @@ class ManifestHeader:
     limits: Limits
     budget_micro: int | None
     local_files: dict[str, str] = field(default_factory=dict)  #: absolute path -> its sha256
+    priority: int = 0  #: among the manifests of one run, the higher is sent first
 
     @property
     def files(self) -> dict[str, str]:
@@ -132,13 +136,15 @@ class Manifest:
     prices: PriceOverrides
     specs: list[JobSpec]  #: seq 0..n-1
     local_files: dict[str, str] = field(default_factory=dict)  #: absolute path -> its sha256
+    priority: int = 0
 
     @property
     def header(self) -> ManifestHeader:
         """Everything but the jobs."""
         return ManifestHeader(
-            self.path, self.batch, self.sha256, self.limits, self.budget_micro, self.local_files
-        )
+            self.path, self.batch, self.sha256, self.limits, self.budget_micro, self.local_files,
+            self.priority,
+        )  # fmt: skip
 
 
 def load_manifest(path: str | os.PathLike[str]) -> Manifest:
@@ -184,7 +190,7 @@ class _TopLevel:
         self._unknown_keys()
         batch, overrides = self._batch(), self._overrides()
         defaults = self._defaults()
-        limits, budget = self._limits(), self._budget()
+        limits, budget, priority = self._limits(), self._budget(), self._priority()
         base_dir = os.path.dirname(os.path.abspath(self.path))
         raw_defaults = self.doc.get("defaults")
         source = raw_defaults if isinstance(raw_defaults, YamlMap) else None
@@ -195,7 +201,9 @@ class _TopLevel:
         self.problems.raise_if_any()
         template = defaults.template or DEFAULT_TEMPLATE
         files = planner.hasher.hashed()
-        return Manifest(self.path, batch, sha256, template, limits, budget, overrides, specs, files)
+        return Manifest(
+            self.path, batch, sha256, template, limits, budget, overrides, specs, files, priority
+        )  # fmt: skip
 
     def _add(self, message: str, key: str | None = None, field: str | None = None) -> None:
         line = line_of(self.doc, key) if key in self.doc else self.doc.line
@@ -270,6 +278,14 @@ class _TopLevel:
             )
             rate = None
         return Limits(in_flight, None if rate is None else float(rate))
+
+    def _priority(self) -> int:
+        raw = self.doc.get("priority", 0)
+        low, high = PRIORITY_RANGE
+        if isinstance(raw, bool) or not isinstance(raw, int) or not low <= raw <= high:
+            self._add(f"must be a whole number from {low} to {high}", "priority", "priority")
+            return 0
+        return raw
 
     def _budget(self) -> int | None:
         if self.doc.get("budget_usd") is None:

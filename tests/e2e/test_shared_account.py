@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import random
 import signal
 from pathlib import Path
@@ -22,7 +23,7 @@ from orchestrator.jobs import JobRecord, JobState
 from orchestrator.ledger import Ledger
 from orchestrator.simulator import RunningSimulator, media_sha256_for
 from tests.conftest import StartSimulator
-from tests.e2e.cli_support import JOB_EVENT, EndedEarly, Workdir, lines_until
+from tests.e2e.cli_support import JOB_EVENT, EndedEarly, Workdir, lines_until, orchestrator
 
 pytestmark = pytest.mark.e2e
 
@@ -159,3 +160,58 @@ async def test_two_keys_of_one_account_only_see_each_other_as_another_client(
     billed = {job["job_id"] for job in sim.jobs() if job["charged_micro"]}
     assert len(billed) == 50
     assert any("another client is using" in err for _, _, err in results)
+
+
+async def test_several_manifests_in_one_run_keep_their_own_folders_budgets_and_exit_codes(
+    simulator: StartSimulator, tmp_path: Path
+) -> None:
+    """`run a.yaml b.yaml`: both batches in one process and one window; b's budget holds some
+    of its jobs back, so b exits 3, a exits 0, and the run exits with the worst: 3."""
+    sim = await simulator(time_scale=50, concurrency=3, backlog=3, seed=9, duration_s=4)
+    write_batch(tmp_path / "a", "alpha", 6)
+    write_batch(tmp_path / "b", "beta", 6)
+    capped = (tmp_path / "b" / "jobs.yaml").read_text().replace("jobs:", "budget_usd: 1\njobs:")
+    (tmp_path / "b" / "jobs.yaml").write_text(capped)
+    work = Workdir(tmp_path, sim, 50, progress=("--progress", "json"))
+    args = [
+        str(tmp_path / "a" / "jobs.yaml"), str(tmp_path / "b" / "jobs.yaml"),
+        "--api-base", sim.url, "--ledger", str(work.ledger), "--out", str(work.out),
+        "--time-scale", "50", "--progress", "json",
+    ]  # fmt: skip
+    proc = await asyncio.create_subprocess_exec(
+        *orchestrator("run", *args), env=work.env(), stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await proc.communicate()
+    assert proc.returncode == 3, err.decode()[-2000:]
+    events = [json.loads(line) for line in err.decode().splitlines() if line.startswith("{")]
+    ends = {e["batch"]: e for e in events if e["event"] == "end"}
+    assert (ends["alpha"]["exit_code"], ends["alpha"]["done"]) == (0, 6)
+    assert ends["beta"]["exit_code"] == 3
+    assert 0 < ends["beta"]["done"] < 6
+    assert ends["beta"]["held_back"] == 6 - ends["beta"]["done"]
+    assert {e["batch"] for e in events if e["event"] == "job"} == {"alpha", "beta"}
+    alpha = await entries_of(work, "alpha")
+    assert_files_are_their_entries(work, alpha, sim)
+    assert all((work.out / "alpha" / f"alpha-{i:03d}.mp4").exists() for i in range(6))
+    billed = sum(job["charged_micro"] for job in sim.jobs())
+    assert billed <= 6 * 366_700 + 1_000_000, "beta spent no more than its cap"
+
+
+async def test_one_batch_twice_in_one_run_is_refused_before_anything_is_sent(
+    simulator: StartSimulator, tmp_path: Path
+) -> None:
+    sim = await simulator(time_scale=50)
+    write_batch(tmp_path / "a", "same", 2)
+    write_batch(tmp_path / "b", "same", 3)
+    work = Workdir(tmp_path, sim, 50)
+    proc = await asyncio.create_subprocess_exec(
+        *orchestrator("run", str(tmp_path / "a" / "jobs.yaml"), str(tmp_path / "b" / "jobs.yaml"),
+                      "--api-base", sim.url, "--ledger", str(work.ledger)),
+        env=work.env(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await proc.communicate()
+    assert proc.returncode == 2
+    assert "batch 'same' is also the batch of" in err.decode()
+    assert sum(sim.stats()["requests"].values()) == 0
+    assert not work.ledger.exists()

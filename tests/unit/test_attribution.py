@@ -157,15 +157,18 @@ def test_without_any_acknowledged_post_only_the_floor_bounds() -> None:
     assert window == Window(at(1), None, None)
 
 
-def test_a_post_that_may_never_have_been_sent_takes_no_job_beside_another_clients() -> None:
-    """Its run died with it on the wire: a lone job in its window is its own only when no other
-    client's job is near (within one window width), else it is a doubt and the entry resent."""
+def test_a_post_that_may_never_have_been_sent_takes_no_job_while_another_client_is_active() -> None:
+    """Its run died with it on the wire: a lone job in its window is its own only when the list
+    shows no other client's job; else it is a doubt and the entry is sent again."""
     unsure = Attempt("a", Window(at(10), at(11), at(12)), unsure_sent=True)
-    alone = attribute([unsure], [job("r1", 10.5), job("far", 30)])
+    alone = attribute([unsure], [job("r1", 10.5)])
     assert alone.matched == {"a": job("r1", 10.5)}
-    crowded = attribute([unsure], [job("r1", 10.5), job("near", 13)])
+    crowded = attribute([unsure], [job("r1", 10.5), job("theirs", 300)])
     assert crowded.matched == {}
     assert crowded.contested == ["a"]
     assert [c.remote_id for c in crowded.unattributable] == ["r1"]
-    sure = attribute([post("a", 10, 11, late=12)], [job("r1", 10.5), job("near", 13)])
+    sure = attribute([post("a", 10, 11, late=12)], [job("r1", 10.5), job("theirs", 300)])
     assert sure.matched == {"a": job("r1", 10.5)}, "an answered POST was sent: its job is its own"
+    other_run = Attempt("other#k", Window(at(9), at(9.8), at(9.8)), ours=False)
+    explained = attribute([unsure, other_run], [job("r1", 10.5), job("theirs", 9.5)])
+    assert explained.matched == {"a": job("r1", 10.5)}, "a job another run's POST explains"

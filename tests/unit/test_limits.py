@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from orchestrator.limits import InFlightWindow, Pacer
+from orchestrator.limits import PATIENCE, InFlightWindow, Pacer
 
 
 async def test_window_never_exceeds_its_limit_and_serves_in_order() -> None:
@@ -212,3 +212,45 @@ async def test_a_cancelled_waiter_gives_its_slot_to_the_next() -> None:
     first.cancel()  # ...which is cancelled before it runs
     await asyncio.wait_for(second, timeout=1.0)
     assert window.in_flight == 1
+
+
+async def _waiting(
+    window: InFlightWindow, rank: tuple[int, ...], got: list[str], name: str
+) -> None:
+    await window.acquire(rank)
+    got.append(name)
+
+
+async def test_a_higher_priority_batch_gets_a_free_slot_first() -> None:
+    window = InFlightWindow(1)
+    await window.acquire()
+    got: list[str] = []
+    low = asyncio.create_task(_waiting(window, (0, 1), got, "second manifest"))
+    await asyncio.sleep(0)  # let it queue first
+    high = asyncio.create_task(_waiting(window, (0, 0), got, "first manifest"))
+    await asyncio.sleep(0)
+    await window.release()
+    await high
+    assert got == ["first manifest"]
+    await window.release()
+    await low
+    assert got == ["first manifest", "second manifest"]
+
+
+async def test_no_batch_is_starved_of_the_window_forever() -> None:
+    """A waiter overtaken PATIENCE times takes the next slot, however many wait above it."""
+    window = InFlightWindow(1)
+    await window.acquire()
+    got: list[str] = []
+    low = asyncio.create_task(_waiting(window, (1,), got, "low"))
+    await asyncio.sleep(0)
+    highs = [asyncio.create_task(_waiting(window, (0,), got, f"high{i}")) for i in range(6)]
+    await asyncio.sleep(0)
+    for _ in range(PATIENCE + 1):
+        await window.release()
+        await asyncio.sleep(0)
+    assert got == [f"high{i}" for i in range(PATIENCE)] + ["low"]
+    await low
+    for task in highs:
+        task.cancel()
+    await asyncio.gather(*highs, return_exceptions=True)

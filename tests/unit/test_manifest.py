@@ -166,6 +166,8 @@ def test_limits_and_budget_are_read(tmp_path: Path) -> None:
     manifest = load(tmp_path, head + MINIMAL)
     assert manifest.limits == Limits(max_in_flight=3, requests_per_second=0.5)
     assert manifest.budget_micro == 2_500_000
+    assert manifest.priority == 0
+    assert load(tmp_path, "priority: -7\n" + MINIMAL).header.priority == -7
 
 
 @pytest.mark.parametrize(
@@ -179,6 +181,9 @@ def test_limits_and_budget_are_read(tmp_path: Path) -> None:
         ("limits: 4\n", None),
         ("budget_usd: -1\n", "budget_usd"),
         ("budget_usd: '5'\n", "budget_usd"),
+        ("priority: 101\n", "priority"),
+        ("priority: 1.5\n", "priority"),
+        ("priority: true\n", "priority"),
         ("prices: {kling/kling-2.5: -1}\n", "prices.kling/kling-2.5"),
         ("prices: {nope/model: 1}\n", "prices.nope/model"),
         ("prices: [1]\n", "prices"),

@@ -1,0 +1,175 @@
+"""`orchestrator run` and `retry`: one or several manifests to verified files, with progress.
+
+Several manifests are several batches of one run (``runner.run_many``): each gets its own
+reporter (lines and JSON events then name their batch; the live panel shows one batch, so
+several print plain lines instead), its own summary, and the run exits with the worst code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Iterable, Sequence
+from contextlib import AsyncExitStack
+
+from orchestrator import errors
+from orchestrator.cli.commands import estimate
+from orchestrator.cli.progress import Ending, JsonLog, LineLog, LivePanel, Quiet
+from orchestrator.config import Settings
+from orchestrator.jobs import JobState
+from orchestrator.ledger import Ledger
+from orchestrator.money import reports
+from orchestrator.money.accounting import Figures
+from orchestrator.money.report_sections import dollars
+from orchestrator.runner import RunSummary, run_many
+from orchestrator.startup import prepare
+
+S = JobState
+DEMO_SIMULATOR = {"concurrency": 4, "backlog": 12, "seed": 7}
+#: Exit codes from best to worst: a run of several batches exits with its worst batch's.
+SEVERITY = (errors.EXIT_OK, errors.EXIT_JOBS_FAILED, errors.EXIT_STOPPED)
+
+
+async def run(
+    manifest_paths: Sequence[str],
+    settings: Settings,
+    *,
+    simulate: bool,
+    dry_run: bool,
+    progress: str,
+) -> int:
+    """`orchestrator run`: returns the exit code.
+
+    Each reporter is given an ending however the run ends (an error, Ctrl-C), so a CI step
+    reading ``--json`` always finds an ``end`` event last.
+    """
+    if dry_run:
+        return _dry_run(manifest_paths, settings)
+    reporters = _reporters(progress, manifest_paths)
+    try:
+        summaries = await _run_batches(manifest_paths, settings, simulate, reporters)
+    except errors.OrchestratorError as exc:
+        for reporter in reporters:
+            reporter.finish(Ending(exc.exit_code, fields={"error": exc.message}))
+        raise
+    except asyncio.CancelledError:
+        for reporter in reporters:
+            reporter.finish(Ending(errors.EXIT_INTERRUPTED, fields={"error": "interrupted"}))
+        raise
+    for reporter, summary in zip(reporters, summaries, strict=True):
+        reporter.finish(await _ending(summary, settings))
+    return worst(summary.exit_code for summary in summaries)
+
+
+def worst(codes: Iterable[int]) -> int:
+    """The worst of several batches' exit codes (see SEVERITY)."""
+    return max(codes, key=SEVERITY.index, default=errors.EXIT_OK)
+
+
+def _dry_run(manifest_paths: Sequence[str], settings: Settings) -> int:
+    budget = None if settings.budget_micro is None else settings.budget_micro / 1_000_000
+    codes = []
+    for path in manifest_paths:
+        text, fits = estimate(path, budget, "table")
+        print(text if len(manifest_paths) == 1 else f"{path}:\n{text}\n")
+        codes.append(errors.EXIT_STOPPED if fits is False else errors.EXIT_OK)
+    return worst(codes)
+
+
+async def _run_batches(
+    manifest_paths: Sequence[str], settings: Settings, simulate: bool, reporters: list[LineLog]
+) -> list[RunSummary]:
+    plans = [await prepare(path, settings) for path in manifest_paths]  # loaded only if needed
+    for reporter, plan in zip(reporters, plans, strict=True):
+        if reporter.batch is not None:
+            reporter.batch = plan.header.batch  # its lines said the file's name until now
+    async with AsyncExitStack() as stack:
+        if simulate:
+            settings = await _start_simulator(stack, settings, reporters[0])
+        panel = reporters[0]
+        if isinstance(panel, LivePanel):
+            panel.budget_micro = settings.budget_micro or plans[0].budget_micro
+            stack.enter_context(panel)
+        return await run_many(plans, settings, reporters)
+
+
+async def _start_simulator(
+    stack: AsyncExitStack, settings: Settings, reporter: LineLog
+) -> Settings:
+    from orchestrator.simulator import running_simulator
+
+    sim = await stack.enter_async_context(
+        running_simulator(time_scale=settings.time_scale, **DEMO_SIMULATOR)
+    )
+    reporter.headline(
+        f"Using the built-in Krea simulator at {sim.url} ({settings.time_scale:g}x speed, no cost)"
+    )
+    return settings.with_(api_base=sim.url, api_key="simulated-account")
+
+
+def _reporters(progress: str, manifest_paths: Sequence[str]) -> list[LineLog]:
+    if progress == "auto":
+        progress = "live" if sys.stderr.isatty() else "plain"
+    if len(manifest_paths) == 1:
+        if progress == "live":
+            return [LivePanel()]
+        return [_line_reporter(progress, None)]
+    batches = [_batch_name(path) for path in manifest_paths]
+    kind = "plain" if progress == "live" else progress  # one panel cannot show several batches
+    return [_line_reporter(kind, batch) for batch in batches]
+
+
+def _line_reporter(progress: str, batch: str | None) -> LineLog:
+    if progress == "json":
+        return JsonLog(batch=batch)
+    return Quiet(batch=batch) if progress == "quiet" else LineLog(batch=batch)
+
+
+def _batch_name(path: str) -> str:
+    """What to call a manifest's lines before it is loaded: its file name without suffix."""
+    name = path.rsplit("/", 1)[-1]
+    return name.rsplit(".", 1)[0] or name
+
+
+async def _ending(summary: RunSummary, settings: Settings) -> Ending:
+    """The summary as lines for people, one line for --quiet, and the ``end`` event's fields."""
+    async with Ledger.open(settings.ledger_path, readonly=True) as ledger:
+        figures = await reports.figures(ledger, summary.batch)
+    done = summary.counts.get(S.DONE, 0)
+    counts = sorted(summary.counts.items())
+    others = ", ".join(f"{n} {s}" for s, n in counts if s is not S.DONE and n)
+    lines = [f"{done} of {summary.planned} jobs have verified MP4s under {summary.out_dir}/"]
+    lines += [f"not done: {others}"] if others else []
+    if summary.held_back:
+        held = f"{summary.held_back} jobs ({dollars(summary.held_back_micro)})"
+        lines.append(f"held back by the budget: {held}")
+    if summary.stopped == "funds":
+        lines.append(
+            "Krea answered 402: top up the API balance at https://krea.ai/app/api, then rerun"
+        )
+    lines.append(reports.summary_text(figures))
+    line = (
+        f"batch {summary.batch}: {done} of {summary.planned} done"
+        + (f" ({others})" if others else "")
+        + f", {dollars(figures.totals.billed_micro)} billed, exit {summary.exit_code}"
+    )
+    return Ending(summary.exit_code, lines, line, _end_fields(summary, figures))
+
+
+def _end_fields(summary: RunSummary, figures: Figures) -> dict[str, object]:
+    """The ``end`` event (README, Commands): add keys, never rename."""
+    totals = figures.totals
+    return {
+        "batch": summary.batch,
+        "planned": summary.planned,
+        "done": summary.counts.get(S.DONE, 0),
+        "counts": {str(s): n for s, n in sorted(summary.counts.items())},
+        "billed_micro": totals.billed_micro,
+        "billed_usd": totals.billed_micro / 1_000_000,
+        "in_flight_micro": totals.in_flight_micro,
+        "in_flight_usd": totals.in_flight_micro / 1_000_000,
+        "held_back": summary.held_back,
+        "held_back_micro": summary.held_back_micro,
+        "stopped": summary.stopped,
+        "out_dir": str(summary.out_dir),
+    }
