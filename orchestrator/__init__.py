@@ -59,7 +59,8 @@ Modules (a package's line names every module in it)::
     services
       client        Krea's HTTP API as typed calls, each answer parsed or made an error
       answers       Krea's answers read tolerantly: jobs, pages, errors, Retry-After, times
-      registry      what every run of one account on this machine sent (shared SQLite file)
+      registry/     what every run of one account on this machine sent: account (a run's
+                    handle), store (the shared SQLite file), processes (liveness, POST turn)
       attribution   which job a lost POST made, by windows of Krea's clock (pure)
       ledger/       SQLite, the only SQL: store, commits (group commit), plan_queries,
                     records, report_queries, migrations, lock (one writer)

@@ -201,12 +201,13 @@ def _doubt_unsure(
     """Undo the match of a POST that may never have been sent while another client is active.
 
     Its lone job could then be that client's as well as its own. Another client is active when
-    the list holds a job no POST's window admits, or such jobs were recorded before; without
-    one, the lone job is the POST's own.
+    the list holds a job that no POST still without its job could have made (a POST makes one
+    job at most), or such jobs were recorded before; without one, the lone job is its own.
     """
-    foreign = others_active or any(
+    open_attempts = [a for a in attempts if a.owner not in matched_owners]
+    foreign = others_active or any(  # a job no POST still without its job could have made
         c.remote_id not in matched_ids
-        and not any(a.window.holds(c.created_at, late=True) for a in attempts)
+        and not any(a.window.holds(c.created_at, late=True) for a in open_attempts)
         for c in candidates
     )
     if not foreign:

@@ -72,17 +72,28 @@ class KreaClient:
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=10.0, sock_read=timeout_s)
         headers = {"Authorization": f"Bearer {api_key}", "User-Agent": USER_AGENT}
         connector = aiohttp.TCPConnector(limit=connections)
+        tracing = aiohttp.TraceConfig()
+        tracing.on_request_chunk_sent.append(_body_written)
         async with aiohttp.ClientSession(
-            headers=headers, timeout=timeout, connector=connector
+            headers=headers, timeout=timeout, connector=connector, trace_configs=[tracing]
         ) as session:
             yield cls(session, base_url, pace=pace)
 
     # -- endpoints ----------------------------------------------------------------------------
 
     async def create_job(
-        self, model: str, body: dict[str, Any], *, webhook_url: str | None = None
+        self,
+        model: str,
+        body: dict[str, Any],
+        *,
+        webhook_url: str | None = None,
+        on_written: Callable[[], None] | None = None,
     ) -> RemoteJob:
-        """POST /generate/video/{model}. A 2xx with an unreadable body raises BadResponse."""
+        """POST /generate/video/{model}. A 2xx with an unreadable body raises BadResponse.
+
+        ``on_written`` is called once the request's body has been handed to the socket: a run
+        killed after that has sent the POST (the kernel delivers what it was given).
+        """
         headers = {"X-Webhook-URL": webhook_url} if webhook_url else None
         data = await self._json(
             "POST",
@@ -90,6 +101,7 @@ class KreaClient:
             "POST /generate/video",
             json_body=body,
             headers=headers,
+            on_written=on_written,
         )
         return RemoteJob.from_json(data)
 
@@ -158,10 +170,12 @@ class KreaClient:
         headers: dict[str, str] | None = None,
         form: aiohttp.FormData | None = None,
         allow_empty: bool = False,
+        on_written: Callable[[], None] | None = None,
     ) -> Any:
         status, response_headers, body = await self._send(
-            method, path, route, json_body=json_body, params=params, headers=headers, form=form
-        )
+            method, path, route, json_body=json_body, params=params, headers=headers, form=form,
+            trace_request_ctx=on_written,
+        )  # fmt: skip
         if status in NO_SUCH_ROUTE and route in EVERY_KREA_HAS:
             what = f"HTTP {status} {status_phrase(status)} ({body_kind(response_headers, body)})"
             raise self._not_krea(status, what, method, path)
@@ -216,6 +230,16 @@ class KreaClient:
         if not self.answered and self._refused >= UNREACHABLE_AFTER:
             return errors.Unreachable(self.base_url, detail, self._refused)
         return NotSent(detail, path=path)
+
+
+async def _body_written(
+    session: aiohttp.ClientSession, context: Any, params: aiohttp.TraceRequestChunkSentParams
+) -> None:
+    """aiohttp's hook after each chunk of a request body: tell the caller, once."""
+    hook = context.trace_request_ctx
+    if callable(hook):
+        context.trace_request_ctx = None
+        hook()
 
 
 UNREACHABLE_AFTER = 6  #: refused connections (or unreadable answers), with no good one ever

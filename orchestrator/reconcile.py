@@ -40,6 +40,8 @@ from orchestrator.retry import Action, Backoff, classify_read
 S = JobState
 #: Real seconds between looks at the registry while another run's POST is on the wire.
 WIRE_POLL_S = 0.02
+#: The floor of an account that held no job when the run began: every job on it is newer.
+EMPTY_ACCOUNT_FLOOR = "1970-01-01T00:00:00.000Z"
 
 
 class Reconciler:
@@ -101,23 +103,14 @@ class Reconciler:
             await self.pipe.clock.sleep(remaining)
 
     async def _reconcile(self, rows: Sequence[JobRecord]) -> None:
-        snapshot = await self._snapshot(None)
-        ours = [self._our_attempt(row, snapshot) for row in rows]
+        ours = [self._our_attempt(row, await self._snapshot(None, claims=False)) for row in rows]
         lowest = _lowest(ours)
         listed, listed_at = await self._listed_since(lowest)
         since = format_utc(lowest - timedelta(hours=1)) if lowest else None
         snapshot = await self._settled_snapshot(since, listed_at)
         claimed = await self.pipe.ledger.remote_ids_since(since or "")
         by_key = {row.key: row for row in rows}
-        verdict = Attribution()
-        for remote_id, (ledger, key, claimed_at) in snapshot.claims.items():
-            row = by_key.get(key) if ledger == self._ledger else None
-            if (
-                row is not None
-                and remote_id in listed
-                and claimed_at >= (_epoch(row.intent_at) or 0)
-            ):
-                verdict.matched[key] = listed[remote_id]  # this intent's job: claimed, then a crash
+        verdict = Attribution(matched=self._claimed_then_stopped(snapshot, by_key, listed))
         unclaimed = [c for i, c in listed.items() if i not in claimed and i not in snapshot.claims]
         others = [
             self._their_attempt(a)
@@ -131,6 +124,19 @@ class Reconciler:
         found.matched.update(verdict.matched)
         await self._apply(found, by_key)
 
+    def _claimed_then_stopped(
+        self, snapshot: Snapshot, by_key: dict[str, JobRecord], listed: dict[str, Candidate]
+    ) -> dict[str, Candidate]:
+        """Our POSTs whose job the registry got but the ledger did not (a crash in between)."""
+        found = {}
+        for remote_id, (ledger, key, claimed_at) in snapshot.claims.items():
+            row = by_key.get(key) if ledger == self._ledger else None
+            if row is None or remote_id not in listed:
+                continue
+            if claimed_at >= (_epoch(row.intent_at) or 0.0):  # this intent's job, no older one
+                found[key] = listed[remote_id]
+        return found
+
     @property
     def _ledger(self) -> str | None:
         return self.pipe.registry.ledger if self.pipe.registry is not None else None
@@ -138,10 +144,10 @@ class Reconciler:
     def _theirs(self, attempt: RegisteredAttempt) -> bool:
         return attempt.ledger != self._ledger
 
-    async def _snapshot(self, since: str | None) -> Snapshot:
+    async def _snapshot(self, since: str | None, *, claims: bool = True) -> Snapshot:
         if self.pipe.registry is None:
             return Snapshot(claims={}, attempts=())
-        return await self.pipe.registry.snapshot(since)
+        return await self.pipe.registry.snapshot(since, claims=claims)
 
     async def _settled_snapshot(self, since: str | None, listed_at: float) -> Snapshot:
         """The registry once no live run has a POST on the wire that the list could include.
@@ -311,3 +317,48 @@ def _lowest(attempts: Sequence[Attempt]) -> datetime | None:
 
 def _epoch(text: str | None) -> float | None:
     return parse_utc(text).timestamp() if text else None
+
+
+async def start_floor(pipe: Pipeline) -> str:
+    """The newest job known to the ledger or to any run of the account, else the account's."""
+    known = [await pipe.ledger.newest_remote_created_at()]
+    if pipe.registry is not None:
+        known.append(await pipe.registry.newest_claim())
+    newest = max((stamp for stamp in known if stamp), default=None)
+    return newest or await _account_floor(pipe)
+
+
+async def _account_floor(pipe: Pipeline) -> str:
+    """With an empty ledger, the newest job already on the account bounds reconciliation.
+
+    Never skipped: an intent written without a floor would let reconciliation take every
+    job on the account, from before this run, for the one a lost POST created. A failure
+    that can pass is waited out; any other ends the run (nothing has been sent).
+
+    The floor is one millisecond after that job: reconciliation takes jobs *at or after* a
+    floor, and the job the floor was read from is not ours (a ledger's own newest job is
+    claimed by its row; this one has none). Ours is created after Krea answered the list,
+    so strictly later.
+    """
+    backoff = Backoff(pipe.rng, base_s=pipe.tuning.backoff_base_s, cap_s=pipe.tuning.backoff_cap_s)
+    warned = False
+    while True:
+        try:
+            page = await pipe.client.list_jobs(limit=1)
+        except (errors.ApiError, errors.TransportError) as exc:
+            if classify_read(exc).action is not Action.RETRY:
+                raise
+            if not warned:
+                warned = True
+                pipe.reporter.note(
+                    f"reading the account's newest job: {exc.message}; retrying with backoff",
+                    level="warning",
+                )
+            await pipe.clock.sleep(backoff.next_delay(exc))
+            continue
+        if page.skipped:  # the newest job may be the unreadable one: no floor from this page
+            await pipe.clock.sleep(backoff.next_delay(errors.BadResponse(200, "unreadable")))
+            continue
+        if not page.items:
+            return EMPTY_ACCOUNT_FLOOR
+        return format_utc(parse_utc(page.items[0].created_at) + timedelta(milliseconds=1))

@@ -19,22 +19,20 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import timedelta
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 
 from orchestrator import errors
 from orchestrator.answers import RemoteJob
-from orchestrator.clock import format_utc, now_utc, parse_utc
+from orchestrator.clock import now_utc, parse_utc
 from orchestrator.jobs import IN_FLIGHT, JobRecord, JobState
 from orchestrator.pipeline import Pipeline
-from orchestrator.reconcile import Reconciler
+from orchestrator.reconcile import Reconciler, start_floor
 from orchestrator.retry import Action, Backoff, classify_post, classify_read, is_rate_not_capacity
 from orchestrator.uploads import with_assets
 
 S = JobState
-#: The floor of an account that held no job when the run began: every job on it is newer.
-EMPTY_ACCOUNT_FLOOR = "1970-01-01T00:00:00.000Z"
 PAGE = 200
 
 
@@ -61,11 +59,12 @@ class Submitter:
         self._feed = asyncio.Lock()
         self._saving: set[asyncio.Future[None]] = set()  #: job ids queued, not yet committed
         self._warned: set[str] = set()  #: what was already said once (held-back keys, refusals)
+        self._marks: set[asyncio.Future[None]] = set()  #: registry "body written" marks
 
     async def run(self) -> None:
         """Return when no pending job can be sent (all sent, held back by the budget, stopped)."""
         try:
-            self.floor = await self._start_floor()
+            self.floor = await start_floor(self.pipe)
             self.pipe.strangers.since = self.floor  # jobs after it are ours, a run's, or foreign
             async with asyncio.TaskGroup() as group:
                 for _ in range(self.workers):
@@ -209,7 +208,7 @@ class Submitter:
         async with registry.posting():
             await registry.post_started(job.key, self.floor)  # other runs count it in now
             try:
-                remote = await self._timed(job, body)
+                remote = await self._timed(job, body, lambda: self._written(job.key))
             except errors.OrchestratorError as exc:
                 if classify_post(exc).action is Action.RECONCILE:
                     no_answer = isinstance(exc, errors.TransportError)
@@ -222,11 +221,15 @@ class Submitter:
             await registry.claimed(job.key, remote.job_id, remote.created_at, clock)
             return remote
 
-    async def _timed(self, job: JobRecord, body: dict[str, Any]) -> RemoteJob:
+    async def _timed(
+        self, job: JobRecord, body: dict[str, Any], on_written: Callable[[], None] | None = None
+    ) -> RemoteJob:
         """The POST itself; its send and answer times teach the clock bounds."""
         sent = time.time()
         pipe = self.pipe
-        remote = await pipe.client.create_job(job.model, body, webhook_url=pipe.webhook_url)
+        remote = await pipe.client.create_job(
+            job.model, body, webhook_url=pipe.webhook_url, on_written=on_written
+        )
         pipe.clock_bounds.learn(sent, time.time(), parse_utc(remote.created_at))
         return remote
 
@@ -252,6 +255,15 @@ class Submitter:
         pipe.window.on_accepted()
         if self.floor is None or parse_utc(remote.created_at) > parse_utc(self.floor):
             self.floor = remote.created_at
+
+    def _written(self, key: str) -> None:
+        """The POST's body is on its way: say so to the registry, without delaying the POST."""
+        assert self.pipe.registry is not None
+        marked = asyncio.ensure_future(self.pipe.registry.written(key))
+        self._marks.add(marked)
+        marked.add_done_callback(self._marks.discard)
+        # A busy registry only leaves the POST "maybe unsent", which is the safe side.
+        marked.add_done_callback(lambda done: done.cancelled() or done.exception())
 
     def _recorded(self, job: JobRecord, saved: asyncio.Future[None]) -> None:
         """Once the job id is on disk: wake the poller and tell the user (never before)."""
@@ -344,46 +356,3 @@ class Submitter:
         )
         self.pipe.reporter.job_changed(job.entry_id, S.PENDING, S.REJECTED, exc.message)
         return _Outcome.REJECTED, None
-
-    async def _start_floor(self) -> str:
-        """The newest job known to the ledger or to any run of the account, else the account's."""
-        known = [await self.pipe.ledger.newest_remote_created_at()]
-        if self.pipe.registry is not None:
-            known.append(await self.pipe.registry.newest_claim())
-        newest = max((stamp for stamp in known if stamp), default=None)
-        return newest or await self._account_floor()
-
-    async def _account_floor(self) -> str:
-        """With an empty ledger, the newest job already on the account bounds reconciliation.
-
-        Never skipped: an intent written without a floor would let reconciliation take every
-        job on the account, from before this run, for the one a lost POST created. A failure
-        that can pass is waited out; any other ends the run (nothing has been sent).
-
-        The floor is one millisecond after that job: reconciliation takes jobs *at or after* a
-        floor, and the job the floor was read from is not ours (a ledger's own newest job is
-        claimed by its row; this one has none). Ours is created after Krea answered the list,
-        so strictly later.
-        """
-        pipe = self.pipe
-        backoff = Backoff(
-            pipe.rng, base_s=pipe.tuning.backoff_base_s, cap_s=pipe.tuning.backoff_cap_s
-        )
-        while True:
-            try:
-                page = await pipe.client.list_jobs(limit=1)
-            except (errors.ApiError, errors.TransportError) as exc:
-                if classify_read(exc).action is not Action.RETRY:
-                    raise
-                self._warn_once(
-                    "floor",
-                    f"reading the account's newest job: {exc.message}; retrying with backoff",
-                )
-                await pipe.clock.sleep(backoff.next_delay(exc))
-                continue
-            if page.skipped:  # the newest job may be the unreadable one: no floor from this page
-                await pipe.clock.sleep(backoff.next_delay(errors.BadResponse(200, "unreadable")))
-                continue
-            if not page.items:
-                return EMPTY_ACCOUNT_FLOOR
-            return format_utc(parse_utc(page.items[0].created_at) + timedelta(milliseconds=1))

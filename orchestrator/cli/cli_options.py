@@ -151,7 +151,8 @@ def _limit_options() -> list[Decorator]:
             type=click.IntRange(1, 16),
             default=1,
             show_default=True,
-            help="POSTs in flight at once (1 keeps crash attribution exact).",
+            help="Jobs prepared at once (uploads); their POSTs still take turns, one of the "
+            "account on the wire at a time, so attribution after a crash stays exact.",
         ),
         click.option(
             "--download-workers",

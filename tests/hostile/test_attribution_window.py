@@ -1,11 +1,12 @@
 """Two POSTs with unknown outcomes in one window: never guessed, never cancelled, reported.
 
-With ``--submit-workers 2`` two POSTs can be on the wire at once. When both lose their answer
-and both create a job, the job list cannot tell which job is whose (Krea keeps no client data),
-nor prove that either is ours rather than another client's: a job we cannot prove ours is never
-cancelled or adopted. Each entry is sent again and both jobs are reported as possible
-duplicates. The simulator's ``ambiguous_burst`` holds the first two POSTs until both have
-arrived, so the window is forced, not hoped for.
+With ``--submit-workers 2`` and no account registry (``--simulate``'s embedded account; with
+the registry an account's POSTs take turns) two POSTs can be on the wire at once. When both lose
+their answer and both create a job, the job list cannot tell which job is whose (Krea keeps no
+client data), nor prove that either is ours rather than another client's: a job we cannot prove
+ours is never cancelled or adopted. Each entry is sent again and both jobs are reported as
+possible duplicates. The simulator's ``ambiguous_burst`` holds the first two POSTs until both
+have arrived, so the window is forced, not hoped for.
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ async def test_two_ambiguous_posts_in_one_window_are_resent_and_reported_never_c
     more, and every file is the job its entry's row names."""
     sim = await simulator(time_scale=1000, concurrency=4, backlog=8, ambiguous_burst=2)
     recorder = Recorder()
-    outcome = await run_recorded(sim, tmp_path, manifest_text(2), recorder, submit_workers=2)
+    outcome = await run_recorded(
+        sim, tmp_path, manifest_text(2), recorder, submit_workers=2, account_registry=False
+    )
     stats = sim.stats()
     assert stats["faults"]["ambiguous"] == 2
     assert stats["requests"][POSTS] == 4, "two per entry: the doubtful one and one more"

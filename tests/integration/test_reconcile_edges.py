@@ -22,8 +22,7 @@ from orchestrator.jobs import JobState
 from orchestrator.ledger import Batch, Ledger
 from orchestrator.limits import InFlightWindow, Pacer
 from orchestrator.pipeline import Pipeline
-from orchestrator.reconcile import Reconciler
-from orchestrator.submitter import EMPTY_ACCOUNT_FLOOR
+from orchestrator.reconcile import EMPTY_ACCOUNT_FLOOR, Reconciler
 from tests.conftest import StartSimulator
 from tests.integration.pipeline_support import (
     TOKEN,

@@ -169,6 +169,8 @@ def test_a_post_that_may_never_have_been_sent_takes_no_job_while_another_client_
     assert [c.remote_id for c in crowded.unattributable] == ["r1"]
     sure = attribute([post("a", 10, 11, late=12)], [job("r1", 10.5), job("theirs", 300)])
     assert sure.matched == {"a": job("r1", 10.5)}, "an answered POST was sent: its job is its own"
+    late = attribute([unsure], [job("r1", 10.5), job("in-its-late-window", 11.5)])
+    assert late.matched == {}, "a POST makes one job: the other in its window is a client's"
     other_run = Attempt("other#k", Window(at(9), at(9.8), at(9.8)), ours=False)
     explained = attribute([unsure, other_run], [job("r1", 10.5), job("theirs", 9.5)])
     assert explained.matched == {"a": job("r1", 10.5)}, "a job another run's POST explains"

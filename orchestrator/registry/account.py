@@ -1,0 +1,225 @@
+"""A run's handle on its account's registry: every call a short transaction on its own thread.
+
+See the package docstring for what the registry holds and why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import sqlite3
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager, suppress
+from pathlib import Path
+from typing import Any, TypeVar
+
+from orchestrator.errors import LedgerError
+from orchestrator.registry.processes import try_lock
+from orchestrator.registry.store import HEARTBEAT_S, RegistryFile, Snapshot
+
+T = TypeVar("T")
+
+TURN_POLL_S = 0.001  #: real seconds between tries for the account's POST turn
+#: What runs learnt of Krea's clock is trusted this long (real seconds) by the next run.
+CLOCK_FRESH_S = 3600.0
+
+
+def state_dir() -> Path:
+    """``$XDG_STATE_HOME/orchestrator`` (``~/.local/state/orchestrator`` by default)."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "orchestrator"
+
+
+def fingerprint(api_base: str, api_key: str) -> str:
+    """A one-way name for an account: nothing about the key can be read back from it."""
+    text = f"orchestrator account\n{api_base.rstrip('/')}\n{api_key}"
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+class AccountRegistry:
+    """One run's handle on its account's registry file (see the package docstring)."""
+
+    def __init__(self, path: Path, ledger: Path) -> None:
+        self.path = path
+        self.ledger = str(ledger.resolve())
+        self.run_id = uuid.uuid4().hex
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="registry")
+        self._file = RegistryFile(path, self.ledger, self.run_id)
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls, api_base: str, api_key: str, ledger: Path, *, directory: Path | None = None
+    ) -> AsyncIterator[AccountRegistry]:
+        """Register this run for the account; unregister it (not its open attempts) on exit."""
+        folder = (directory or state_dir()) / "accounts"
+        registry = cls(folder / f"{fingerprint(api_base, api_key)}.db", ledger)
+        await registry._call(registry._file.connect)
+        heartbeat = asyncio.create_task(registry._beat())
+        try:
+            yield registry
+        finally:
+            heartbeat.cancel()
+            await asyncio.gather(heartbeat, return_exceptions=True)
+            await registry._call(registry._file.close)
+            registry._pool.shutdown(wait=False)
+
+    # -- what a submitter writes around each POST -------------------------------------------------
+    @asynccontextmanager
+    async def posting(self) -> AsyncIterator[None]:
+        """Hold the account's POST turn on this machine: one POST on the wire at a time.
+
+        Two runs' POSTs then never overlap in time, so their windows barely touch and two lost
+        answers at once cannot make each other's jobs unattributable. An ``flock``: the kernel
+        gives it back when a run dies holding it.
+        """
+        # Polled, never a blocking call in a thread: a cancelled wait must not take it later.
+        while (handle := try_lock(self.path.with_suffix(".posting"))) is None:  # noqa: ASYNC110
+            await asyncio.sleep(TURN_POLL_S)
+        try:
+            yield
+        finally:
+            handle.close()  # closing the file releases the lock
+
+    async def post_started(self, key: str, floor: str | None) -> None:
+        """Before the POST leaves: other runs now wait for it or count it as an owner."""
+        await self._write(
+            "INSERT OR REPLACE INTO attempts VALUES (?, ?, ?, 'wire', ?, NULL, ?, 1, 0, 0)",
+            (self.ledger, key, self.run_id, time.time(), floor),
+        )
+
+    async def written(self, key: str) -> None:
+        """The POST's body reached the socket: if its run dies now, the POST was still sent."""
+        await self._write(
+            "UPDATE attempts SET written = 1 WHERE ledger = ? AND key = ? AND run_id = ?",
+            (self.ledger, key, self.run_id),
+        )
+
+    async def claimed(
+        self,
+        key: str,
+        remote_id: str,
+        created_at: str,
+        clock: tuple[float, float, float, float] | None = None,
+    ) -> None:
+        """Its job is known: claim the id, and the attempt is over (one transaction).
+
+        ``clock``: (scale, low, high, rtt) of what the run knows of Krea's clock, for the next
+        run of the account to start from (``attribution.ClockBounds``).
+        """
+        await self._call(self._file.claim, key, remote_id, created_at, clock)
+
+    async def clock(self, scale: float) -> tuple[float, float, float] | None:
+        """(low, high, rtt) the account's runs learnt at this time scale in the last hour."""
+        rows = await self._call(
+            self._file.rows,
+            "SELECT low, high, rtt FROM clock WHERE scale = ? AND at >= ?",
+            (scale, time.time() - CLOCK_FRESH_S),
+        )
+        return (rows[0][0], rows[0][1], rows[0][2]) if rows else None
+
+    async def not_created(self, key: str) -> None:
+        """The POST created nothing (refused, or reconciliation found no job): forget it."""
+        await self._write("DELETE FROM attempts WHERE ledger = ? AND key = ?", (self.ledger, key))
+
+    async def ambiguous(self, key: str, *, no_answer: bool) -> None:
+        """The POST ended without a job id: it stays a possible owner until settled.
+
+        ``no_answer``: the connection dropped or timed out, so Krea may create the job a little
+        later; an HTTP answer (a 5xx, say) means any job was created before it.
+        """
+        await self._write(
+            "UPDATE attempts SET state = 'ambiguous', answered_at = ?, run_id = ?, no_answer = ? "
+            "WHERE ledger = ? AND key = ?",
+            (time.time(), self.run_id, int(no_answer), self.ledger, key),
+        )
+
+    # -- what start-up and reconciliation read ----------------------------------------------------
+    async def left_behind(self) -> dict[str, float | None]:
+        """This ledger's open attempts of dead runs (the ledger lock proves them dead): key ->
+        the latest local time the run could still have been sending (its last heartbeat)."""
+        return await self._call(self._file.left_behind)
+
+    async def unsent(self, intents: dict[str, float]) -> set[str]:
+        """Which of this ledger's intents (key -> local time) never reached the wire.
+
+        Each POST is registered after its intent and before it is sent, by every run since this
+        ledger first used the registry: an intent from then on with no attempt and no claim
+        here was never sent. Older intents (or a registry made anew) prove nothing.
+        """
+        return await self._call(self._file.unsent, intents)
+
+    async def adopt(self, attempts: dict[str, tuple[float, float | None, str | None]]) -> None:
+        """Own the ledger's ambiguous POSTs: key -> (sent, answered, floor)."""
+        await self._call(
+            self._file.transaction,
+            [
+                (
+                    "INSERT INTO attempts VALUES (?, ?, ?, 'ambiguous', ?, ?, ?, 1, 1, 0) "
+                    "ON CONFLICT (ledger, key) DO UPDATE SET run_id = excluded.run_id, "
+                    "state = 'ambiguous', "
+                    "answered_at = COALESCE(answered_at, excluded.answered_at)",
+                    (self.ledger, key, self.run_id, sent, answered, floor),
+                )
+                for key, (sent, answered, floor) in attempts.items()
+            ],
+        )
+
+    async def claim_all(self, jobs: Iterable[tuple[str, str, str]]) -> None:
+        """Claim (key, job id, created_at) in bulk: jobs the registry may not know yet."""
+        now = time.time()
+        await self._call(
+            self._file.transaction,
+            [
+                ("INSERT OR IGNORE INTO claims VALUES (?, ?, ?, ?, ?)",
+                 (remote_id, created_at, self.ledger, key, now))
+                for key, remote_id, created_at in jobs
+            ],
+        )  # fmt: skip
+
+    async def snapshot(self, since: str | None, *, claims: bool = True) -> Snapshot:
+        """Every open attempt of the account, with its run's liveness, and every claim of a job
+        created at or after ``since`` (all claims when None; none without ``claims``)."""
+        return await self._call(self._file.snapshot, since, claims)
+
+    async def newest_claim(self) -> str | None:
+        """The newest ``created_at`` any run of the account claimed."""
+        rows = await self._call(self._file.rows, "SELECT MAX(created_at) FROM claims", ())
+        return rows[0][0] if rows else None
+
+    async def open_attempts(self) -> bool:
+        """Whether any run of the account has a POST whose job is not known yet."""
+        rows = await self._call(self._file.rows, "SELECT 1 FROM attempts LIMIT 1", ())
+        return bool(rows)
+
+    async def claimed_among(self, remote_ids: Iterable[str]) -> set[str]:
+        """Which of ``remote_ids`` some run of the account claims."""
+        ids = list(remote_ids)
+        found: set[str] = set()
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            sql = f"SELECT remote_id FROM claims WHERE remote_id IN ({','.join('?' * len(chunk))})"
+            found |= {row[0] for row in await self._call(self._file.rows, sql, chunk)}
+        return found
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+        except sqlite3.Error as exc:
+            raise LedgerError(f"the account registry {self.path} cannot be used: {exc}") from None
+
+    async def _write(self, sql: str, params: tuple[Any, ...]) -> None:
+        await self._call(self._file.transaction, [(sql, params)])
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_S)
+            # A busy file: the next beat tries again (a late beat only widens a window).
+            with suppress(LedgerError):
+                await self._write(
+                    "UPDATE runs SET alive_at = ? WHERE run_id = ?", (time.time(), self.run_id)
+                )
