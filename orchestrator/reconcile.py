@@ -103,6 +103,7 @@ class Reconciler:
             await self.pipe.clock.sleep(remaining)
 
     async def _reconcile(self, rows: Sequence[JobRecord]) -> None:
+        await self._learn_clock()
         ours = [self._our_attempt(row, await self._snapshot(None, claims=False)) for row in rows]
         lowest = _lowest(ours)
         listed, listed_at = await self._listed_since(lowest)
@@ -123,6 +124,14 @@ class Reconciler:
         found = attribute([*pending, *others], unclaimed, others_active=active)
         found.matched.update(verdict.matched)
         await self._apply(found, by_key)
+
+    async def _learn_clock(self) -> None:
+        """No POST of ours answered yet: start from what the account's other runs learnt."""
+        bounds, registry = self.pipe.clock_bounds, self.pipe.registry
+        if registry is not None and bounds.state() is None:
+            learnt = await registry.clock(bounds.scale)
+            if learnt is not None:
+                bounds.restore(*learnt)
 
     def _claimed_then_stopped(
         self, snapshot: Snapshot, by_key: dict[str, JobRecord], listed: dict[str, Candidate]
