@@ -14,6 +14,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, suppress
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -93,10 +94,14 @@ class AccountRegistry:
         )
 
     async def written(self, key: str) -> None:
-        """The POST's body reached the socket: if its run dies now, the POST was still sent."""
+        """The POST's body reached the socket: if its run dies now, the POST was still sent.
+
+        Not fsynced: a mark lost to a power cut leaves the POST "maybe unsent", the safe side.
+        """
         await self._write(
             "UPDATE attempts SET written = 1 WHERE ledger = ? AND key = ? AND run_id = ?",
             (self.ledger, key, self.run_id),
+            durable=False,
         )
 
     async def claimed(
@@ -212,8 +217,8 @@ class AccountRegistry:
         except sqlite3.Error as exc:
             raise LedgerError(f"the account registry {self.path} cannot be used: {exc}") from None
 
-    async def _write(self, sql: str, params: tuple[Any, ...]) -> None:
-        await self._call(self._file.transaction, [(sql, params)])
+    async def _write(self, sql: str, params: tuple[Any, ...], *, durable: bool = True) -> None:
+        await self._call(partial(self._file.transaction, [(sql, params)], durable=durable))
 
     async def _beat(self) -> None:
         while True:
@@ -221,5 +226,7 @@ class AccountRegistry:
             # A busy file: the next beat tries again (a late beat only widens a window).
             with suppress(LedgerError):
                 await self._write(
-                    "UPDATE runs SET alive_at = ? WHERE run_id = ?", (time.time(), self.run_id)
+                    "UPDATE runs SET alive_at = ? WHERE run_id = ?",
+                    (time.time(), self.run_id),
+                    durable=False,  # a lost beat is covered: see store.forget_dead_runs
                 )
