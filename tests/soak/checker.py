@@ -4,7 +4,8 @@ It reads only ground truth (the simulator's jobs and bill, the ledger file, the 
 and returns the problems it found, so a soak run can report all of them at once:
 
 1. every remote job Krea created is claimed by exactly one ledger row (an entry or an orphan),
-   across every ledger of the account when several batches ran side by side;
+   across every ledger of the account when several batches ran side by side, or recorded as a
+   possible duplicate (a lost POST's job reconciliation could not tell apart; counted);
 2. each entry has at most one billed job, and a billed job is the row's own, never an orphan;
 3. the ledger's cost equals the simulator's bill, job by job and in total;
 4. every billed entry has exactly one verified file (size and sha256 of what Krea served), and
@@ -44,6 +45,7 @@ class Part:
     rows: list[JobRecord]
     out_dir: Path
     ledger_path: Path
+    doubts: frozenset[str] = frozenset()  #: job ids the ledger records as possible duplicates
 
 
 def check_history(sim_jobs: list[dict[str, Any]], billed_micro: int, *parts: Part) -> Verdict:
@@ -53,8 +55,9 @@ def check_history(sim_jobs: list[dict[str, Any]], billed_micro: int, *parts: Par
     entries = [r for r in rows if r.state is not S.ORPHAN]
     orphans = [r for r in rows if r.state is S.ORPHAN]
     by_id = {job["job_id"]: job for job in sim_jobs}
-    _claims(verdict, by_id, entries, orphans)
-    _bill(verdict, by_id, billed_micro, entries, orphans)
+    doubts = frozenset().union(*(part.doubts for part in parts))
+    _claims(verdict, by_id, entries, orphans, doubts)
+    _bill(verdict, by_id, billed_micro - _doubts_billed(verdict, by_id, doubts), entries, orphans)
     for part in parts:
         _disk(verdict, by_id, [r for r in part.rows if r.state is not S.ORPHAN], part.out_dir)
         _ledger(verdict, part.rows, part.ledger_path)
@@ -69,11 +72,25 @@ def check_history(sim_jobs: list[dict[str, Any]], billed_micro: int, *parts: Par
     return verdict
 
 
+def _doubts_billed(verdict: Verdict, by_id: dict[str, Any], doubts: frozenset[str]) -> int:
+    """What Krea billed for the possible duplicates (reported apart, never as the entries')."""
+    billed = [by_id[i]["charged_micro"] for i in doubts if by_id.get(i, {}).get("charged_micro")]
+    verdict.figures["possible_duplicates"] = len(doubts)
+    verdict.figures["possible_duplicates_billed"] = len(billed)
+    return sum(billed)
+
+
 def _claims(
-    verdict: Verdict, by_id: dict[str, Any], entries: list[JobRecord], orphans: list[JobRecord]
+    verdict: Verdict,
+    by_id: dict[str, Any],
+    entries: list[JobRecord],
+    orphans: list[JobRecord],
+    doubts: frozenset[str],
 ) -> None:
     claims = Counter(r.remote_id for r in [*entries, *orphans] if r.remote_id)
-    unclaimed = sorted(set(by_id) - set(claims))
+    twice_judged = sorted(doubts & set(claims))
+    verdict.check(not twice_judged, f"possible duplicates an entry also claims: {twice_judged[:5]}")
+    unclaimed = sorted(set(by_id) - set(claims) - doubts)
     verdict.check(not unclaimed, f"{len(unclaimed)} remote jobs no row claims: {unclaimed[:5]}")
     twice = sorted(i for i, n in claims.items() if n > 1)
     verdict.check(not twice, f"remote jobs claimed by two rows: {twice[:5]}")
