@@ -299,8 +299,11 @@ class Reconciler:
             return
         for key, c in verdict.matched.items():
             await registry.claimed(key, c.remote_id, c.created_text)
-        for key in [*verdict.not_created, *verdict.contested]:
+        for key in verdict.not_created:
             await registry.not_created(key)
+        if verdict.contested:
+            doubts = [(c.remote_id, c.created_text) for c in verdict.unattributable]
+            await registry.doubted(verdict.contested, doubts)
 
     async def _account(self, moves: Sequence[Move], by_key: dict[str, JobRecord]) -> None:
         for move in moves:

@@ -9,8 +9,9 @@ account writes here, before the remote call it describes:
   (``ambiguous``), with its local send and answer times and its floor. A row goes when the POST's
   job is claimed or known never created. A crashed run's rows stay: the next run on that ledger
   takes them over, and until then other runs count them as possible owners of any job they fit.
-* ``claims``: the id of every job a run of the account created. Reconciliation never takes a
-  claimed job as a candidate.
+* ``claims``: the id of every job a run of the account created, and of every job a run recorded
+  as a possible duplicate (a lost POST's job it could not tell apart). Reconciliation never
+  takes a claimed job as a candidate.
 * ``runs``: who is alive. A dead run (its process gone) blocks no one: its POSTs are no longer on
   the wire, and the last heartbeat bounds when it could have sent anything. A POST marked
   ``written`` (its body reached the socket) was sent even if its run died; one not marked may

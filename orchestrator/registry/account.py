@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from orchestrator.errors import LedgerError
 from orchestrator.registry.processes import try_lock
-from orchestrator.registry.store import HEARTBEAT_S, RegistryFile, Snapshot
+from orchestrator.registry.store import DOUBT_KEY, HEARTBEAT_S, RegistryFile, Snapshot
 
 T = TypeVar("T")
 
@@ -130,6 +130,26 @@ class AccountRegistry:
     async def not_created(self, key: str) -> None:
         """The POST created nothing (refused, or reconciliation found no job): forget it."""
         await self._write("DELETE FROM attempts WHERE ledger = ? AND key = ?", (self.ledger, key))
+
+    async def doubted(self, keys: Iterable[str], jobs: Iterable[tuple[str, str]]) -> None:
+        """POSTs whose jobs could not be told apart from another's: they are over (sent again),
+        and each job (id, created_at) they may have made is claimed as a possible duplicate.
+
+        One transaction, so no instant shows those jobs unclaimed with the POSTs gone: another
+        run's reconciliation would then find one of them in its own window alone and adopt a
+        job this run has already reported as its possible duplicate.
+        """
+        now = time.time()
+        statements: list[tuple[str, Iterable[Any]]] = [
+            ("INSERT OR IGNORE INTO claims VALUES (?, ?, ?, ?, ?)",
+             (remote_id, created_at, self.ledger, DOUBT_KEY, now))
+            for remote_id, created_at in jobs
+        ]  # fmt: skip
+        statements += [
+            ("DELETE FROM attempts WHERE ledger = ? AND key = ?", (self.ledger, key))
+            for key in keys
+        ]
+        await self._call(self._file.transaction, statements)
 
     async def ambiguous(self, key: str, *, no_answer: bool) -> None:
         """The POST ended without a job id: it stays a possible owner until settled.

@@ -19,6 +19,9 @@ from typing import Any
 from orchestrator.registry.processes import alive, process_started
 
 HEARTBEAT_S = 1.0  #: real seconds between a run's heartbeats
+#: The key of a claim that is a possible duplicate: some run's lost POST may have made the job,
+#: none can prove it, so none adopts it (an entry's key is never empty).
+DOUBT_KEY = ""
 #: Registries of accounts no run touched for this long are removed when any registry opens.
 STALE_DAYS = 60
 

@@ -7,6 +7,7 @@ property test at the end checks the attribution rule itself on arbitrary inputs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,6 +24,7 @@ from orchestrator.ledger import Batch, Ledger
 from orchestrator.limits import InFlightWindow, Pacer
 from orchestrator.pipeline import Pipeline
 from orchestrator.reconcile import EMPTY_ACCOUNT_FLOOR, Reconciler
+from orchestrator.registry import AccountRegistry
 from tests.conftest import StartSimulator
 from tests.integration.pipeline_support import (
     TOKEN,
@@ -67,6 +69,53 @@ async def test_a_doubt_of_another_batch_is_reported_never_cancelled_and_holds_no
     assert doubt.price_micro == max(r.price_micro for r in rows)
     assert (pipe.window.in_flight, pipe.budget.exposure_micro) == (0, 0)
     assert {r.state for r in rows} == {S.PENDING}
+
+
+async def _lost_post(ledger: Ledger, registry: AccountRegistry, batch: str) -> str:
+    """One entry of ``batch`` whose POST left (registered on the account) and got no answer."""
+    await ledger.save_batch(Batch(batch, f"/{batch}.yaml", "sha", "/out"))
+    one = spec(0, batch=batch)
+    await ledger.sync_plan(batch, [one], {})
+    floor = format_utc(datetime.now(UTC) - timedelta(days=1))
+    await ledger.transition(one.key, S.SUBMITTING, expect=S.PENDING, cause="t", floor=floor)
+    await registry.post_started(one.key, floor)
+    return one.key
+
+
+async def test_a_job_one_run_doubted_is_never_adopted_by_another(
+    simulator: StartSimulator, tmp_path: Path
+) -> None:
+    """Runs a and b (two ledgers, one key) each lose a POST's answer, and one job fits both
+    windows. a settles first: a possible duplicate, resent. b settles later, when a's POST is
+    over: the job is still not b's to take (it may be a's), so b resends too, adopting nothing."""
+    sim = await simulator(time_scale=0.0, seed=3)
+    async with contextlib.AsyncExitStack() as stack:
+        runs = []
+        for name in ("a", "b"):
+            ledger = await stack.enter_async_context(Ledger.open(tmp_path / f"{name}.db"))
+            registry = await stack.enter_async_context(
+                AccountRegistry.open(sim.url, TOKEN, tmp_path / f"{name}.db")
+            )
+            runs.append((ledger, registry, await _lost_post(ledger, registry, name)))
+        client = await stack.enter_async_context(KreaClient.connect(sim.url, TOKEN))
+        made = await client.create_job("kling/kling-2.5", BODY)  # either lost POST may have made it
+        for ledger, registry, key in runs:
+            await ledger.transition(key, S.AMBIGUOUS, expect=S.SUBMITTING, cause="t")
+            await registry.ambiguous(key, no_answer=True)
+        for name, (ledger, registry, _) in zip("ab", runs, strict=True):
+            pipe = Pipeline(ledger=ledger, client=client, batch=name, out_dir=tmp_path,
+                            clock=Clock(1000.0), window=InFlightWindow(1), pacer=Pacer(None),
+                            budget=Budget(), rng=random.Random(1), registry=registry)  # fmt: skip
+            await Reconciler(pipe).settle()
+        rows = [(await ledger.jobs())[0] for ledger, _, _ in runs]
+        doubts = [await ledger.unattributed() for ledger, _, _ in runs]
+        claims = (await runs[1][1].snapshot(None)).claims
+    assert [r.state for r in rows] == [S.PENDING, S.PENDING], "neither run took the job"
+    assert all(r.remote_id is None for r in rows)
+    assert [d.remote_id for d in doubts[0]] == [made.job_id], "a reports it, once"
+    assert doubts[1] == [], "b saw a's doubt: nothing new to report"
+    assert list(claims) == [made.job_id], "held as a possible duplicate on the account"
+    assert "DELETE /jobs/{id}" not in sim.stats()["requests"]
 
 
 async def test_a_failed_first_job_list_never_lets_older_jobs_be_taken_for_ours(

@@ -77,6 +77,7 @@ def _doubts_billed(verdict: Verdict, by_id: dict[str, Any], doubts: frozenset[st
     billed = [by_id[i]["charged_micro"] for i in doubts if by_id.get(i, {}).get("charged_micro")]
     verdict.figures["possible_duplicates"] = len(doubts)
     verdict.figures["possible_duplicates_billed"] = len(billed)
+    verdict.figures["possible_duplicates_billed_micro"] = sum(billed)
     return sum(billed)
 
 
