@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import ledger_tps, machine, report, rows, scale, scenarios
+from bench import ledger_tps, machine, realtime, report, rows, scale, scenarios
 from bench.config import Plan
 
 RESULTS = Path(__file__).parent / "results"
@@ -72,6 +72,7 @@ STEPS: dict[str, Step] = {
     "download": scenarios.download,
     "scale": scale.all_sizes,
     "sim_throughput": _sim_throughput,
+    "realtime": realtime.realtime,
 }
 
 

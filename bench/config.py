@@ -19,6 +19,14 @@ Why these values:
 * **A very fast account for the scale runs** (concurrency 1000, backlog 1000, 5-second jobs,
   scale 100, 9 KB videos): the orchestrator itself is then the bottleneck, which is what CPU
   and memory per job should measure.
+* **A small batch in real time** (6 jobs of 23.3 s, concurrency 3 with a backlog of 3, scale 1,
+  ``--poll-min 2``): most runs people start are small, and the 400-job batch at scale 20 hides
+  sweep intervals (2 s is a tenth of a real second there) and start-up and shutdown (a few
+  seconds of minutes); at scale 1 every figure is a second the user actually waits. Two full
+  waves, so the second wave starts from Krea's backlog, as in a larger batch. 23.3 s, not 20:
+  the ends of both waves (23.3 s, 46.6 s) then fall on neither client's polling grid (5 s for
+  the naive one, 2 s for ours); with 20 s jobs every 5-second poll lands just after an end and
+  the naive client looks as if it noticed at once, which no real batch's durations allow.
 """
 
 from __future__ import annotations
@@ -51,6 +59,11 @@ class Plan:
     fast_duration_s: float = 5.0
     fast_scale: float = 100.0
     recovery_bucket_s: float = 5.0  #: API seconds per utilisation bucket
+    realtime_jobs: int = 6
+    realtime_concurrency: int = 3
+    realtime_backlog: int = 3
+    realtime_duration_s: float = 23.3
+    realtime_poll_min_s: float = 2.0  #: the orchestrator's ``--poll-min`` (its default)
 
     @property
     def in_flight(self) -> int:

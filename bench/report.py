@@ -102,6 +102,14 @@ def _recovered_in(details: dict[str, Any], limit_s: float) -> bool | None:
     return _at_most(limit_s)(dig(details, "limits_unconfigured", "recovery_s"))
 
 
+def _realtime_wall_ok(details: dict[str, Any]) -> bool | None:
+    """Whether the orchestrator finished the small real-time batch no later than the naive one."""
+    naive = dig(details, "realtime", "naive", "wall_s")
+    if naive is None:
+        return None
+    return _at_most(naive)(dig(details, "realtime", "orchestrator", "wall_s"))
+
+
 def verdicts(values: dict[str, Any], details: dict[str, Any]) -> dict[str, bool | None]:
     """Each target of the issue: met (True), missed (False) or not measured (None)."""
     growth = rss_growth(details)
@@ -115,6 +123,13 @@ def verdicts(values: dict[str, Any], details: dict[str, Any]) -> dict[str, bool 
         "RSS grows at most linearly": None if len(growth) < 2 else growth[1] <= 1.1 * growth[0],
         "resume start-up <= 2 s at 100k": _at_most(2.0)(values["resume_s_100k"]),
         "download >= 90% of plain loop": _at_least(0.9)(values["download_ratio"]),
+        "real time: completion -> noticed p99 <= 3 s": _at_most(3.0)(
+            dig(details, "realtime", "orchestrator", "noticed_p99_s")
+        ),
+        "real time: last file -> exit <= 0.5 s": _at_most(0.5)(
+            dig(details, "realtime", "orchestrator", "last_file_to_exit_s")
+        ),
+        "real time: wall time <= naive": _realtime_wall_ok(details),
     }
 
 

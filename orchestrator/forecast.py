@@ -1,10 +1,11 @@
 """When in-flight jobs will finish, predicted from how long the same model's jobs took (pure).
 
-The poller can afford about one ``GET /jobs`` sweep per five jobs (issue 6). Spread evenly, that is
-one sweep every few seconds at full concurrency, and a finished job waits half an interval on
-average to be noticed: no better than the naive 5-second poller. Spent at the moments jobs should
-finish instead, most jobs are noticed within a second. Everything is learned from sweeps, on
-Krea's clock (its ``created_at`` / ``completed_at``):
+Once the durations of a model are known, the poller spends about one ``GET /jobs`` sweep per ten
+jobs on it (the :class:`Allowance`; before that it sweeps every ``poll_min_s``, see ``poller``).
+Spread evenly, that is one sweep every several seconds at full concurrency, and a finished job
+waits half an interval on average to be noticed: no better than the naive 5-second poller. Spent
+at the moments jobs should finish instead, most jobs are noticed within a second. Everything is
+learned from sweeps, on Krea's clock (its ``created_at`` / ``completed_at``):
 
 * **skew**: our API clock minus Krea's. A timestamp in an answer is at most Krea's "now" when it
   answered, so ``answered - timestamp`` bounds the skew from above; the smallest bound seen is
@@ -22,7 +23,9 @@ prediction moves later: a bisection of the remaining durations. A job that outli
 looked at again after as long as it has overrun (doubling). A backlogged job has no prediction,
 nor has one of a model with no finished job yet: the poller's own timer covers those.
 
-:class:`Allowance` keeps the sweeps the forecast asks for within a budget of requests per job.
+:class:`Allowance` keeps the sweeps the forecast asks for within a budget of requests per job
+(0.1 each: with the sweeps made before any duration is known, a 400-job batch stays under 0.2
+status requests per job; ``make bench``, figure 3).
 """
 
 from __future__ import annotations
@@ -213,7 +216,7 @@ def _total_wait(ends: list[float], prefix: list[float], at: float, gap_s: float)
 class Allowance:
     """Status requests the poller may still spend: ``per_job`` for each job it has followed."""
 
-    per_job: float = 0.15
+    per_job: float = 0.1
     initial: float = 3.0
     earned: float = 0.0
     spent: int = 0

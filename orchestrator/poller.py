@@ -10,15 +10,23 @@ three outcomes (completed, failed, cancelled), so one unfiltered page bounded by
 in flight costs less than three filtered ones.
 
 When to sweep again is a pure decision (:func:`next_delay`), never more often than
-``poll_min_s`` nor less often than ``poll_max_s``:
+``poll_min_s`` nor less often than ``poll_max_s``. What it saves is the account's requests per
+second, and one list page covers up to 1,000 jobs: a sweep every ``poll_min_s`` costs the account
+almost nothing whether the batch has 5 jobs or 50,000. So:
 
-* just after the next end :mod:`forecast` predicts from the durations of the same model's jobs,
-  while the :class:`~orchestrator.forecast.Allowance` of status requests per job lasts. Finished
-  jobs are then noticed within about ``SWEEP_LAG_S``, not half a polling interval later;
+* while a running job may end at any moment for all we know (no duration of its model is known
+  yet), every ``poll_min_s``: a completion is noticed within that plus one sweep's duration,
+  at any batch size;
+* otherwise just after the next end :mod:`forecast` predicts from the durations of the same
+  model's jobs, while the :class:`~orchestrator.forecast.Allowance` of status requests per job
+  lasts (a large batch's ends are dense: that keeps its sweeps to a few per hundred jobs).
+  Finished jobs are then noticed within about ``SWEEP_LAG_S``;
 * otherwise on a timer: several completions per sweep at the completion rate observed so far,
-  sooner while Krea's backlog for us could run dry; before the first completion the interval grows
-  geometrically. When every running job has a predicted end, the timer is only a safety net
-  (``poll_max_s``).
+  sooner while Krea's backlog for us could run dry; with only backlogged jobs and no completion
+  yet, the interval grows geometrically. When every running job has a predicted end, the timer
+  is only a safety net (``poll_max_s``).
+
+The poller returns the moment nothing is left in flight: no wait after the last sweep.
 
 In webhook mode a delivery is only a hint: the job is confirmed with ``GET /jobs/{id}`` before
 anything changes, and unknown ids are ignored.
@@ -99,6 +107,8 @@ class Pace:
 
     completion_rate: float = 0.0  #: jobs finished per API second (moving average)
     empty_sweeps: int = 0
+    #: a running job may end at any moment for all we know: no duration of its model is known
+    unknown: bool = False
     next_end_in_s: float | None = None  #: until just after the next predicted end (if affordable)
     all_predicted: bool = False  #: every running job has a predicted end: the timer is a safety net
 
@@ -109,7 +119,9 @@ def _wanted_entry(wanted: dict[str, JobRecord], key: str) -> str:
 
 def next_delay(pace: Pace, *, backlogged: int, tuning: Tuning) -> float:
     """Seconds until the next sweep (pure; see the module docstring)."""
-    if pace.all_predicted:
+    if pace.unknown:
+        delay = tuning.poll_min_s
+    elif pace.all_predicted:
         delay = tuning.poll_max_s
     elif pace.completion_rate <= 0:
         delay = tuning.poll_min_s * 1.5**pace.empty_sweeps
@@ -137,6 +149,9 @@ class Poller:
         self._missing: Counter[str] = Counter()  #: consecutive 404s per job
         self._unknown: set[str] = set()  #: unknown status words already warned about
         self._last_sweep: float | None = None
+        #: the next sweep is one the forecast asked for, paid from the allowance; a sweep of
+        #: the poll_min floor (a running job's end unknown) is the account's, paid by time
+        self._charged = True
         self._backoff = Backoff(
             pipe.rng, base_s=pipe.tuning.backoff_base_s, cap_s=pipe.tuning.backoff_cap_s
         )
@@ -167,9 +182,12 @@ class Poller:
             now = self.pipe.clock.now()
             self._learn(finished, now - (self._last_sweep if self._last_sweep is not None else now))
             self._last_sweep = now
+            if finished == len(tracked) and not await self._tracked():
+                continue  # nothing left in flight: no wait (the run may be over)
             self._plan(started)
             backlogged = sum(1 for t in tracked if t.remote_status == "backlogged")
             interval = next_delay(self.pace, backlogged=backlogged, tuning=self.pipe.tuning)
+            self._charged = not self.pace.unknown
             await self._wait(interval - (now - started))  # from this sweep's start to the next
 
     def _follow(self, tracked: Sequence[JobRecord]) -> None:
@@ -192,7 +210,9 @@ class Poller:
             soonest = started + tuning.poll_min_s - SWEEP_LAG_S
             end = plan_sweep(self.forecast.ends(), tuning.poll_min_s, not_before=soonest)
         self.pace.next_end_in_s = None if end is None else end + SWEEP_LAG_S - started
-        self.pace.all_predicted = end is not None and self.forecast.unpredicted() == 0
+        unpredicted = self.forecast.unpredicted()
+        self.pace.unknown = unpredicted > 0 or self.forecast.skew_s is None
+        self.pace.all_predicted = end is not None and unpredicted == 0
 
     async def _sweep_failed(self, exc: errors.ApiError | errors.TransportError) -> None:
         """Back off (Retry-After when given); a rate 429 also slows every request down."""
@@ -279,7 +299,8 @@ class Poller:
         limit = min(1000, max(50, 2 * len(wanted) + 20))
         self._first_page = None
         for _ in range(MAX_PAGES):
-            self.allowance.spend()
+            if self._charged:
+                self.allowance.spend()
             page = await self.pipe.client.list_jobs(cursor=cursor, limit=limit)
             found = [item for item in page.items if item.job_id in wanted]
             strangers += self.pipe.strangers.unknown(

@@ -72,7 +72,9 @@ class RunSummary:
     held_back: int
     held_back_micro: int
     stopped: str | None  #: why submitting stopped early, if it did
+    #: requests the run sent to Krea, by route (every batch's: one client per run)
     api_requests: dict[str, int] = field(default_factory=dict)
+    api_seconds: float = 0.0  #: how long the run took, in Krea's seconds (real × time scale)
 
     @property
     def planned(self) -> int:
@@ -189,11 +191,13 @@ async def _run(
             pipe.reporter.start(
                 pipe.batch, await ledger.state_counts(pipe.batch, current_only=True)
             )
+        started = home.clock.now()
         await _stages(pipes, settings, media)
         for pipe in pipes:
             if pipe.flags.fatal is not None:
                 raise pipe.flags.fatal
-        return [await _summarize(pipe) for pipe in pipes]
+        took = home.clock.now() - started
+        return [await _summarize(pipe, took) for pipe in pipes]
 
 
 @asynccontextmanager
@@ -269,7 +273,7 @@ async def _batch_stages(
         downloader.finish()
 
 
-async def _summarize(pipe: Pipeline) -> RunSummary:
+async def _summarize(pipe: Pipeline, api_seconds: float) -> RunSummary:
     counts = await pipe.ledger.state_counts(pipe.batch, current_only=True)
     counts.pop(S.ORPHAN, None)
     held = pipe.budget.held_back
@@ -288,4 +292,5 @@ async def _summarize(pipe: Pipeline) -> RunSummary:
         held_back_micro=sum(held.values()),
         stopped=stopped,
         api_requests=dict(pipe.client.requests),
+        api_seconds=api_seconds,
     )

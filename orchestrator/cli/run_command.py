@@ -148,12 +148,29 @@ async def _ending(summary: RunSummary, settings: Settings) -> Ending:
             "Krea answered 402: top up the API balance at https://krea.ai/app/api, then rerun"
         )
     lines.append(reports.summary_text(figures))
+    lines.append(_requests_line(summary))
     line = (
         f"batch {summary.batch}: {done} of {summary.planned} done"
         + (f" ({others})" if others else "")
         + f", {dollars(figures.totals.billed_micro)} billed, exit {summary.exit_code}"
     )
     return Ending(summary.exit_code, lines, line, _end_fields(summary, figures))
+
+
+def _requests_line(summary: RunSummary) -> str:
+    """What the run asked of Krea; job lists per second is what sweeping costs the account."""
+    asked = summary.api_requests
+    lists = asked.get("GET /jobs", 0)
+    return (
+        f"requests to Krea: {asked.get('POST /generate/video', 0)} POST, {lists} job lists "
+        f"({_list_rate(summary):.2f}/s), {asked.get('GET /jobs/{id}', 0)} single-job reads"
+        " (every batch of this run)"
+    )
+
+
+def _list_rate(summary: RunSummary) -> float:
+    """Job lists per second of Krea's clock over the run."""
+    return summary.api_requests.get("GET /jobs", 0) / max(summary.api_seconds, 1.0)
 
 
 def _end_fields(summary: RunSummary, figures: Figures) -> dict[str, object]:
@@ -172,4 +189,6 @@ def _end_fields(summary: RunSummary, figures: Figures) -> dict[str, object]:
         "held_back_micro": summary.held_back_micro,
         "stopped": summary.stopped,
         "out_dir": str(summary.out_dir),
+        "requests": dict(sorted(summary.api_requests.items())),
+        "list_calls_per_s": round(_list_rate(summary), 3),
     }

@@ -137,7 +137,7 @@ def _disk(verdict: Verdict, by_id: dict[str, Any], entries: list[JobRecord], out
     on_disk = {p.resolve() for p in out.rglob("*") if p.is_file()}
     strays = sorted(str(p) for p in on_disk - expected)
     verdict.check(not strays, f"files no done job owns (temp or stray): {strays[:5]}")
-    verdict.figures["files"] = len(on_disk)
+    verdict.figures["files"] = verdict.figures.get("files", 0) + len(on_disk)  # every part's
 
 
 def _ledger(verdict: Verdict, rows: list[JobRecord], ledger_path: Path) -> None:

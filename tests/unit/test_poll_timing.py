@@ -1,4 +1,5 @@
-"""When the poller sweeps next: just after a predicted end, else on its adaptive timer."""
+"""When the poller sweeps next: every poll_min while a running job's end is unknown, just after
+a predicted end, else on its adaptive timer."""
 
 from __future__ import annotations
 
@@ -34,6 +35,21 @@ def test_without_predictions_the_rate_timer_decides() -> None:
     assert next_delay(pace, backlogged=0, tuning=TUNING) == pytest.approx(16.0)
 
 
+@pytest.mark.parametrize("empty_sweeps", [0, 5, 40])
+def test_while_a_running_job_may_end_any_moment_sweeps_come_every_poll_min(
+    empty_sweeps: int,
+) -> None:
+    """No duration of its model known: however long the wait so far, and whatever else the
+    pace says, the next sweep is poll_min after this one (noticed within poll_min + a sweep)."""
+    paces = [
+        Pace(unknown=True, empty_sweeps=empty_sweeps),
+        Pace(unknown=True, completion_rate=0.01, next_end_in_s=25.0),
+    ]
+    for pace in paces:
+        assert next_delay(pace, backlogged=0, tuning=TUNING) == pytest.approx(2.0)
+
+
 def test_before_any_completion_the_interval_grows_geometrically() -> None:
-    """Nothing finished yet: poll_min, then 1.5 times longer after each empty sweep."""
+    """Only backlogged jobs, nothing finished yet: poll_min, then 1.5 times longer after each
+    empty sweep (a backlogged job cannot end before a running one frees its slot)."""
     assert next_delay(Pace(empty_sweeps=2), backlogged=0, tuning=TUNING) == pytest.approx(4.5)
