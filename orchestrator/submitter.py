@@ -60,7 +60,6 @@ class Submitter:
         self._saving: set[asyncio.Future[None]] = set()  #: job ids queued, not yet committed
         self._warned: set[str] = set()  #: what was already said once (held-back keys, refusals)
         self._marks: set[asyncio.Future[None]] = set()  #: registry "body written" marks
-        self._claims: set[asyncio.Future[None]] = set()  #: registry claims not yet landed
 
     async def run(self) -> None:
         """Return when no pending job can be sent (all sent, held back by the budget, stopped)."""
@@ -72,7 +71,6 @@ class Submitter:
                     group.create_task(self._work())
             for saved in list(self._saving):
                 await saved  # raises if a job id could not be recorded
-            await self._claims_landed()
         finally:
             self.pipe.flags.submitting_done.set()
 
@@ -183,26 +181,10 @@ class Submitter:
     async def _post(
         self, job: JobRecord, body: dict[str, Any]
     ) -> tuple[_Outcome, errors.OrchestratorError | None]:
-        await self._intend(job)
-        try:
-            remote = await self._send(job, body)
-        except errors.OrchestratorError as exc:
-            return await self._post_failed(job, exc), exc
-        await self._accepted(job, remote)
-        return _Outcome.SENT, None
-
-    async def _intend(self, job: JobRecord) -> None:
-        """Commit the intent, and register the POST on the account, before the POST.
-
-        Krea has no idempotency key, so a crash after the intent must find the row and reconcile
-        it rather than send a second, billed job; other runs count the registered POST in as a
-        possible owner. The two writes go side by side (two fsyncs in the time of one): the POST
-        waits for both, and a crash between them is recovered either way (an intent with no
-        registered POST was never sent; a registered POST whose row is still pending is
-        forgotten by the next run on the ledger: ``startup``).
-        """
-        pipe, registry = self.pipe, self.pipe.registry
-        intent = pipe.ledger.transition(
+        pipe = self.pipe
+        # Commit the intent before the POST: Krea has no idempotency key, so a crash after this
+        # line must find the row and reconcile it rather than send a second, billed job.
+        await pipe.ledger.transition(
             job.key,
             S.SUBMITTING,
             expect=S.PENDING,
@@ -211,25 +193,20 @@ class Submitter:
             floor=self.floor,
             attempts=job.attempts + 1,
         )
-        if registry is None:
-            await intent
-            return
-        await self._claims_landed()
-        done = await asyncio.gather(
-            intent, registry.post_started(job.key, self.floor), return_exceptions=True
-        )
-        failed = [outcome for outcome in done if isinstance(outcome, BaseException)]
-        if failed:
-            if not isinstance(done[1], BaseException):
-                await registry.not_created(job.key)  # nothing will be sent
-            raise failed[0]
+        try:
+            remote = await self._send(job, body)
+        except errors.OrchestratorError as exc:
+            return await self._post_failed(job, exc), exc
+        await self._accepted(job, remote)
+        return _Outcome.SENT, None
 
     async def _send(self, job: JobRecord, body: dict[str, Any]) -> RemoteJob:
-        """The POST, in the account's turn, told to the registry after it."""
+        """The POST, in the account's turn, told to the registry before and after it."""
         pipe, registry = self.pipe, self.pipe.registry
         if registry is None:
             return await self._timed(job, body)
         async with registry.posting():
+            await registry.post_started(job.key, self.floor)  # other runs count it in now
             try:
                 remote = await self._timed(job, body, lambda: self._written(job.key))
             except errors.OrchestratorError as exc:
@@ -241,12 +218,7 @@ class Submitter:
                 raise
             learnt = pipe.clock_bounds.state()
             clock = None if learnt is None else (pipe.clock_bounds.scale, *learnt)
-            # Not awaited here: until it lands the POST stays "on the wire" for other runs
-            # (they wait for it), and the next POST's registration waits for it to land.
-            claim = asyncio.ensure_future(
-                registry.claimed(job.key, remote.job_id, remote.created_at, clock)
-            )
-            self._claims.add(claim)
+            await registry.claimed(job.key, remote.job_id, remote.created_at, clock)
             return remote
 
     async def _timed(
@@ -283,12 +255,6 @@ class Submitter:
         pipe.window.on_accepted()
         if self.floor is None or parse_utc(remote.created_at) > parse_utc(self.floor):
             self.floor = remote.created_at
-
-    async def _claims_landed(self) -> None:
-        """Wait for the registry claims of earlier POSTs; raise if one could not be written."""
-        while self._claims:
-            claim = self._claims.pop()
-            await claim
 
     def _written(self, key: str) -> None:
         """The POST's body is on its way: say so to the registry, without delaying the POST."""
