@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.jobs import JobRecord, JobState
-from orchestrator.ledger import Ledger
+from orchestrator.ledger import Ledger, Unattributed
 from orchestrator.simulator import RunningSimulator, media_sha256_for
 from tests.conftest import StartSimulator
 from tests.e2e.cli_support import JOB_EVENT, EndedEarly, Workdir, lines_until, orchestrator
@@ -62,6 +62,11 @@ async def entries_of(work: Workdir, batch: str) -> list[JobRecord]:
         return await ledger.jobs(batch=batch)
 
 
+async def doubts_of(work: Workdir) -> list[Unattributed]:
+    async with Ledger.open(work.ledger, readonly=True) as ledger:
+        return [d for d in await ledger.unattributed() if d.kind == "possible_duplicate"]
+
+
 def assert_files_are_their_entries(
     work: Workdir, rows: list[JobRecord], sim: RunningSimulator
 ) -> None:
@@ -76,7 +81,8 @@ def assert_files_are_their_entries(
 async def test_two_batches_at_once_on_one_key_pay_each_clip_once(
     simulator: StartSimulator, tmp_path: Path
 ) -> None:
-    """Two runs of 50, 10 % lost POST answers, 5 `kill -9` each: 100 billed, 0 cancelled."""
+    """Two runs of 50, 10 % lost POST answers, 5 `kill -9` each: every entry's clip billed, a
+    clip billed twice only as a reported possible duplicate, 0 cancelled, every file its own."""
     sim = await simulator(
         time_scale=50, concurrency=6, backlog=12, seed=5, fault_ambiguous_rate=0.1, duration_s=4
     )
@@ -91,7 +97,15 @@ async def test_two_batches_at_once_on_one_key_pay_each_clip_once(
     ours = {r.remote_id for r in north} | {r.remote_id for r in south}
     assert len(ours) == 100, "no job is held by both ledgers"
     billed = {job["job_id"] for job in sim.jobs() if job["charged_micro"]}
-    assert billed == ours, f"{len(billed - ours)} clips billed twice"
+    assert ours <= billed
+    # Two runs' POSTs take turns, but when both lose an answer in a row, early in a run (Krea's
+    # clock known from a POST or two, to within a round trip, about the gap between the two
+    # POSTs) the two jobs can fit both windows: neither run may guess which is whose (a wrong
+    # guess puts one batch's clip in the other's file), so both resend and the jobs are
+    # reported as possible duplicates. Never more than that, and never silently.
+    doubts = {d.remote_id for w in works for d in await doubts_of(w)}
+    assert billed - ours <= doubts, "every clip billed twice is reported as a possible duplicate"
+    assert len(billed - ours) <= 4, f"{len(billed - ours)} clips billed twice"
     assert "DELETE /jobs/{id}" not in sim.stats()["requests"], "no job on the account cancelled"
     assert sim.stats()["faults"]["ambiguous"] >= 5
     assert_files_are_their_entries(works[0], north, sim)
