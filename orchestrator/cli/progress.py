@@ -28,9 +28,11 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from rich.console import Console, Group
+from rich.cells import cell_len
+from rich.console import Console, ConsoleOptions, Group, RenderResult
 from rich.live import Live
 from rich.progress_bar import ProgressBar
+from rich.table import Table
 from rich.text import Text
 
 from orchestrator.clock import now_utc
@@ -241,25 +243,64 @@ class LivePanel(LineLog):
             )
 
     def _render(self) -> Group:
+        """The frame: each part ends its line, so none is drawn after another and cropped."""
         t = self.tally
         done = t.counts[S.DONE]
-        flying = sum(t.counts[s] for s in IN_FLIGHT)
-        waiting = sum(1 for status in t.remote.values() if status in WAITING)
         eta = t.eta_s()
         eta_text = f"ETA {int(eta // 60)}m{int(eta % 60):02d}s" if eta is not None else "ETA -"
-        head = f"batch {self.batch}: {done}/{t.total} verified MP4s · {eta_text}"
-        counts = (
-            f"pending {t.counts[S.PENDING]} · in flight {flying} (running {flying - waiting}, "
-            f"waiting {waiting}) · downloading {t.counts[S.COMPLETED] + t.counts[S.DOWNLOADING]} · "
-            f"failed {t.counts[S.FAILED] + t.counts[S.CANCELLED]} · rejected {t.counts[S.REJECTED]}"
-        )
         cap = f" (budget {_usd(self.budget_micro)})" if self.budget_micro is not None else ""
-        spend = (
-            f"spend {_usd(t.billed_micro)} billed + {_usd(t.exposure_micro)} in flight{cap} · "
-            f"{t.rate_per_min():.1f} clips/min"
+        return Group(
+            _Fields(f"batch {self.batch}: {done}/{t.total} verified MP4s", eta_text, style="bold"),
+            _bar(done, t.total),
+            _Fields(*_counts(t)),
+            _Fields(
+                f"spend {_usd(t.billed_micro)} billed + {_usd(t.exposure_micro)} in flight{cap}",
+                f"{t.rate_per_min():.1f} clips/min",
+            ),
         )
-        bar = ProgressBar(total=max(t.total, 1), completed=done)
-        return Group(Text(head, style="bold"), bar, Text(counts), Text(spend))
+
+
+def _counts(t: _Tally) -> list[str]:
+    """The counts line's fields, in the README's words."""
+    flying = sum(t.counts[s] for s in IN_FLIGHT)
+    waiting = sum(1 for status in t.remote.values() if status in WAITING)
+    return [
+        f"done {t.counts[S.DONE]}",
+        f"pending {t.counts[S.PENDING]}",
+        f"in flight {flying} (running {flying - waiting}, waiting {waiting})",
+        f"downloading {t.counts[S.COMPLETED] + t.counts[S.DOWNLOADING]}",
+        f"failed {t.counts[S.FAILED] + t.counts[S.CANCELLED]}",
+        f"rejected {t.counts[S.REJECTED]}",
+    ]
+
+
+def _bar(done: int, total: int) -> Table:
+    """The progress bar on a line of its own: a bare ``ProgressBar`` ends no line, so in a
+    ``Group`` the next renderable was drawn after it on the same line, and ``Live`` cropped it."""
+    grid = Table.grid(expand=True)
+    grid.add_row(ProgressBar(total=max(total, 1), completed=done))
+    return grid
+
+
+class _Fields:
+    """Fields on one line, joined by " · "; on a narrow terminal the line breaks between fields,
+    never inside one, so no field is cut in two (a field wider than the screen wraps on words)."""
+
+    SEP = " · "
+
+    def __init__(self, *fields: str, style: str = "") -> None:
+        self.fields = fields
+        self.style = style
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        lines: list[str] = []
+        for item in self.fields:
+            if lines and cell_len(lines[-1] + self.SEP + item) <= options.max_width:
+                lines[-1] += self.SEP + item
+            else:
+                lines.append(item)
+        for line in lines:
+            yield Text(line, style=self.style)
 
 
 class Quiet(LineLog):

@@ -1,9 +1,11 @@
-"""The live panel is drawn on the event loop's thread only, by a task the panel owns.
+"""The live panel: how and where it is drawn, then what it shows, as a user's terminal has it.
 
 rich's ``Live`` redraws from its own ``_RefreshThread`` by default, and that thread read the tally
-while the loop changed it ("dictionary changed size during iteration" froze the panel). These
-tests render to a fixed-width terminal in memory and wait on the panel's own draws, never on a
-timer. They check how and where the panel is drawn, not what it shows.
+while the loop changed it ("dictionary changed size during iteration" froze the panel): the panel
+is drawn on the event loop's thread only, by a task it owns. And a bare ``ProgressBar`` ends no
+line, so in a ``Group`` the counts were drawn after the bar on its line, then cropped: only the
+head and the spend line were left (issue 14). These tests render to fixed-width terminals in
+memory, drive the panel by calling its methods, and wait on its own draws, never on a timer.
 """
 
 from __future__ import annotations
@@ -12,10 +14,14 @@ import asyncio
 import io
 import re
 import threading
+from types import SimpleNamespace
+from typing import Literal
 
+import pytest
 from rich.console import Console, Group
 from rich.live import _RefreshThread
 
+from orchestrator.cli import progress
 from orchestrator.cli.progress import LivePanel
 from orchestrator.jobs import JobState
 
@@ -105,3 +111,89 @@ async def test_the_panel_is_drawn_by_the_loop_between_its_changes_never_by_a_thr
     _, pending = await asyncio.wait(refreshers, timeout=5)  # a bound on failure, not a wait
     assert not pending
     assert _last_frame(out) == _as_text(panel.frames[-1])
+
+
+# What the panel shows: every promised field, on its own line, at the width of the terminal.
+
+BAR = re.compile(r"^[━╸╺\- ]+$")  #: a line of the progress bar only (rich's glyphs, or ASCII)
+#: Each field the README promises, as the fed events (below) must make the panel show it.
+SHOWN = (
+    "batch demo",
+    "4/11 verified MP4s",
+    "ETA 2m00s",
+    "done 4",
+    "pending 3",
+    "in flight 2 (running 1, waiting 1)",
+    "downloading 1",
+    "failed 1",
+    "spend $1.23 billed + $0.37 in flight (budget $5.00)",
+    "3.0 clips/min",
+)
+
+
+def _feed(panel: LivePanel, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Eleven jobs: 4 done, 3 pending, 2 in flight (1 running, 1 in Krea's backlog),
+    1 downloading, 1 failed; a clip done every 20 s (3 a minute), so 6 left take 2 minutes."""
+    now = iter([0.0, 20.0, 40.0, 60.0])
+    monkeypatch.setattr(progress, "time", SimpleNamespace(monotonic=lambda: next(now)))
+    panel.start("demo", {S.PENDING: 11})
+    for i in range(8):
+        panel.job_changed(f"clip{i}", S.PENDING, S.SUBMITTED)
+    for i in range(5):
+        panel.job_changed(f"clip{i}", S.SUBMITTED, S.COMPLETED, "completed")
+    for i in range(4):
+        panel.job_changed(f"clip{i}", S.COMPLETED, S.DONE)
+    panel.job_changed("clip5", S.SUBMITTED, S.FAILED, "moderation")
+    panel.job_changed("clip6", S.SUBMITTED, S.SUBMITTED, "processing")
+    panel.job_changed("clip7", S.SUBMITTED, S.SUBMITTED, "backlogged")
+    panel.spend_changed(1_230_000, 370_000)
+
+
+def _assert_shows_all(lines: list[str], width: int) -> None:
+    text = "\n".join(lines)
+    assert all(len(line) <= width for line in lines), f"a line is wider than {width}:\n{text}"
+    missing = [item for item in SHOWN if not any(item in line for line in lines)]
+    assert not missing, f"not on any line at width {width}: {missing}\n{text}"
+    assert any(BAR.match(line) for line in lines), f"the bar is not alone on a line:\n{text}"
+
+
+@pytest.mark.parametrize("color", [None, "truecolor"])
+@pytest.mark.parametrize("width", [60, 80, 120])
+def test_the_panel_shows_every_promised_field_at_any_width(
+    width: int, color: Literal["truecolor"] | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each field on a line of its own width or less: none is joined to the bar's line and
+    cropped (the bug: on a terminal only the head and the spend line were left)."""
+    console = Console(
+        width=width, record=True, file=io.StringIO(), force_terminal=True, color_system=color
+    )
+    panel = LivePanel(console, budget_micro=5_000_000)
+    _feed(panel, monkeypatch)
+    console.print(panel._render())
+    _assert_shows_all(_lines(console.export_text(styles=False)), width)
+
+
+@pytest.mark.parametrize("width", [60, 80, 120])
+async def test_the_last_frame_on_the_terminal_shows_every_field(
+    width: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same through rich's Live, which crops each line to the terminal's width."""
+    out = io.StringIO()
+    console = Console(file=out, width=width, force_terminal=True, color_system="truecolor")
+    with LivePanel(console, budget_micro=5_000_000) as panel:
+        _feed(panel, monkeypatch)
+    _assert_shows_all(_last_frame(out), width)
+
+
+def test_on_a_narrow_terminal_lines_break_between_fields_never_inside_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """At 40 columns the counts take several lines, each made of whole fields."""
+    console = Console(width=40, record=True, file=io.StringIO(), color_system=None)
+    panel = LivePanel(console, budget_micro=5_000_000)
+    _feed(panel, monkeypatch)
+    console.print(panel._render())
+    lines = _lines(console.export_text(styles=False))
+    assert "done 4 · pending 3" in lines
+    assert "in flight 2 (running 1, waiting 1)" in lines
+    assert "downloading 1 · failed 1 · rejected 0" in lines
