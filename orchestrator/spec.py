@@ -11,10 +11,11 @@ anything is sent, and the simulator refuses the same request the same way Krea w
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -28,6 +29,10 @@ VIDEO_PREFIX = "/generate/video/"
 SPEC_DATE = "2026-05"
 #: Krea's published USD prices are compute units times this factor (see krea-api.md §2).
 USD_PER_CU = "0.0018335"
+#: The message of a missing required field.
+REQUIRED = "is required"
+#: How alike a misspelt key and a valid one must be for a did-you-mean (difflib's ratio).
+CLOSE_ENOUGH = 0.7
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,7 @@ class Problem:
 
     field: str | None
     message: str
+    suggestion: str | None = None  #: for an unknown field: the path of the closest valid one
 
     def __str__(self) -> str:
         return f"{self.field}: {self.message}" if self.field else self.message
@@ -144,25 +150,43 @@ def _validator(model: str) -> Draft202012Validator:
     return Draft202012Validator(endpoint.request_schema)
 
 
-def request_problems(model: str, body: Any) -> list[Problem]:
-    """Every reason ``body`` is not a valid request for ``model``, one per field, in field order."""
+def request_problems(model: str, body: Any, *, suggest: bool = False) -> list[Problem]:
+    """Every reason ``body`` is not a valid request for ``model``, one per field, in field order.
+
+    With ``suggest`` (the manifest; not the simulator, which words errors as Krea does), an
+    unknown field's message names the closest field (``; did you mean 'duration'?``), and a
+    required field that an unknown one was meant to be is not also reported missing.
+    """
     if not isinstance(body, dict):
         return [Problem(None, "the request body must be a JSON object")]
     found: dict[str | None, Problem] = {}
     ranked = sorted(_validator(model).iter_errors(body), key=lambda e: e.validator == "type")
     for error in ranked:
-        for problem in _describe(error, model):
+        for problem in _describe(error, model, suggest):
             found.setdefault(problem.field, problem)  # one message per field: the most specific
-    return sorted(found.values(), key=lambda p: p.field or "")
+    problems = sorted(found.values(), key=lambda p: p.field or "")
+    return without_suggested(problems) if suggest else problems
 
 
-def _describe(error: ValidationError, model: str) -> list[Problem]:
+def without_suggested(problems: list[Problem]) -> list[Problem]:
+    """``problems`` but "X is required" where an unknown field is suggested to be X: one typo."""
+    meant = {p.suggestion for p in problems if p.suggestion}
+    return [p for p in problems if not (p.message == REQUIRED and p.field in meant)]
+
+
+def close_match(word: str, choices: Iterable[str]) -> str | None:
+    """The valid key ``word`` most likely misspells, if one is close enough."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=CLOSE_ENOUGH)
+    return close[0] if close else None
+
+
+def _describe(error: ValidationError, model: str, suggest: bool) -> list[Problem]:
     where = _field_path(error.absolute_path)
     if error.validator == "additionalProperties":
-        return _unknown_fields(error, model, where)
+        return _unknown_fields(error, model, where, suggest)
     if error.validator == "required":
         missing = str(error.message).split("'")[1]
-        return [Problem(_join(where, missing), "is required")]
+        return [Problem(_join(where, missing), REQUIRED)]
     choices = list(_choices(error))
     if choices:
         shown = ", ".join(_show(c) for c in choices)
@@ -173,15 +197,20 @@ def _describe(error: ValidationError, model: str) -> list[Problem]:
     return [Problem(where or None, str(error.message))]
 
 
-def _unknown_fields(error: ValidationError, model: str, where: str) -> list[Problem]:
+def _unknown_fields(error: ValidationError, model: str, where: str, suggest: bool) -> list[Problem]:
     properties = cast(dict[str, Any], error.schema).get("properties", {})
     allowed = ", ".join(sorted(properties))
     aliases = load_spec().endpoints[model].aliases
     problems = []
     for name in sorted(set(cast(dict[str, Any], error.instance)) - set(properties)):
-        renamed = f"; Krea renamed it to {aliases[name]!r}" if name in aliases else ""
-        message = f"unknown field for {model}{renamed} (allowed: {allowed})"
-        problems.append(Problem(_join(where, name), message))
+        renamed = aliases.get(name)
+        close = renamed or close_match(name, properties)
+        hint = f"; Krea renamed it to {renamed!r}" if renamed else ""
+        if close and suggest and not renamed:
+            hint = f"; did you mean {close!r}?"
+        message = f"unknown field for {model}{hint} (allowed: {allowed})"
+        suggestion = _join(where, close) if close else None
+        problems.append(Problem(_join(where, name), message, suggestion))
     return problems
 
 

@@ -5,6 +5,8 @@ from the top level (manifest.py). Its rules are documented in manifest.py's docs
 
 * keys of an entry other than ``id model expand takes output params`` are request parameters,
   merged over the defaults (the entry wins); ``params:`` holds names that clash with a keyword;
+  a key that is no model's request field but close to a keyword the entry lacks (``modle``) is
+  reported as that keyword misspelt, and the entry is not expanded;
 * ``expand: {p: [a, b], q: [c, d]}`` -> one draft per combination (first key slowest), each of
   them ``takes`` times; ids get ``_<slug>`` per expanded value and ``_t<n>`` when takes > 1;
 * an entry without ``id`` is named after its prompt: ``<first 6 words>-<6 hex of sha256>``.
@@ -20,14 +22,15 @@ import itertools
 import math
 import re
 import unicodedata
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 from orchestrator.errors import ManifestError, ManifestErrors
 from orchestrator.manifest.output_paths import DEFAULT_TEMPLATE, slug, template_fields
 from orchestrator.manifest.yaml_safe import YamlList, YamlMap, line_of
-from orchestrator.spec import VIDEO_PREFIX, load_spec
+from orchestrator.spec import VIDEO_PREFIX, close_match, load_spec
 
 KEYWORDS = frozenset({"id", "model", "expand", "takes", "output", "params"})
 MAX_TAKES = 1000
@@ -107,9 +110,31 @@ def resolve_model(value: Any) -> str:
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
-    """`` (did you mean 'x'?)`` for the closest choice, or nothing."""
-    close = difflib.get_close_matches(word, list(choices), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    """``; did you mean 'x'?`` for the closest choice, or nothing."""
+    close = close_match(word, choices)
+    return f"; did you mean {close!r}?" if close else ""
+
+
+def misspelt_keywords(mapping: YamlMap, keywords: Iterable[str]) -> dict[str, str]:
+    """The keys of ``mapping`` that misspell one of ``keywords`` it lacks -> that keyword.
+
+    A key that is a request field of any model is a field (``mode`` is Kling's, not a misspelt
+    ``model``): the schema check reports it if the job's model has no such field.
+    """
+    missing = [keyword for keyword in keywords if keyword not in mapping]
+    found: dict[str, str] = {}
+    for key in mapping:
+        if isinstance(key, str) and key not in KEYWORDS and key not in _request_fields():
+            close = close_match(key, missing)
+            if close:
+                found[key] = close
+    return found
+
+
+@cache
+def _request_fields() -> frozenset[str]:
+    """Every field of every video endpoint's request schema."""
+    return frozenset(name for e in load_spec().endpoints.values() for name in e.fields)
 
 
 def _plain(value: Any) -> Any:
@@ -180,8 +205,10 @@ def expand_entries(jobs: YamlList, defaults: Defaults, problems: Problems) -> It
         yield from drafts
 
 
-def entry_params(mapping: YamlMap, problems: Problems, job: str | None) -> dict[str, Any]:
-    """The request parameters of an entry (or of ``defaults``), as plain JSON values."""
+def entry_params(
+    mapping: YamlMap, problems: Problems, job: str | None, skip: Collection[str] = ()
+) -> dict[str, Any]:
+    """The request parameters of an entry (or of ``defaults``) but ``skip``, as JSON values."""
     params: dict[str, Any] = {}
     extra = mapping.get("params", YamlMap(0))
     if not isinstance(extra, YamlMap):
@@ -189,7 +216,7 @@ def entry_params(mapping: YamlMap, problems: Problems, job: str | None) -> dict[
         extra = YamlMap(0)
     for source in (mapping, extra):
         for key, value in source.items():
-            if source is mapping and key in KEYWORDS:
+            if source is mapping and (key in KEYWORDS or key in skip):
                 continue
             where = line_of(source, key)
             if not isinstance(key, str):
@@ -212,12 +239,15 @@ class _Entry:
         self.job: str | None = str(entry["id"]) if "id" in entry else None
 
     def drafts(self) -> list[Draft]:
-        own = entry_params(self.entry, self.problems, self.job)
+        typos = self._misspelt_keywords()
+        own = entry_params(self.entry, self.problems, self.job, skip=typos)
         params = {**self.defaults.params, **own}
-        base_id, model = self._base_id(params), self._model()
+        base_id, model = self._base_id(params), self._model(typos)
         takes, axes = self._takes(), self._axes()
         template, template_line = self._template()
         if base_id is None or model is None or takes is None or axes is None or template is None:
+            return []
+        if typos:  # what the entry means is unclear: its requests are not checked
             return []
         if takes * math.prod(len(axis) for axis in axes) > MAX_JOBS:
             self._add(f"this entry expands to more than {MAX_JOBS:,} jobs", "expand", "expand")
@@ -250,9 +280,16 @@ class _Entry:
             return None
         return text
 
-    def _model(self) -> str | None:
+    def _misspelt_keywords(self) -> dict[str, str]:
+        typos = misspelt_keywords(self.entry, sorted(KEYWORDS))
+        for key, keyword in typos.items():
+            self._add(f"unknown key in a job entry; did you mean {keyword!r}?", key, key)
+        return typos
+
+    def _model(self, typos: dict[str, str]) -> str | None:
         if "model" not in self.entry:
-            if self.defaults.model is None and not self.defaults.model_broken:
+            reported = self.defaults.model_broken or "model" in typos.values()
+            if self.defaults.model is None and not reported:
                 self._add("no model: set `model:` in the entry or in `defaults:`")
             return self.defaults.model
         try:

@@ -72,6 +72,7 @@ from orchestrator.manifest.entries import (
     did_you_mean,
     entry_params,
     expand_entries,
+    misspelt_keywords,
     resolve_model,
     template_problem,
 )
@@ -79,6 +80,7 @@ from orchestrator.manifest.output_paths import DEFAULT_TEMPLATE
 from orchestrator.manifest.planning import Planner
 from orchestrator.manifest.yaml_safe import YamlList, YamlMap, line_of, parse_yaml, read_capped
 from orchestrator.money.prices import PriceOverrides, micro_from_usd, parse_override
+from orchestrator.spec import close_match
 
 TOP_LEVEL = ("batch", "defaults", "jobs", "output", "limits", "budget_usd", "prices", "priority")
 #: ``priority:`` bounds (one run of several manifests sends the higher first, starving none).
@@ -185,6 +187,7 @@ class _TopLevel:
     def __init__(self, path: str, doc: YamlMap) -> None:
         self.path, self.doc = path, doc
         self.problems = Problems(path, MAX_PROBLEMS)
+        self.misspelt: set[str] = set()  #: missing keys an unknown key is close to (reported)
 
     def manifest(self, sha256: str) -> Manifest:
         self._unknown_keys()
@@ -210,14 +213,17 @@ class _TopLevel:
         self.problems.add(message, line, field=field)
 
     def _unknown_keys(self) -> None:
+        missing = [key for key in TOP_LEVEL if key not in self.doc]
         for key in self.doc:
             if key not in TOP_LEVEL:
                 self._add(f"unknown top-level key {key!r}{did_you_mean(str(key), TOP_LEVEL)}", key)
+                meant = close_match(str(key), missing)
+                self.misspelt.update([meant] if meant else [])
 
     def _batch(self) -> str:
         value = self.doc.get("batch")
         text = str(value) if isinstance(value, str | int) and not isinstance(value, bool) else ""
-        if not _BATCH.fullmatch(text):
+        if not _BATCH.fullmatch(text) and not (value is None and "batch" in self.misspelt):
             got = "it is missing" if value is None else f"got {value!r}"
             rule = "1-64 letters, digits, '.', '_' or '-', not starting with '.'"
             self._add(f"must be {rule} ({got})", "batch", "batch")
@@ -227,6 +233,8 @@ class _TopLevel:
         jobs = self.doc.get("jobs")
         if isinstance(jobs, YamlList) and jobs:
             return jobs
+        if jobs is None and "jobs" in self.misspelt:
+            return YamlList(0)  # `jbos:` is reported, with a did-you-mean
         self._add("must be a non-empty list of jobs", "jobs", "jobs")
         return YamlList(0)
 
@@ -240,13 +248,19 @@ class _TopLevel:
             defaults.template = None if problem else self.doc["output"]
         raw = self.doc.get("defaults")
         if raw is None:
+            defaults.model_broken = "defaults" in self.misspelt  # no "no model" for every job
             return defaults
         if not isinstance(raw, YamlMap):
             self._add("`defaults:` must be a mapping of request parameters", "defaults")
             return defaults
         for key in sorted(KEYWORDS & set(raw) - {"model", "params"}):
             self.problems.add(f"{key!r} belongs in a job entry, not in defaults", line_of(raw, key))
-        defaults.params = entry_params(raw, self.problems, None)
+        typos = misspelt_keywords(raw, ("model", "params"))
+        for key, keyword in typos.items():
+            message = f"unknown key in `defaults:`; did you mean {keyword!r}?"
+            self.problems.add(message, line_of(raw, key), field=key)
+        defaults.params = entry_params(raw, self.problems, None, skip=typos)
+        defaults.model_broken = "model" in typos.values()
         if "model" in raw:
             try:
                 defaults.model = resolve_model(raw["model"])

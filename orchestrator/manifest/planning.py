@@ -25,7 +25,7 @@ from orchestrator.manifest import local_files, output_paths
 from orchestrator.manifest.entries import Draft, Problems
 from orchestrator.manifest.yaml_safe import YamlMap
 from orchestrator.money.prices import PriceOverrides, price_micro
-from orchestrator.spec import Problem, load_spec, request_problems
+from orchestrator.spec import REQUIRED, Problem, load_spec, request_problems, without_suggested
 
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 
@@ -131,7 +131,7 @@ class Planner:
         verdict = self.verdicts.get(cache_key)
         if verdict is None:
             verdict = self.verdicts[cache_key] = _problems_except_prompt(draft.model, request)
-        problems = [*verdict, *_prompt_problems(draft.model, request)]
+        problems = without_suggested([*verdict, *_prompt_problems(draft.model, request)])
         for problem in problems:
             self._report(draft, problem.message, problem.field)
         return not problems
@@ -200,7 +200,8 @@ def _head(field: str) -> str:
 
 def _problems_except_prompt(model: str, request: dict[str, Any]) -> list[Problem]:
     """Schema problems of every field but ``prompt`` (checked per job by _prompt_problems)."""
-    return [p for p in request_problems(model, request) if _head(p.field or "") != "prompt"]
+    problems = request_problems(model, request, suggest=True)
+    return [p for p in problems if _head(p.field or "") != "prompt"]
 
 
 def _prompt_problems(model: str, request: dict[str, Any]) -> list[Problem]:
@@ -208,7 +209,7 @@ def _prompt_problems(model: str, request: dict[str, Any]) -> list[Problem]:
     endpoint = load_spec().endpoints[model]
     schema = endpoint.request_schema.get("properties", {}).get("prompt", {})
     if "prompt" not in request:
-        return [Problem("prompt", "is required")] if "prompt" in endpoint.required else []
+        return [Problem("prompt", REQUIRED)] if "prompt" in endpoint.required else []
     prompt = request["prompt"]
     if not isinstance(prompt, str):
         return [Problem("prompt", f"must be of type string (got {json.dumps(prompt)})")]
