@@ -6,12 +6,18 @@ with a manual clock) and applies it, so webhooks fire and foreign jobs appear on
 nobody is polling. Anything that may move the next event earlier (a new job, a newly seen
 account, ``advance``, ``configure``) sets the waker's event so it recomputes. The foreign client
 has no task of its own: one sleeper over both kinds of event keeps them in time order.
+
+With ``access_log`` each answered request is one line, ``GET /jobs 200 0.8ms``: method, path
+without its query (the CDN's ``sig`` is a secret), status and duration, never a header, so never
+a bearer token. They go to the ``orchestrator.simulator.access`` logger at INFO, which
+``orchestrator simulate`` prints on stderr.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -19,7 +25,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from aiohttp import web
-from aiohttp.log import access_logger
+from aiohttp.abc import AbstractAccessLogger
 
 from orchestrator.simulator.accounts import account_of
 from orchestrator.simulator.app import build_app
@@ -31,6 +37,20 @@ from orchestrator.simulator.stats import snapshot
 _MIN_SLEEP_S = 0.0005
 #: How long stopping waits for answers in flight (slow faults, slow media) before cutting them.
 _SHUTDOWN_S = 2.0
+ACCESS_LOGGER = logging.getLogger("orchestrator.simulator.access")
+
+
+class AccessLine(AbstractAccessLogger):
+    """aiohttp's ``access_log_class``: method, path, status, duration in milliseconds."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self.logger.info(
+            "%s %s %d %.1fms", request.method, request.path, response.status, time * 1000
+        )
+
+    @property
+    def enabled(self) -> bool:
+        return self.logger.isEnabledFor(logging.INFO)
 
 
 class RunningSimulator:
@@ -97,9 +117,13 @@ async def running_simulator(**options: Any) -> AsyncIterator[RunningSimulator]:
     """Start a simulator on the running loop; stop it (and its webhooks) on exit."""
     service = Service(SimulatorOptions(**options))
     app = build_app(service)
-    access_log = access_logger if service.options.access_log else None
     runner = web.AppRunner(
-        app, access_log=access_log, handle_signals=False, shutdown_timeout=_SHUTDOWN_S
+        app,
+        # None: aiohttp logs no request at all; else one line each, to ACCESS_LOGGER at INFO
+        access_log=ACCESS_LOGGER if service.options.access_log else None,
+        access_log_class=AccessLine,
+        handle_signals=False,
+        shutdown_timeout=_SHUTDOWN_S,
     )
     await runner.setup()
     waker: asyncio.Task[None] | None = None
@@ -146,6 +170,8 @@ def serve(options: SimulatorOptions) -> None:
 
 
 async def _serve(options: SimulatorOptions) -> None:
+    if options.access_log:
+        _log_to_stderr()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -155,6 +181,16 @@ async def _serve(options: SimulatorOptions) -> None:
         print(_banner(sim.url, options), flush=True)
         await stop.wait()
     print("simulator stopped", file=sys.stderr)
+
+
+def _log_to_stderr() -> None:
+    """Print the access lines on stderr, bare, unless the logger already has a handler."""
+    if not ACCESS_LOGGER.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        ACCESS_LOGGER.addHandler(handler)
+        ACCESS_LOGGER.propagate = False  # a root handler set up elsewhere must not print them twice
+    ACCESS_LOGGER.setLevel(logging.INFO)
 
 
 def _banner(url: str, options: SimulatorOptions) -> str:
