@@ -8,14 +8,16 @@ several print plain lines instead), its own summary, and the run exits with the 
 from __future__ import annotations
 
 import asyncio
+import shlex
 import sys
 from collections.abc import Iterable, Sequence
 from contextlib import AsyncExitStack
+from pathlib import Path
 
 from orchestrator import errors
 from orchestrator.cli.commands import estimate
 from orchestrator.cli.progress import Ending, JsonLog, LineLog, LivePanel, Quiet
-from orchestrator.config import Settings
+from orchestrator.config import DEFAULT_LEDGER, Settings
 from orchestrator.jobs import JobState
 from orchestrator.ledger import Ledger
 from orchestrator.money import reports
@@ -149,12 +151,37 @@ async def _ending(summary: RunSummary, settings: Settings) -> Ending:
         )
     lines.append(reports.summary_text(figures))
     lines.append(_requests_line(summary))
+    lines += _where(summary, settings)
     line = (
         f"batch {summary.batch}: {done} of {summary.planned} done"
         + (f" ({others})" if others else "")
         + f", {dollars(figures.totals.billed_micro)} billed, exit {summary.exit_code}"
     )
-    return Ending(summary.exit_code, lines, line, _end_fields(summary, figures))
+    fields = _end_fields(summary, figures) | {"ledger": str(settings.ledger_path)}
+    return Ending(summary.exit_code, lines, line, fields)
+
+
+def _where(summary: RunSummary, settings: Settings) -> list[str]:
+    """Where the results are, and the commands that read them (with this run's ``--ledger``)."""
+    ledger = _shell_path(settings.ledger_path)
+    flag = "" if ledger == DEFAULT_LEDGER else f" --ledger {ledger}"
+    batch = f" --batch {summary.batch}"
+    return [
+        f"ledger {ledger} (every job, its history and cost); files under {summary.out_dir}/",
+        "next:",
+        f"  orchestrator status{flag}",
+        f"  orchestrator report{flag}{batch}",
+        f"  orchestrator export{flag}{batch} --format csv",
+    ]
+
+
+def _shell_path(path: Path) -> str:
+    """``path`` as the user would type it here: relative to the working folder when inside it."""
+    try:
+        text = str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        text = str(path)
+    return shlex.quote(text)
 
 
 def _requests_line(summary: RunSummary) -> str:

@@ -101,3 +101,36 @@ async def test_simulate_keeps_its_own_ledger_and_files(tmp_path: Path) -> None:
     assert len(list((tmp_path / "simulated-out").rglob("*.mp4"))) == 2
     assert not (tmp_path / "orchestrator.db").exists()
     assert not (tmp_path / "out").exists()
+
+
+async def test_the_summary_says_where_the_results_are_and_the_commands_that_read_them(
+    tmp_path: Path,
+) -> None:
+    """After `run --simulate`, the summary names the ledger and the folder, and its `next:`
+    commands carry this run's --ledger: each of them, run as printed, answers."""
+    write_manifest(tmp_path, 2)
+    proc = await asyncio.create_subprocess_exec(
+        *orchestrator("run", "jobs.yaml", "--simulate", "--progress", "plain"), cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err
+    lines = out.decode().splitlines()
+    assert "ledger simulated.db (every job, its history and cost); files under simulated-out/" in (
+        lines
+    )
+    commands = lines[lines.index("next:") + 1 :]
+    assert commands == [
+        "  orchestrator status --ledger simulated.db",
+        "  orchestrator report --ledger simulated.db --batch e2e",
+        "  orchestrator export --ledger simulated.db --batch e2e --format csv",
+    ]
+    for command in commands:
+        words = command.split()[1:]  # as printed, with this interpreter
+        shown = await asyncio.create_subprocess_exec(
+            *orchestrator(*words), cwd=tmp_path,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        answer, problem = await shown.communicate()
+        assert shown.returncode == 0, (command, problem.decode())
+        assert answer.strip(), command
