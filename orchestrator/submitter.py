@@ -158,7 +158,11 @@ class Submitter:
             return _Outcome.STOP, None
         if not pipe.budget.reserve(job.key, job.price_micro):
             await pipe.window.release()
-            self._warn_once(job.key, f"{job.entry_id}: held back by the budget cap")
+            self._warn_once(
+                "budget",  # once a run, not once a job: 100,000 jobs held back are one line
+                f"the budget cap holds back {job.entry_id} and every job after it that does not "
+                "fit; the summary counts them and says what sending them needs",
+            )
             return _Outcome.HELD, None
         posting = False
         try:

@@ -144,7 +144,11 @@ async def _ending(summary: RunSummary, settings: Settings) -> Ending:
     lines += [f"not done: {others}"] if others else []
     if summary.held_back:
         held = f"{summary.held_back} jobs ({dollars(summary.held_back_micro)})"
-        lines.append(f"held back by the budget: {held}")
+        more = -(-summary.held_back_micro // 10_000) / 100  # whole cents, rounded up
+        lines.append(
+            f"held back by the budget: {held}; a budget ${more:,.2f} higher sends them all "
+            "(rerun with --budget, or raise budget_usd:)"
+        )
     if summary.stopped == "funds":
         lines.append(
             "Krea answered 402: top up the API balance at https://krea.ai/app/api, then rerun"

@@ -134,3 +134,20 @@ async def test_the_summary_says_where_the_results_are_and_the_commands_that_read
         answer, problem = await shown.communicate()
         assert shown.returncode == 0, (command, problem.decode())
         assert answer.strip(), command
+
+
+async def test_a_budget_stop_is_one_warning_and_a_summary_that_says_what_finishing_needs(
+    simulator: StartSimulator, tmp_path: Path
+) -> None:
+    """A $1.00 cap on 6 clips of $0.3667: one warning line however many are held back, then
+    the summary counts them and names the budget that sends them all, which does (exit 0)."""
+    sim = await simulator(time_scale=200)
+    work = Workdir(tmp_path, sim, 200)
+    write_manifest(tmp_path, 6)
+    code, out, err = await work.run("--budget", "1")
+    assert code == 3, err
+    assert err.count("the budget cap holds back") == 1
+    assert "held back by the budget: 4 jobs ($1.47); a budget $1.47 higher sends them all" in out
+    code, out, err = await work.run("--budget", "2.47")  # $1.4668 held back: rounded up
+    assert code == 0, err
+    assert "held back" not in out + err
