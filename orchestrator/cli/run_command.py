@@ -28,6 +28,11 @@ from orchestrator.startup import prepare
 
 S = JobState
 DEMO_SIMULATOR = {"concurrency": 4, "backlog": 12, "seed": 7}
+#: Why submitting stopped early, for --quiet's one line (exit 3 either way).
+STOPPED_BY = {
+    "budget": ", stopped by the budget cap",
+    "funds": ", stopped by Krea's 402 (top up the API balance)",
+}
 #: Exit codes from best to worst: a run of several batches exits with its worst batch's.
 SEVERITY = (errors.EXIT_OK, errors.EXIT_JOBS_FAILED, errors.EXIT_STOPPED)
 
@@ -159,7 +164,9 @@ async def _ending(summary: RunSummary, settings: Settings) -> Ending:
     line = (
         f"batch {summary.batch}: {done} of {summary.planned} done"
         + (f" ({others})" if others else "")
-        + f", {dollars(figures.totals.billed_micro)} billed, exit {summary.exit_code}"
+        + f", {dollars(figures.totals.billed_micro)} billed"
+        + STOPPED_BY.get(summary.stopped or "", "")
+        + f", exit {summary.exit_code}"
     )
     fields = _end_fields(summary, figures) | {"ledger": str(settings.ledger_path)}
     return Ending(summary.exit_code, lines, line, fields)

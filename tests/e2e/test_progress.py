@@ -147,6 +147,10 @@ async def test_a_budget_stop_is_one_warning_and_a_summary_that_says_what_finishi
     code, out, err = await work.run("--budget", "1")
     assert code == 3, err
     assert err.count("the budget cap holds back") == 1
+    quiet = await Workdir(tmp_path, sim, 200, progress=("--quiet",)).run("--budget", "1")
+    assert quiet[1].splitlines() == [
+        "batch e2e: 2 of 6 done (4 pending), $0.73 billed, stopped by the budget cap, exit 3"
+    ]
     assert "held back by the budget: 4 jobs ($1.47); a budget $1.47 higher sends them all" in out
     code, out, err = await work.run("--budget", "2.47")  # $1.4668 held back: rounded up
     assert code == 0, err
