@@ -49,8 +49,10 @@ Modules (a package's line names every module in it)::
       webhooks      the receiver for Krea's completion hints
     manifest
       manifest/     YAML in, job specs out: yaml_safe (hostile-input YAML), manifest (the
-                    file's top level), entries (defaults, expand, takes), planning (per-job
-                    checks, keys), output_paths (safe, unique paths), local_files (uploads)
+                    file's top level), entries (defaults, expand, takes), defaults
+                    (defaults_by_model:, null unsets, a default's source in errors), planning
+                    (per-job checks, keys), output_paths (safe, unique paths), local_files
+                    (uploads)
     money
       money/        prices (one request), costs (estimates), rows (the ledger rows it reads),
                     accounting (spend by batch, model, state), spend_history (money over

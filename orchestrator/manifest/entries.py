@@ -4,7 +4,8 @@ This is the manifest's expansion step, kept apart from the per-job checks (plann
 from the top level (manifest.py). Its rules are documented in manifest.py's docstring; in short:
 
 * keys of an entry other than ``id model expand takes output params`` are request parameters,
-  merged over the defaults (the entry wins); ``params:`` holds names that clash with a keyword;
+  merged over ``defaults:`` and ``defaults_by_model:`` (the entry wins; a ``null`` unsets,
+  see defaults.py); ``params:`` holds names that clash with a keyword;
   a key that is no model's request field but close to a keyword the entry lacks (``modle``) is
   reported as that keyword misspelt, and the entry is not expanded;
 * ``expand: {p: [a, b], q: [c, d]}`` -> one draft per combination (first key slowest), each of
@@ -75,6 +76,7 @@ class Defaults:
     params: dict[str, Any] = field(default_factory=dict)
     template: str | None = DEFAULT_TEMPLATE  #: None: the manifest's template is broken (reported)
     template_line: int | None = None
+    by_model: dict[str, dict[str, Any]] = field(default_factory=dict)  #: see defaults.py
 
 
 @dataclass(slots=True)
@@ -124,7 +126,7 @@ def misspelt_keywords(mapping: YamlMap, keywords: Iterable[str]) -> dict[str, st
     missing = [keyword for keyword in keywords if keyword not in mapping]
     found: dict[str, str] = {}
     for key in mapping:
-        if isinstance(key, str) and key not in KEYWORDS and key not in _request_fields():
+        if isinstance(key, str) and key not in KEYWORDS and key not in request_fields():
             close = close_match(key, missing)
             if close:
                 found[key] = close
@@ -132,7 +134,7 @@ def misspelt_keywords(mapping: YamlMap, keywords: Iterable[str]) -> dict[str, st
 
 
 @cache
-def _request_fields() -> frozenset[str]:
+def request_fields() -> frozenset[str]:
     """Every field of every video endpoint's request schema."""
     return frozenset(name for e in load_spec().endpoints.values() for name in e.fields)
 
@@ -148,6 +150,16 @@ def _plain(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError(f"{value} is not a finite number (JSON cannot carry it)")
     return value
+
+
+def merged_request(*layers: dict[str, Any]) -> dict[str, Any]:
+    """The layers merged (the later wins), without the keys whose final value is None."""
+    request: dict[str, Any] = {}
+    for layer in layers:
+        request.update(layer)
+    if None in request.values():  # `duration: null` unsets a default (defaults.py)
+        return {name: value for name, value in request.items() if value is not None}
+    return request
 
 
 def _check_id(text: str) -> str | None:
@@ -255,8 +267,10 @@ class _Entry:
         drafts = []
         for combo in itertools.product(*axes):
             values = {name: value for name, value, _ in combo}
-            request = {**params, **{k: v for k, v in values.items() if k != "model"}}
             chosen = values.get("model", model)
+            by_model = self.defaults.by_model.get(chosen, {})
+            expanded = {k: v for k, v in values.items() if k != "model"}
+            request = merged_request(self.defaults.params, by_model, own, expanded)
             for take in range(1, takes + 1):
                 suffix = "".join(f"_{t}" for _, _, t in combo) + (f"_t{take}" if takes > 1 else "")
                 draft = Draft(base_id + suffix, base_id, take, chosen, request, template,

@@ -10,14 +10,17 @@ together (up to 50 problems), each naming the file, line, job and field::
     priority: 0                      # with other manifests in one run: higher is sent first
     prices: {runway/aleph: 0.5, google/veo-3: {per_second: 0.12}}   # see prices.py
     defaults: {model: kling/kling-2.5, duration: 5, aspect_ratio: "16:9"}
+    defaults_by_model: {minimax/hailuo-02: {aspect_ratio: null, resolution: 768p}}
     jobs:
       - id: eagle
         prompt: a majestic eagle ...
 
 A job entry's own keywords are ``id``, ``model``, ``expand``, ``takes``, ``output`` and
 ``params``; every other key is a request parameter, sent to Krea as written and merged over
-``defaults`` (the entry wins), so a new Krea parameter needs no code change here. ``params`` is a
-mapping of parameters whose names clash with a keyword (Hailuo's own ``model`` field).
+``defaults`` then ``defaults_by_model`` for the job's model (the entry wins; ``key: null``
+unsets a default for that job or model: it is not sent; see defaults.py), so a new Krea
+parameter needs no code change here. ``params`` is a mapping of parameters whose names clash
+with a keyword (Hailuo's own ``model`` field).
 ``model`` is the path under /generate/video/ (a leading ``/generate/video/`` or ``video/`` is
 dropped); it may also be expanded over.
 
@@ -65,6 +68,7 @@ from typing import Any
 
 from orchestrator.errors import ManifestError
 from orchestrator.jobs import JobSpec
+from orchestrator.manifest.defaults import parse_by_model
 from orchestrator.manifest.entries import (
     KEYWORDS,
     Defaults,
@@ -82,13 +86,17 @@ from orchestrator.manifest.yaml_safe import YamlList, YamlMap, line_of, parse_ya
 from orchestrator.money.prices import PriceOverrides, micro_from_usd, parse_override
 from orchestrator.spec import close_match
 
-TOP_LEVEL = ("batch", "defaults", "jobs", "output", "limits", "budget_usd", "prices", "priority")
+TOP_LEVEL = (
+    "batch", "defaults", "defaults_by_model", "jobs", "output", "limits", "budget_usd", "prices",
+    "priority",
+)  # fmt: skip
 #: ``priority:`` bounds (one run of several manifests sends the higher first, starving none).
 PRIORITY_RANGE = (-100, 100)
 #: What decides the jobs a manifest becomes (see planner_fingerprint).
 PLANNER_FILES = (
-    "manifest.py", "entries.py", "planning.py", "yaml_safe.py", "output_paths.py", "prices.py",
-    "spec.py", "local_files.py", "jobs.py", "data/krea-openapi.json", "data/prices.json",
+    "manifest/manifest.py", "manifest/entries.py", "manifest/defaults.py", "manifest/planning.py",
+    "manifest/yaml_safe.py", "manifest/output_paths.py", "manifest/local_files.py",
+    "money/prices.py", "spec.py", "jobs.py", "data/krea-openapi.json", "data/prices.json",
 )  # fmt: skip
 LIMITS = ("max_in_flight", "requests_per_second")
 MAX_PROBLEMS = 50
@@ -193,11 +201,13 @@ class _TopLevel:
         self._unknown_keys()
         batch, overrides = self._batch(), self._overrides()
         defaults = self._defaults()
+        by_model = parse_by_model(self.doc, self.problems)
+        defaults.by_model = by_model.params
         limits, budget, priority = self._limits(), self._budget(), self._priority()
         base_dir = os.path.dirname(os.path.abspath(self.path))
         raw_defaults = self.doc.get("defaults")
         source = raw_defaults if isinstance(raw_defaults, YamlMap) else None
-        planner = Planner(batch, overrides, self.problems, base_dir, source)
+        planner = Planner(batch, overrides, self.problems, base_dir, source, by_model)
         drafts = expand_entries(self._jobs(), defaults, self.problems)
         planned = [planner.plan(draft, seq) for seq, draft in enumerate(drafts)]
         specs = [spec for spec in planned if spec is not None]

@@ -22,7 +22,8 @@ from typing import Any
 from orchestrator.errors import PriceUnknown
 from orchestrator.jobs import JobSpec, canonical_json, job_key
 from orchestrator.manifest import local_files, output_paths
-from orchestrator.manifest.entries import Draft, Problems
+from orchestrator.manifest.defaults import ByModel, lacking_message, sets_itself
+from orchestrator.manifest.entries import Draft, Problems, request_fields
 from orchestrator.manifest.yaml_safe import YamlMap
 from orchestrator.money.prices import PriceOverrides, price_micro
 from orchestrator.spec import REQUIRED, Problem, load_spec, request_problems, without_suggested
@@ -40,9 +41,11 @@ class Planner:
         problems: Problems,
         base_dir: str,
         defaults: YamlMap | None = None,
+        by_model: ByModel | None = None,
     ) -> None:
         self.batch, self.overrides, self.problems = batch, overrides, problems
         self.defaults = defaults  #: the manifest's ``defaults:``, for the lines of its fields
+        self.by_model = by_model or ByModel()  #: ``defaults_by_model:``, likewise
         self.hasher = local_files.FileHasher(base_dir)
         self.verdicts: dict[tuple[str, Hashable], list[Problem]] = {}
         self.ids: dict[str, int] = {}
@@ -82,10 +85,13 @@ class Planner:
         name = _head(field or "")
         entry = draft.entry
         defaults = self.defaults or YamlMap(0)
+        by_model = self.by_model.blocks.get(draft.model, YamlMap(0))
         sources = (
             entry,
             entry.get("params"),
             entry.get("expand"),
+            by_model,
+            by_model.get("params"),
             defaults,
             defaults.get("params"),
         )
@@ -133,8 +139,21 @@ class Planner:
             verdict = self.verdicts[cache_key] = _problems_except_prompt(draft.model, request)
         problems = without_suggested([*verdict, *_prompt_problems(draft.model, request)])
         for problem in problems:
-            self._report(draft, problem.message, problem.field)
+            lacking = self._lacking_default(draft, problem)
+            if lacking:  # at the job's line: the defaults' line is right for other jobs
+                self.problems.add(lacking, draft.line, job=draft.entry_id, field=problem.field)
+            else:
+                self._report(draft, problem.message, problem.field)
         return not problems
+
+    def _lacking_default(self, draft: Draft, problem: Problem) -> str | None:
+        """The message for a default that the job's model has no field for, or None."""
+        name = problem.field
+        if name is None or name not in draft.request or sets_itself(draft.entry, name):
+            return None
+        if name in load_spec().endpoints[draft.model].fields or name not in request_fields():
+            return None  # a value the model refuses, or a typo no model has: the usual message
+        return lacking_message(draft.model, name, self.by_model, self.defaults)
 
     def _price(self, draft: Draft, request: dict[str, Any]) -> int | None:
         try:
