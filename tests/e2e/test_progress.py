@@ -87,16 +87,22 @@ async def test_quiet_prints_no_warnings_and_one_summary_line(
     assert out.splitlines() == ["batch e2e: 0 of 2 done (2 failed), $0.00 billed, exit 1"]
 
 
-async def test_simulate_keeps_its_own_ledger_and_files(tmp_path: Path) -> None:
-    """`run --simulate` without --ledger/--out writes simulated.db and simulated-out/ only."""
-    write_manifest(tmp_path, 2)
+async def in_folder(folder: Path, *args: str) -> tuple[int, str, str]:
+    """``orchestrator <args>`` run in ``folder``, as typed there: exit code, stdout, stderr."""
     proc = await asyncio.create_subprocess_exec(
-        *orchestrator("run", "jobs.yaml", "--simulate", "--quiet"), cwd=tmp_path,
+        *orchestrator(*args), cwd=folder,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     out, err = await proc.communicate()
-    assert proc.returncode == 0, err
-    assert out.decode().startswith("batch e2e: 2 of 2 done")
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+async def test_simulate_keeps_its_own_ledger_and_files(tmp_path: Path) -> None:
+    """`run --simulate` without --ledger/--out writes simulated.db and simulated-out/ only."""
+    write_manifest(tmp_path, 2)
+    code, out, err = await in_folder(tmp_path, "run", "jobs.yaml", "--simulate", "--quiet")
+    assert code == 0, err
+    assert out.startswith("batch e2e: 2 of 2 done")
     assert (tmp_path / "simulated.db").is_file()
     assert len(list((tmp_path / "simulated-out").rglob("*.mp4"))) == 2
     assert not (tmp_path / "orchestrator.db").exists()
@@ -109,13 +115,10 @@ async def test_the_summary_says_where_the_results_are_and_the_commands_that_read
     """After `run --simulate`, the summary names the ledger and the folder, and its `next:`
     commands carry this run's --ledger: each of them, run as printed, answers."""
     write_manifest(tmp_path, 2)
-    proc = await asyncio.create_subprocess_exec(
-        *orchestrator("run", "jobs.yaml", "--simulate", "--progress", "plain"), cwd=tmp_path,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, err = await proc.communicate()
-    assert proc.returncode == 0, err
-    lines = out.decode().splitlines()
+    args = ("run", "jobs.yaml", "--simulate", "--progress", "plain")
+    code, out, err = await in_folder(tmp_path, *args)
+    assert code == 0, err
+    lines = out.splitlines()
     assert "ledger simulated.db (every job, its history and cost); files under simulated-out/" in (
         lines
     )
@@ -126,13 +129,8 @@ async def test_the_summary_says_where_the_results_are_and_the_commands_that_read
         "  orchestrator export --ledger simulated.db --batch e2e --format csv",
     ]
     for command in commands:
-        words = command.split()[1:]  # as printed, with this interpreter
-        shown = await asyncio.create_subprocess_exec(
-            *orchestrator(*words), cwd=tmp_path,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        answer, problem = await shown.communicate()
-        assert shown.returncode == 0, (command, problem.decode())
+        shown, answer, problem = await in_folder(tmp_path, *command.split()[1:])  # as printed
+        assert shown == 0, (command, problem)
         assert answer.strip(), command
 
 
