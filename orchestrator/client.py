@@ -36,7 +36,8 @@ from orchestrator.answers import (
     error_for,
     status_phrase,
 )
-from orchestrator.errors import BadResponse, ConnectionLost, NotSent
+from orchestrator.config import key_source
+from orchestrator.errors import ApiError, BadResponse, ConnectionLost, NotSent
 
 USER_AGENT = "orchestrator/0.1 (+https://github.com/krea-orchestrator)"
 Pace = Callable[[], Awaitable[None]]
@@ -46,11 +47,17 @@ class KreaClient:
     """Calls to Krea's API over one aiohttp session that carries the key in its headers."""
 
     def __init__(
-        self, session: aiohttp.ClientSession, base_url: str, *, pace: Pace | None = None
+        self,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        *,
+        pace: Pace | None = None,
+        key_source: str = "",
     ) -> None:
         self._session = session
         self.base_url = base_url.rstrip("/")
         self._pace = pace
+        self.key_source = key_source  #: where the key was read from, for a refusal's message
         self.requests: Counter[str] = Counter()  #: requests sent, by route ("GET /jobs", ...)
         self.answered = False  #: whether the API has answered anything since this client began
         self.understood = False  #: whether any answer was a JSON object, as Krea's all are
@@ -77,7 +84,7 @@ class KreaClient:
         async with aiohttp.ClientSession(
             headers=headers, timeout=timeout, connector=connector, trace_configs=[tracing]
         ) as session:
-            yield cls(session, base_url, pace=pace)
+            yield cls(session, base_url, pace=pace, key_source=key_source(api_key))
 
     # -- endpoints ----------------------------------------------------------------------------
 
@@ -180,7 +187,7 @@ class KreaClient:
             what = f"HTTP {status} {status_phrase(status)} ({body_kind(response_headers, body)})"
             raise self._not_krea(status, what, method, path)
         if status >= 300:
-            raise error_for(status, body, response_headers, path=path)
+            raise self._error(status, body, response_headers, path)
         if allow_empty and not body.strip():
             return None
         try:
@@ -196,6 +203,13 @@ class KreaClient:
             raise BadResponse(status, "the answer is not valid JSON", path=path) from None
         self.understood = self.understood or isinstance(data, dict)
         return data
+
+    def _error(self, status: int, body: bytes, headers: dict[str, str], path: str) -> ApiError:
+        """The typed error of an error answer; a refused key names where it was read from."""
+        error = error_for(status, body, headers, path=path)
+        if isinstance(error, errors.Unauthorized):
+            return errors.Unauthorized(status, error.reason, path=path, source=self.key_source)
+        return error
 
     def _not_krea(self, status: int, what: str, method: str, path: str) -> errors.NotKreaApi:
         url = f"{method} {self.base_url}{path}"

@@ -53,22 +53,60 @@ class Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
 
 
+class ApiKey(str):
+    """An API key that knows where it was read from, so a refusal can name that place.
+
+    ``source`` describes the place ("the environment variable KREA_API_KEY", "the file
+    /path/krea.key"), never the key; ``repr`` hides the key too, so a key in a structure that is
+    printed or logged shows as ``ApiKey(<hidden>, from ...)``. Everywhere else it is the key's text.
+    """
+
+    source: str
+
+    def __new__(cls, value: str, source: str = "") -> ApiKey:
+        key = super().__new__(cls, value)
+        key.source = source
+        return key
+
+    def __repr__(self) -> str:
+        return f"ApiKey(<hidden>, from {self.source or 'an unknown place'})"
+
+
+def key_source(api_key: str) -> str:
+    """Where ``api_key`` was read from ("" when it is a plain string: unknown)."""
+    return api_key.source if isinstance(api_key, ApiKey) else ""
+
+
 def api_key_from_env(key_file: str | None = None, *, required: bool = True, hint: str = "") -> str:
     """The key from ``KREA_API_KEY``, else from a file; ConfigError when required and absent.
 
-    ``hint`` ends the message with what else the caller can do (``run`` can simulate; ``cancel``
-    cannot), so no command suggests a flag it lacks.
+    The key returned is an :class:`ApiKey` that names its source. A key file that holds nothing
+    but whitespace is an error naming the file (a ConfigError even when the key is optional: the
+    file was given to be read). ``hint`` ends the message with what else the caller can do
+    (``run`` can simulate; ``cancel`` cannot), so no command suggests a flag it lacks.
     """
     key = os.environ.get("KREA_API_KEY", "").strip()
+    if key:
+        return ApiKey(key, "the environment variable KREA_API_KEY")
     path = key_file or os.environ.get("KREA_API_KEY_FILE")
-    if not key and path:
-        try:
-            key = Path(path).expanduser().read_text().strip()
-        except OSError as exc:
-            raise ConfigError(f"cannot read the API key file {path}: {exc.strerror}") from None
-    if required and not key:
+    if path:
+        return ApiKey(_read_key_file(path), f"the file {path}")
+    if required:
         raise ConfigError(
             "no API key: set KREA_API_KEY (or KREA_API_KEY_FILE)" + (f", {hint}" if hint else "")
+        )
+    return ""
+
+
+def _read_key_file(path: str) -> str:
+    """The key in the file at ``path``, stripped; ConfigError naming the file if none is there."""
+    try:
+        key = Path(path).expanduser().read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the API key file {path}: {exc.strerror}") from None
+    if not key:
+        raise ConfigError(
+            f"the API key file {path} is empty: put the key in it (one line), or set KREA_API_KEY"
         )
     return key
 

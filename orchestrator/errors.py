@@ -16,7 +16,7 @@ The CLI has a single handler: it prints ``Error: <message>`` and exits with the 
     ├── ApiError(status,message)           Krea answered with an error status
     │   ├── Rejected                       400 / 422 / 404 on create: never retried
     │   │   └── ModelRetired(replacement)  410: the model is past its sunset date
-    │   ├── Unauthorized                   401 / 403: the key is wrong
+    │   ├── Unauthorized(source)           401 / 403: the key (from source) is refused
     │   ├── InsufficientFunds              402: top up the API balance
     │   ├── RateLimited(retry_after_s)     429: concurrency + backlog full, or request rate
     │   ├── NotFound                       404 on a job
@@ -48,6 +48,8 @@ EXIT_BAD_INPUT = 2
 EXIT_STOPPED = 3
 EXIT_CANNOT_RUN = 4
 EXIT_INTERRUPTED = 130
+#: Where Krea's API keys are made (README, Using the real API).
+KEYS_URL = "https://krea.ai/settings/api-tokens"
 
 
 class OrchestratorError(Exception):
@@ -175,7 +177,34 @@ class ModelRetired(Rejected):
 
 
 class Unauthorized(ApiError):
-    """Krea refused the API key; check KREA_API_KEY."""
+    """Krea refused the API key (401), or refused it for this request (403).
+
+    ``source`` says where the key was read from ("the environment variable KREA_API_KEY", "the
+    file /path"), never what it is; the message names it, with the page where keys are made.
+    """
+
+    def __init__(self, status: int, message: str, *, path: str = "", source: str = "") -> None:
+        super().__init__(status, message, path=path)
+        self.source = source
+        where = f"HTTP {status} on {path}" if path else f"HTTP {status}"
+        if status == 403:
+            self.args = (
+                f"Krea refused the API key {_read_from(source)} for this request ({where}: "
+                f"{message}): the key is not allowed to do this; check its workspace and plan "
+                f"at {KEYS_URL}",
+            )
+        else:
+            self.args = (
+                f"Krea refused the API key {_read_from(source)} ({where}: {message}): check it, "
+                f"or create a key at {KEYS_URL}",
+            )
+
+
+def _read_from(source: str) -> str:
+    """Where a refused key came from, as the message names it."""
+    if source:
+        return f"read from {source}"
+    return "(from KREA_API_KEY, or the file given by --api-key-file / KREA_API_KEY_FILE)"
 
 
 class InsufficientFunds(ApiError):

@@ -9,7 +9,10 @@ get 202 and are ignored; duplicates are harmless because confirmation is idempot
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
@@ -37,22 +40,59 @@ async def webhook_receiver(
     if not listen:
         yield
         return
-    host, _, port = listen.rpartition(":")
-    if not port.isdigit():
-        raise ConfigError(f"--webhook-listen must be host:port, got {listen!r}")
+    host, port = _address(listen)
     app = web.Application(client_max_size=MAX_BODY)
     app.router.add_post("/{tail:.*}", _handler(routes))
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     try:
-        await web.TCPSite(runner, host or "127.0.0.1", int(port)).start()
+        await web.TCPSite(runner, host, port).start()
     except OSError as exc:
         await runner.cleanup()
-        raise ConfigError(f"cannot listen for webhooks on {listen}: {exc.strerror}") from None
+        raise _cannot_listen(listen, exc) from None
     try:
         yield
     finally:
         await runner.cleanup()
+
+
+def check_listen(listen: str) -> None:
+    """Refuse an address the receiver could not listen on, before a run writes anything.
+
+    Binds a socket as the receiver will (``SO_REUSEADDR`` on POSIX, as asyncio's servers) and
+    closes it at once: it never listens, so the port is free again for the receiver.
+    """
+    host, port = _address(listen)
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ConfigError(f"cannot listen for webhooks on {listen}: {exc.strerror}") from None
+    for family, kind, proto, _, address in infos:
+        with socket.socket(family, kind, proto) as probe:
+            if os.name == "posix":
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                raise _cannot_listen(listen, exc) from None
+
+
+def _address(listen: str) -> tuple[str, int]:
+    """``host:port`` as (host, port); an empty host is 127.0.0.1."""
+    host, _, port = listen.rpartition(":")
+    if not port.isdigit():
+        raise ConfigError(f"--webhook-listen must be host:port, got {listen!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _cannot_listen(listen: str, exc: OSError) -> ConfigError:
+    if exc.errno == errno.EADDRINUSE:
+        return ConfigError(
+            f"cannot listen for webhooks on {listen}: the address is already in use (another "
+            "process listens there); stop it, or choose another port with --webhook-listen"
+        )
+    reason = exc.strerror or str(exc)
+    return ConfigError(f"cannot listen for webhooks on {listen}: {reason}")
 
 
 def _handler(

@@ -279,6 +279,8 @@ def _run_manifest(manifests: tuple[str, ...], retry_failed: int, options: dict[s
     """`run` and `retry`: the same run, with more or fewer new attempts for failed jobs."""
     progress = check_run_options(options)
     settings = _settings(retry_failed=retry_failed, **options)
+    if settings.webhook_listen and not options["dry_run"]:  # before the ledger is written
+        importlib.import_module("orchestrator.webhooks").check_listen(settings.webhook_listen)
     flags = {name: options[name] for name in ("simulate", "dry_run")}
     running = importlib.import_module("orchestrator.cli.run_command")
     sys.exit(_run_async(running.run(manifests, settings, progress=progress, **flags)))
