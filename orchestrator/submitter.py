@@ -60,6 +60,7 @@ class Submitter:
         self._saving: set[asyncio.Future[None]] = set()  #: job ids queued, not yet committed
         self._warned: set[str] = set()  #: what was already said once (held-back keys, refusals)
         self._marks: set[asyncio.Future[None]] = set()  #: registry "body written" marks
+        self._claims: set[asyncio.Future[None]] = set()  #: registry claims not yet landed
 
     async def run(self) -> None:
         """Return when no pending job can be sent (all sent, held back by the budget, stopped)."""
@@ -71,6 +72,7 @@ class Submitter:
                     group.create_task(self._work())
             for saved in list(self._saving):
                 await saved  # raises if a job id could not be recorded
+            await self._claims_landed()
         finally:
             self.pipe.flags.submitting_done.set()
 
@@ -185,10 +187,26 @@ class Submitter:
     async def _post(
         self, job: JobRecord, body: dict[str, Any]
     ) -> tuple[_Outcome, errors.OrchestratorError | None]:
-        pipe = self.pipe
-        # Commit the intent before the POST: Krea has no idempotency key, so a crash after this
-        # line must find the row and reconcile it rather than send a second, billed job.
-        await pipe.ledger.transition(
+        await self._intend(job)
+        try:
+            remote = await self._send(job, body)
+        except errors.OrchestratorError as exc:
+            return await self._post_failed(job, exc), exc
+        await self._accepted(job, remote)
+        return _Outcome.SENT, None
+
+    async def _intend(self, job: JobRecord) -> None:
+        """Commit the intent, and register the POST on the account, before the POST.
+
+        Krea has no idempotency key, so a crash after the intent must find the row and reconcile
+        it rather than send a second, billed job; other runs count the registered POST in as a
+        possible owner. The two writes go side by side (two fsyncs in the time of one): the POST
+        waits for both, and a crash between them is recovered either way (an intent with no
+        registered POST was never sent; a registered POST whose row is still pending is
+        forgotten by the next run on the ledger: ``startup``).
+        """
+        pipe, registry = self.pipe, self.pipe.registry
+        intent = pipe.ledger.transition(
             job.key,
             S.SUBMITTING,
             expect=S.PENDING,
@@ -197,20 +215,30 @@ class Submitter:
             floor=self.floor,
             attempts=job.attempts + 1,
         )
-        try:
-            remote = await self._send(job, body)
-        except errors.OrchestratorError as exc:
-            return await self._post_failed(job, exc), exc
-        await self._accepted(job, remote)
-        return _Outcome.SENT, None
+        if registry is None:
+            await intent
+            return
+        claims = list(self._claims)  # earlier POSTs' claims land before this one leaves too
+        self._claims.clear()
+        done = await asyncio.gather(
+            intent,
+            registry.post_started(job.key, self.floor),
+            registry.look_around(),  # is another run alive now: take the POST turn (posting)
+            *claims,
+            return_exceptions=True,
+        )
+        failed = [outcome for outcome in done if isinstance(outcome, BaseException)]
+        if failed:
+            if not isinstance(done[1], BaseException):
+                await registry.not_created(job.key)  # nothing will be sent
+            raise failed[0]
 
     async def _send(self, job: JobRecord, body: dict[str, Any]) -> RemoteJob:
-        """The POST, in the account's turn, told to the registry before and after it."""
+        """The POST, in the account's turn, told to the registry after it."""
         pipe, registry = self.pipe, self.pipe.registry
         if registry is None:
             return await self._timed(job, body)
         async with registry.posting():
-            await registry.post_started(job.key, self.floor)  # other runs count it in now
             try:
                 remote = await self._timed(job, body, lambda: self._written(job.key))
             except errors.OrchestratorError as exc:
@@ -222,7 +250,12 @@ class Submitter:
                 raise
             learnt = pipe.clock_bounds.state()
             clock = None if learnt is None else (pipe.clock_bounds.scale, *learnt)
-            await registry.claimed(job.key, remote.job_id, remote.created_at, clock)
+            # Not awaited here: until it lands the POST stays "on the wire" for other runs
+            # (they wait for it), and the next POST waits for it to land (_intend).
+            claim = asyncio.ensure_future(
+                registry.claimed(job.key, remote.job_id, remote.created_at, clock)
+            )
+            self._claims.add(claim)
             return remote
 
     async def _timed(
@@ -259,6 +292,12 @@ class Submitter:
         pipe.window.on_accepted()
         if self.floor is None or parse_utc(remote.created_at) > parse_utc(self.floor):
             self.floor = remote.created_at
+
+    async def _claims_landed(self) -> None:
+        """Wait for the registry claims of earlier POSTs; raise if one could not be written."""
+        while self._claims:
+            claim = self._claims.pop()
+            await claim
 
     def _written(self, key: str) -> None:
         """The POST's body is on its way: say so to the registry, without delaying the POST."""

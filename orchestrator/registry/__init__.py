@@ -20,8 +20,10 @@ account writes here, before the remote call it describes:
   attempt and no claim was never sent (the next run sends it again without reconciling).
 * ``clock``: what the runs learnt of Krea's clock, so a restarted run's windows are narrow.
 
-One POST of the account is on the wire at a time on the machine (an ``flock``, the *POST turn*):
-two runs' windows then never overlap in time, so their lost answers never contest each other.
+While two or more runs of an account are alive, one POST of the account is on the wire at a time
+on the machine (an ``flock``, the *POST turn*): two runs' windows then never overlap in time, so
+their lost answers rarely contest each other. A run alone takes no turn: its POSTs overlap, as
+one run's always may.
 
 Modules: ``account`` (a run's async handle), ``store`` (the file, on the run's registry thread),
 ``processes`` (liveness, the POST turn). The file is

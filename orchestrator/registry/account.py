@@ -50,6 +50,7 @@ class AccountRegistry:
         self.run_id = uuid.uuid4().hex
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="registry")
         self._file = RegistryFile(path, self.ledger, self.run_id)
+        self.alone = False  #: no other run of the account alive at the last look (a heartbeat)
 
     @classmethod
     @asynccontextmanager
@@ -60,6 +61,7 @@ class AccountRegistry:
         folder = (directory or state_dir()) / "accounts"
         registry = cls(folder / f"{fingerprint(api_base, api_key)}.db", ledger)
         await registry._call(registry._file.connect)
+        await registry.look_around()
         heartbeat = asyncio.create_task(registry._beat())
         try:
             yield registry
@@ -72,12 +74,22 @@ class AccountRegistry:
     # -- what a submitter writes around each POST -------------------------------------------------
     @asynccontextmanager
     async def posting(self) -> AsyncIterator[None]:
-        """Hold the account's POST turn on this machine: one POST on the wire at a time.
+        """While another run of the account is alive, hold the account's POST turn on this
+        machine: one POST of theirs or ours on the wire at a time.
 
         Two runs' POSTs then never overlap in time, so their windows barely touch and two lost
         answers at once cannot make each other's jobs unattributable. An ``flock``: the kernel
-        gives it back when a run dies holding it.
+        gives it back when a run dies holding it. A run alone takes no turn, so its own POSTs
+        overlap as they always did (its own windows never need telling apart from another
+        run's): one lookup here, instead of a turn that would hold its POSTs to one round trip
+        at a time. A run starting meanwhile may see one POST of ours outside the turn: windows
+        may then touch, which costs at most a possible duplicate, never a wrong adoption.
+        Whether the run is alone is looked up beside each POST's intent (:meth:`look_around`,
+        while the ledger's fsync runs anyway) and at every heartbeat.
         """
+        if self.alone:
+            yield
+            return
         # Polled, never a blocking call in a thread: a cancelled wait must not take it later.
         while (handle := try_lock(self.path.with_suffix(".posting"))) is None:  # noqa: ASYNC110
             await asyncio.sleep(TURN_POLL_S)
@@ -240,6 +252,10 @@ class AccountRegistry:
     async def _write(self, sql: str, params: tuple[Any, ...], *, durable: bool = True) -> None:
         await self._call(partial(self._file.transaction, [(sql, params)], durable=durable))
 
+    async def look_around(self) -> None:
+        """Whether another run of the account is alive now (see :meth:`posting`)."""
+        self.alone = not await self._call(self._file.others_alive)
+
     async def _beat(self) -> None:
         while True:
             await asyncio.sleep(HEARTBEAT_S)
@@ -250,3 +266,4 @@ class AccountRegistry:
                     (time.time(), self.run_id),
                     durable=False,  # a lost beat is covered: see store.forget_dead_runs
                 )
+                await self.look_around()

@@ -163,6 +163,10 @@ class RegistryFile:
             for row in self.rows("SELECT run_id, host, pid, pid_started, alive_at FROM runs", ())
         }
 
+    def others_alive(self) -> bool:
+        """Whether a run of the account other than this one is alive."""
+        return any(running for run_id, (running, _) in self.runs().items() if run_id != self.run_id)
+
     def forget_dead_runs(self) -> None:
         """Dead runs leave the table; their open attempts keep their last heartbeat as answer."""
         statements: list[tuple[str, Iterable[Any]]] = []

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.registry import HEARTBEAT_S, AccountRegistry, fingerprint, state_dir
+from orchestrator.registry.processes import try_lock
 
 BASE, KEY = "https://api.krea.ai", "sk-registry-secret-0001"
 
@@ -119,6 +120,7 @@ async def test_one_post_of_the_account_on_the_wire_at_a_time(tmp_path: Path) -> 
         AccountRegistry.open(BASE, KEY, tmp_path / "a.db") as a,
         AccountRegistry.open(BASE, KEY, tmp_path / "b.db") as b,
     ):
+        await a.look_around()  # a opened first, alone: its next heartbeat sees b
         order: list[str] = []
         holding = asyncio.Event()
 
@@ -139,6 +141,24 @@ async def test_one_post_of_the_account_on_the_wire_at_a_time(tmp_path: Path) -> 
         second_done.set()
         await asyncio.gather(first, second)
         assert order == ["a", "b"]
+
+
+async def test_a_run_alone_on_its_account_takes_no_turn(tmp_path: Path) -> None:
+    """Alone, a run's POSTs overlap freely (no round trip waits for another); once a second
+    run of the account is alive, each POST holds the machine's turn."""
+    async with AccountRegistry.open(BASE, KEY, tmp_path / "a.db") as a:
+        turn = a.path.with_suffix(".posting")
+        async with a.posting():
+            free = try_lock(turn)
+            assert free is not None, "alone: the turn stays free while a POST is on the wire"
+            free.close()
+        async with AccountRegistry.open(BASE, KEY, tmp_path / "b.db") as b:
+            assert not b.alone, "b sees a at once"
+            await a.look_around()  # what a's next heartbeat does
+            async with a.posting():
+                assert try_lock(turn) is None, "with company: the POST holds the turn"
+        await a.look_around()
+        assert a.alone, "b has gone: alone again"
 
 
 async def test_what_a_run_learnt_of_krea_clock_is_kept_per_time_scale(tmp_path: Path) -> None:
