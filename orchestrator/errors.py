@@ -126,11 +126,12 @@ class ConfigError(InputError):
 class NoLedger(InputError):
     """There is no ledger at the given path: a wrong --ledger is bad input, not a failure to run."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, nearby: tuple[str, ...] = ()) -> None:
         self.path = path
+        found = f"; ledgers in that folder: {', '.join(nearby)}" if nearby else ""
         super().__init__(
             f"no ledger at {path}: check --ledger (or ORCHESTRATOR_LEDGER); "
-            "`orchestrator run` creates it"
+            f"`orchestrator run` creates it{found}"
         )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+import sqlite3
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -72,9 +73,25 @@ async def read_ledger(path: str | Path, batch: str | None = None) -> AsyncIterat
 
 
 def _require_ledger(path: str | Path) -> None:
-    """Readers never create a ledger: a path with none is a typo, said as bad input (exit 2)."""
+    """Readers never create a ledger: a path with none is a typo, said as bad input (exit 2),
+    with the ledgers that are in that folder (after `--simulate`, ``simulated.db``)."""
     if not Path(path).is_file():
-        raise errors.NoLedger(str(path))
+        raise errors.NoLedger(str(path), _ledgers_beside(Path(path)))
+
+
+def _ledgers_beside(path: Path) -> tuple[str, ...]:
+    """The SQLite files in ``path``'s folder that hold a ledger (a ``batches`` table), by name."""
+    folder = path.parent
+    found = []
+    for candidate in sorted(folder.glob("*.db"))[:50]:
+        try:
+            with sqlite3.connect(f"file:{candidate}?mode=ro", uri=True) as db:
+                tables = db.execute("SELECT name FROM sqlite_master WHERE name = 'batches'")
+                if tables.fetchone():
+                    found.append(str(candidate) if folder != Path() else candidate.name)
+        except sqlite3.Error:
+            continue  # not SQLite, or unreadable: not a ledger to suggest
+    return tuple(found)
 
 
 async def _check_batch(ledger: Ledger, batch: str | None) -> None:

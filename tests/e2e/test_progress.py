@@ -113,7 +113,8 @@ async def test_the_summary_says_where_the_results_are_and_the_commands_that_read
     tmp_path: Path,
 ) -> None:
     """After `run --simulate`, the summary names the ledger and the folder, and its `next:`
-    commands carry this run's --ledger: each of them, run as printed, answers."""
+    commands carry this run's --ledger: each of them, run as printed, answers; `status` without
+    it names the ledger it did find there."""
     write_manifest(tmp_path, 2)
     args = ("run", "jobs.yaml", "--simulate", "--progress", "plain")
     code, out, err = await in_folder(tmp_path, *args)
@@ -132,6 +133,10 @@ async def test_the_summary_says_where_the_results_are_and_the_commands_that_read
         shown, answer, problem = await in_folder(tmp_path, *command.split()[1:])  # as printed
         assert shown == 0, (command, problem)
         assert answer.strip(), command
+    code, _, err = await in_folder(tmp_path, "status")  # the default ledger: not this one
+    assert code == 2
+    assert "no ledger at orchestrator.db" in err
+    assert "ledgers in that folder: simulated.db" in err
 
 
 async def test_a_budget_stop_is_one_warning_and_a_summary_that_says_what_finishing_needs(
