@@ -27,9 +27,10 @@ Modules (a package's line names every module in it)::
 
     front
       cli/          the command line, the only user of click and rich: parsing (cli), options
-                    and their checks (cli_options), each command's body (commands), run and
-                    retry of one or several manifests (run_command), what a running batch
-                    shows (progress), the simulator as a command (simulate)
+                    and their checks (cli_options), each command's body (commands), the jobs
+                    listing read page by page (jobs_listing), run and retry of one or several
+                    manifests (run_command), what a running batch shows (progress), the
+                    simulator as a command (simulate)
       api           the Python API: run, jobs, report, for notebooks and scripts
       __main__      python -m orchestrator
     runner

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import os
 import signal
 import sys
 import traceback
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from types import ModuleType
 from typing import Any, TypeVar
@@ -43,9 +44,11 @@ from orchestrator.config import (
     Settings,
     api_key_from_env,
 )
+from orchestrator.jobs import JobState
 from orchestrator.money.prices import micro_from_usd
 
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 SIMULATE_HINT = "or add --simulate to try the tool on the built-in simulator"
 
 
@@ -108,6 +111,18 @@ def main(ctx: click.Context, debug: bool) -> None:
 main.add_command(simulate)
 
 
+def table_or_json(help_text: str) -> Callable[[F], F]:
+    """``--format table|json`` (default table), as ``fmt``: the readers' shared option."""
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(["table", "json"]),
+        default="table",
+        show_default=True,
+        help=help_text,
+    )
+
+
 @main.command()
 @click.argument("manifests", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @run_options
@@ -152,14 +167,7 @@ def validate(manifest: str) -> None:
 @main.command()
 @click.argument("manifest", type=click.Path(exists=True, dir_okay=False))
 @click.option("--budget", type=Number(0), help="Check the estimate against this cap in USD.")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help="table for people, json for programs (shape in the README).",
-)
+@table_or_json("table for people, json for programs (shape in the README).")
 def estimate(manifest: str, budget: float | None, fmt: str) -> None:
     """Jobs and cost per model and in total, before anything is sent."""
     text, fits = _commands().estimate(manifest, budget, fmt)
@@ -170,17 +178,47 @@ def estimate(manifest: str, budget: float | None, fmt: str) -> None:
 @main.command()
 @ledger_option()
 @click.option("--batch", help="Only this batch.")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help="table for people, json for programs (shape in the README).",
-)
+@table_or_json("table for people, json for programs (shape in the README).")
 def status(ledger_path: Path, batch: str | None, fmt: str) -> None:
     """Jobs per batch and state, orphans, and the age of the oldest job in flight (no API key)."""
     click.echo(_run_async(_commands().status(ledger_path, batch, fmt)))
+
+
+@main.command()
+@ledger_option()
+@click.option("--batch", help="Only this batch.")
+@click.option(
+    "--state",
+    "states",
+    metavar="STATE[,STATE...]",
+    callback=lambda _ctx, _param, value: _job_states(value),
+    help="Only jobs in these states, e.g. failed,rejected.",
+)
+@table_or_json("table for people (100 columns), json for programs (every field in full).")
+def jobs(ledger_path: Path, batch: str | None, states: list[JobState] | None, fmt: str) -> None:
+    """Each job of the current manifests, in manifest order: id, model, state, price, reason
+    (why it failed) and file (no API key)."""
+    listing = importlib.import_module("orchestrator.cli.jobs_listing")
+    try:
+        _run_async(listing.jobs(ledger_path, batch, states, fmt, click.echo))
+    except BrokenPipeError:  # `orchestrator jobs | head`: the reader has read all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+
+
+def _job_states(value: str | None) -> list[JobState] | None:
+    """`--state failed,rejected` as states; an unknown name is a usage error naming the valid."""
+    if value is None:
+        return None
+    valid = [s.value for s in JobState if s is not JobState.ORPHAN]
+    names = [name.strip().lower() for name in value.split(",") if name.strip()]
+    unknown = [name for name in names if name not in valid]
+    if unknown or not names:
+        raise click.BadParameter(
+            f"unknown state {', '.join(map(repr, unknown)) or repr(value)}; "
+            f"valid states: {', '.join(valid)}",
+            param_hint="'--state'",
+        )
+    return [JobState(name) for name in dict.fromkeys(names)]
 
 
 @main.command()

@@ -34,6 +34,8 @@ T = TypeVar("T")
 #: Tries of one `cancel` request through transient failures (about a minute of backoff when
 #: Krea gives no Retry-After) before the outage is said, rather than waited out.
 CANCEL_TRIES = 8
+#: Columns a table for people may take: it never wraps in a terminal this wide.
+WIDTH = 100
 
 
 def validate(manifest_path: str) -> str:
@@ -56,7 +58,7 @@ def estimate(manifest_path: str, budget_usd: float | None, fmt: str) -> tuple[st
         return json.dumps(costs.estimate_json(result), indent=2), result.fits_budget
     rows = [(model, str(c.jobs), _money(c.micro)) for model, c in result.by_model.items()]
     rows.append(("total", str(result.jobs_count), _money(result.total_micro)))
-    text = _table(("model", "jobs", "usd"), rows)
+    text = table(("model", "jobs", "usd"), rows)
     if result.budget_micro is not None:
         verdict = "fits" if result.fits_budget else "EXCEEDS"
         text += f"\nbudget {_money(result.budget_micro)}: the estimate {verdict} it"
@@ -118,14 +120,60 @@ async def status(ledger_path: Path, batch: str | None, fmt: str) -> str:
     return _status_table(data) if data else "the ledger has no batches yet"
 
 
+#: Columns of `status` after the states: (JSON key, header, header when shortened).
+_STATUS_COUNTS = (
+    ("orphans", "orphans", "orph"),
+    ("possible_duplicates", "possible dups", "dups"),
+    ("foreign", "foreign", "frgn"),
+    ("superseded", "superseded", "sups"),
+    ("oldest_in_flight", "oldest in flight", "oldest"),
+)
+#: State headers when the full names would not fit ``WIDTH``.
+_SHORT_STATES = {
+    "pending": "pend", "submitting": "sbmtg", "submitted": "sbmtd", "completed": "compl",
+    "downloading": "dlng", "rejected": "rej", "cancelled": "canc", "ambiguous": "amb",
+}  # fmt: skip
+
+
 def _status_table(data: Sequence[dict[str, Any]]) -> str:
-    """One row per batch; only the states some batch has jobs in, to stay about 100 wide."""
+    """One row per batch, within ``WIDTH`` columns: the states some batch has jobs in and every
+    count; if that is too wide, only the counts some batch has, then shorter headers, and
+    when even those do not fit, one row per batch and count."""
     states = [s.value for s in JobState if any(d["states"].get(s.value) for d in data)]
-    counts = ("orphans", "possible_duplicates", "foreign", "superseded")
-    rows = [(d["batch"], *(str(d["states"].get(s, 0)) for s in states),
-             *(str(d[c]) for c in counts), d["oldest_in_flight"] or "-") for d in data]  # fmt: skip
-    header = ("batch", *states, "orphans", "possible dups", "foreign", "superseded")
-    return _table((*header, "oldest in flight"), rows)
+    some = [c for c in _STATUS_COUNTS if any(d[c[0]] for d in data)]
+    text = ""
+    for counts, short in ((_STATUS_COUNTS, False), (some, False), (some, True)):
+        rows, header = _status_rows(data, states, counts, short=short)
+        text = table(("batch", *header), rows)
+        if fits(text):
+            return text
+    rows, header = _status_rows(data, states, some, short=False)
+    return table(("batch", "jobs or count", "n"), _status_long(rows, header))
+
+
+def _status_rows(
+    data: Sequence[dict[str, Any]],
+    states: Sequence[str],
+    counts: Sequence[tuple[str, str, str]],
+    *,
+    short: bool,
+) -> tuple[list[tuple[str, ...]], tuple[str, ...]]:
+    """The rows of `status`'s table (no "batch" header), with full or shortened headers."""
+    rows = [
+        (clip(d["batch"], 30), *(str(d["states"].get(s, 0)) for s in states),
+         *("-" if d[key] is None else str(d[key]) for key, _, _ in counts))
+        for d in data
+    ]  # fmt: skip
+    if short:
+        header = (*(_SHORT_STATES.get(s, s) for s in states), *(c[2] for c in counts))
+    else:
+        header = (*states, *(c[1] for c in counts))
+    return rows, header
+
+
+def _status_long(rows: Sequence[tuple[str, ...]], header: Sequence[str]) -> list[tuple[str, ...]]:
+    """The status table turned on its side: (batch, column, value) for each value it shows."""
+    return [(row[0], *cell) for row in rows for cell in zip(header, row[1:], strict=True)]
 
 
 async def _batch_status(ledger: Ledger, name: str) -> dict[str, Any]:
@@ -294,10 +342,26 @@ def _usd(micro: int | None) -> float | None:
     return None if micro is None else micro / 1_000_000
 
 
-def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> str:
+def table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> str:
+    """Plain aligned columns under a header and a rule (cells are not cut: see :func:`clip`)."""
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     lines = [
         "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
         for row in [header, *rows]
     ]
     return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]])
+
+
+def fits(text: str) -> bool:
+    """Whether every line of ``text`` fits a terminal ``WIDTH`` columns wide."""
+    return all(len(line) <= WIDTH for line in text.splitlines())
+
+
+def clip(text: str, width: int, *, keep_end: bool = False) -> str:
+    """``text`` in at most ``width`` columns, an ellipsis where it was cut (at its start with
+    ``keep_end``, so a path keeps its file name)."""
+    if len(text) <= width:
+        return text
+    if keep_end:
+        return "…" + text[len(text) - width + 1 :]
+    return text[: width - 1] + "…"
