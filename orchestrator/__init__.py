@@ -44,6 +44,7 @@ Modules (a package's line names every module in it)::
       reconcile     POSTs whose answer was lost, settled through GET /jobs before resending
       strangers     other clients' jobs on the account: seen, recorded, never touched
       poller        noticing finished jobs with as few list sweeps as Krea allows
+      sweep_schedule when the poller sweeps again: every poll_min while an end is unknown
       forecast      when in-flight jobs will finish, from the model's past jobs (pure)
       downloader    completed -> downloading -> done, by a fixed pool of workers
       transfer      one verified file from one URL, never partial under its final name

@@ -9,22 +9,9 @@ The list is not filtered by ``status``: Krea's filter takes one status, and a sw
 three outcomes (completed, failed, cancelled), so one unfiltered page bounded by the oldest job
 in flight costs less than three filtered ones.
 
-When to sweep again is a pure decision (:func:`next_delay`), never more often than
-``poll_min_s`` nor less often than ``poll_max_s``. What it saves is the account's requests per
-second, and one list page covers up to 1,000 jobs: a sweep every ``poll_min_s`` costs the account
-almost nothing whether the batch has 5 jobs or 50,000. So:
-
-* while a running job may end at any moment for all we know (no duration of its model is known
-  yet), every ``poll_min_s``: a completion is noticed within that plus one sweep's duration,
-  at any batch size;
-* otherwise just after the next end :mod:`forecast` predicts from the durations of the same
-  model's jobs, while the :class:`~orchestrator.forecast.Allowance` of status requests per job
-  lasts (a large batch's ends are dense: that keeps its sweeps to a few per hundred jobs).
-  Finished jobs are then noticed within about ``SWEEP_LAG_S``;
-* otherwise on a timer: several completions per sweep at the completion rate observed so far,
-  sooner while Krea's backlog for us could run dry; with only backlogged jobs and no completion
-  yet, the interval grows geometrically. When every running job has a predicted end, the timer
-  is only a safety net (``poll_max_s``).
+When to sweep again is decided by :mod:`sweep_schedule` (pure): every ``poll_min_s`` while a
+running job's end is unknown, else just after the ends :mod:`forecast` predicts (within a
+per-job allowance of requests), else on a completion-rate timer.
 
 The poller returns the moment nothing is left in flight: no wait after the last sweep.
 
@@ -38,7 +25,7 @@ import asyncio
 import contextlib
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import fields, replace
 
 from orchestrator import errors
 from orchestrator.answers import RemoteJob
@@ -52,8 +39,9 @@ from orchestrator.jobs import (
     state_for_remote,
 )
 from orchestrator.ledger import Move
-from orchestrator.pipeline import Pipeline, Tuning
+from orchestrator.pipeline import Pipeline
 from orchestrator.retry import Action, Backoff, classify_read
+from orchestrator.sweep_schedule import Pace, next_delay
 
 S = JobState
 MAX_PAGES = 3
@@ -101,37 +89,8 @@ def _fields(remote: RemoteJob) -> dict[str, object]:
     return fields
 
 
-@dataclass
-class Pace:
-    """What the next sweep's timing is decided from."""
-
-    completion_rate: float = 0.0  #: jobs finished per API second (moving average)
-    empty_sweeps: int = 0
-    #: a running job may end at any moment for all we know: no duration of its model is known
-    unknown: bool = False
-    next_end_in_s: float | None = None  #: until just after the next predicted end (if affordable)
-    all_predicted: bool = False  #: every running job has a predicted end: the timer is a safety net
-
-
 def _wanted_entry(wanted: dict[str, JobRecord], key: str) -> str:
     return next((job.entry_id for job in wanted.values() if job.key == key), key)
-
-
-def next_delay(pace: Pace, *, backlogged: int, tuning: Tuning) -> float:
-    """Seconds until the next sweep (pure; see the module docstring)."""
-    if pace.unknown:
-        delay = tuning.poll_min_s
-    elif pace.all_predicted:
-        delay = tuning.poll_max_s
-    elif pace.completion_rate <= 0:
-        delay = tuning.poll_min_s * 1.5**pace.empty_sweeps
-    else:
-        delay = tuning.completions_per_sweep / pace.completion_rate
-        if backlogged:
-            delay = min(delay, 0.5 * backlogged / pace.completion_rate)
-    if pace.next_end_in_s is not None:
-        delay = min(delay, pace.next_end_in_s)
-    return min(tuning.poll_max_s, max(tuning.poll_min_s, delay))
 
 
 class Poller:
@@ -180,7 +139,8 @@ class Poller:
                 await self._sweep_failed(exc)
                 continue
             now = self.pipe.clock.now()
-            self._learn(finished, now - (self._last_sweep if self._last_sweep is not None else now))
+            last = self._last_sweep if self._last_sweep is not None else now
+            self.pace.learn(finished, now - last)
             self._last_sweep = now
             if finished == len(tracked) and not await self._tracked():
                 continue  # nothing left in flight: no wait (the run may be over)
@@ -399,15 +359,6 @@ class Poller:
                     )
                 )
         return again
-
-    def _learn(self, finished: int, interval: float) -> None:
-        """Update the completion rate (jobs per API second), ``interval`` after the last sweep."""
-        self.pace.empty_sweeps = 0 if finished else self.pace.empty_sweeps + 1
-        if interval <= 0 or not (finished or self.pace.completion_rate):
-            return
-        sample = finished / interval
-        rate = self.pace.completion_rate
-        self.pace.completion_rate = sample if rate == 0 else 0.7 * rate + 0.3 * sample
 
 
 _RECORD_FIELDS = frozenset(f.name for f in fields(JobRecord))

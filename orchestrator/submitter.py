@@ -59,8 +59,6 @@ class Submitter:
         self._feed = asyncio.Lock()
         self._saving: set[asyncio.Future[None]] = set()  #: job ids queued, not yet committed
         self._warned: set[str] = set()  #: what was already said once (held-back keys, refusals)
-        self._marks: set[asyncio.Future[None]] = set()  #: registry "body written" marks
-        self._claims: set[asyncio.Future[None]] = set()  #: registry claims not yet landed
 
     async def run(self) -> None:
         """Return when no pending job can be sent (all sent, held back by the budget, stopped)."""
@@ -72,7 +70,8 @@ class Submitter:
                     group.create_task(self._work())
             for saved in list(self._saving):
                 await saved  # raises if a job id could not be recorded
-            await self._claims_landed()
+            if self.pipe.registry is not None:
+                await self.pipe.registry.claims_landed()
         finally:
             self.pipe.flags.submitting_done.set()
 
@@ -218,14 +217,8 @@ class Submitter:
         if registry is None:
             await intent
             return
-        claims = list(self._claims)  # earlier POSTs' claims land before this one leaves too
-        self._claims.clear()
         done = await asyncio.gather(
-            intent,
-            registry.post_started(job.key, self.floor),
-            registry.look_around(),  # is another run alive now: take the POST turn (posting)
-            *claims,
-            return_exceptions=True,
+            intent, registry.before_post(job.key, self.floor), return_exceptions=True
         )
         failed = [outcome for outcome in done if isinstance(outcome, BaseException)]
         if failed:
@@ -240,7 +233,7 @@ class Submitter:
             return await self._timed(job, body)
         async with registry.posting():
             try:
-                remote = await self._timed(job, body, lambda: self._written(job.key))
+                remote = await self._timed(job, body, lambda: registry.mark_written(job.key))
             except errors.OrchestratorError as exc:
                 if classify_post(exc).action is Action.RECONCILE:
                     no_answer = isinstance(exc, errors.TransportError)
@@ -250,12 +243,7 @@ class Submitter:
                 raise
             learnt = pipe.clock_bounds.state()
             clock = None if learnt is None else (pipe.clock_bounds.scale, *learnt)
-            # Not awaited here: until it lands the POST stays "on the wire" for other runs
-            # (they wait for it), and the next POST waits for it to land (_intend).
-            claim = asyncio.ensure_future(
-                registry.claimed(job.key, remote.job_id, remote.created_at, clock)
-            )
-            self._claims.add(claim)
+            registry.claim_soon(job.key, remote.job_id, remote.created_at, clock)
             return remote
 
     async def _timed(
@@ -292,21 +280,6 @@ class Submitter:
         pipe.window.on_accepted()
         if self.floor is None or parse_utc(remote.created_at) > parse_utc(self.floor):
             self.floor = remote.created_at
-
-    async def _claims_landed(self) -> None:
-        """Wait for the registry claims of earlier POSTs; raise if one could not be written."""
-        while self._claims:
-            claim = self._claims.pop()
-            await claim
-
-    def _written(self, key: str) -> None:
-        """The POST's body is on its way: say so to the registry, without delaying the POST."""
-        assert self.pipe.registry is not None
-        marked = asyncio.ensure_future(self.pipe.registry.written(key))
-        self._marks.add(marked)
-        marked.add_done_callback(self._marks.discard)
-        # A busy registry only leaves the POST "maybe unsent", which is the safe side.
-        marked.add_done_callback(lambda done: done.cancelled() or done.exception())
 
     def _recorded(self, job: JobRecord, saved: asyncio.Future[None]) -> None:
         """Once the job id is on disk: wake the poller and tell the user (never before)."""

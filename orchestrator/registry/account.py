@@ -51,6 +51,8 @@ class AccountRegistry:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="registry")
         self._file = RegistryFile(path, self.ledger, self.run_id)
         self.alone = False  #: no other run of the account alive at the last look (a heartbeat)
+        self._claims: set[asyncio.Future[None]] = set()  #: claims not yet landed (claim_soon)
+        self._marks: set[asyncio.Future[None]] = set()  #: "written" marks on their way
 
     @classmethod
     @asynccontextmanager
@@ -98,6 +100,20 @@ class AccountRegistry:
         finally:
             handle.close()  # closing the file releases the lock
 
+    async def before_post(self, key: str, floor: str | None) -> None:
+        """All the registry needs before a POST leaves: the POST registered (``post_started``),
+        a fresh look at whether another run is alive (``posting`` then takes the turn or not),
+        and the claims of earlier POSTs landed. Side by side; raises the first failure once
+        all have ended."""
+        claims = list(self._claims)
+        self._claims.clear()
+        done = await asyncio.gather(
+            self.post_started(key, floor), self.look_around(), *claims, return_exceptions=True
+        )
+        for outcome in done:
+            if isinstance(outcome, BaseException):
+                raise outcome
+
     async def post_started(self, key: str, floor: str | None) -> None:
         """Before the POST leaves: other runs now wait for it or count it as an owner."""
         await self._write(
@@ -115,6 +131,31 @@ class AccountRegistry:
             (self.ledger, key, self.run_id),
             durable=False,
         )
+
+    def mark_written(self, key: str) -> None:
+        """:meth:`written`, without delaying the POST whose body is on its way. A mark that
+        fails (a busy file) only leaves the POST "maybe unsent", the safe side."""
+        marked = asyncio.ensure_future(self.written(key))
+        self._marks.add(marked)
+        marked.add_done_callback(self._marks.discard)
+        marked.add_done_callback(lambda done: done.cancelled() or done.exception())
+
+    def claim_soon(
+        self,
+        key: str,
+        remote_id: str,
+        created_at: str,
+        clock: tuple[float, float, float, float] | None = None,
+    ) -> None:
+        """:meth:`claimed`, not awaited: until it lands the POST stays "on the wire" for other
+        runs (they wait for it), and the next :meth:`before_post` (or :meth:`claims_landed`)
+        waits for it and raises if it failed."""
+        self._claims.add(asyncio.ensure_future(self.claimed(key, remote_id, created_at, clock)))
+
+    async def claims_landed(self) -> None:
+        """Wait for every :meth:`claim_soon` so far; raise if one could not be written."""
+        while self._claims:
+            await self._claims.pop()
 
     async def claimed(
         self,

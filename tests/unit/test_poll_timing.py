@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from orchestrator.pipeline import Tuning
-from orchestrator.poller import Pace, next_delay
+from orchestrator.sweep_schedule import Pace, next_delay
 
 TUNING = Tuning(poll_min_s=2.0, poll_max_s=30.0, completions_per_sweep=8.0)
 
