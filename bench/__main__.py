@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import ledger_tps, machine, realtime, report, rows, scale, scenarios
+from bench import interactive, ledger_tps, machine, realtime, report, rows, scale, scenarios
 from bench.config import Plan
 
 RESULTS = Path(__file__).parent / "results"
@@ -73,6 +73,7 @@ STEPS: dict[str, Step] = {
     "scale": scale.all_sizes,
     "sim_throughput": _sim_throughput,
     "realtime": realtime.realtime,
+    "interactive": interactive.interactive,
 }
 
 

@@ -19,6 +19,9 @@ Why these values:
 * **A very fast account for the scale runs** (concurrency 1000, backlog 1000, 5-second jobs,
   scale 100, 9 KB videos): the orchestrator itself is then the bottleneck, which is what CPU
   and memory per job should measure.
+* **The commands between runs** (`status`, `report`, `export`, `validate`, `estimate`) on a
+  1,000- and a 100,000-job ledger: what a user waits for at the prompt, and whether it grows
+  with the ledger (see ``interactive``).
 * **A small batch in real time** (6 jobs of 23.3 s, concurrency 3 with a backlog of 3, scale 1,
   ``--poll-min 2``): most runs people start are small, and the 400-job batch at scale 20 hides
   sweep intervals (2 s is a tenth of a real second there) and start-up and shutdown (a few
@@ -64,6 +67,8 @@ class Plan:
     realtime_backlog: int = 3
     realtime_duration_s: float = 23.3
     realtime_poll_min_s: float = 2.0  #: the orchestrator's ``--poll-min`` (its default)
+    interactive_sizes: tuple[int, ...] = (1_000, 100_000)  #: ledgers `status`, `report`... read
+    interactive_repeats: int = 3  #: runs of each command; the median wall time is kept
 
     @property
     def in_flight(self) -> int:
@@ -82,4 +87,6 @@ class Plan:
             scale_sizes=(300, 1_000, 3_000),
             full_run_max=1_000,
             bounded_run_s=5.0,
+            interactive_sizes=(1_000, 10_000),
+            interactive_repeats=1,
         )

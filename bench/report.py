@@ -28,7 +28,15 @@ KEYS = (
     "rss_mb_100k",
     "resume_s_100k",
     "ledger_tps",
+    "status_s_100k",
+    "report_s_100k",
+    "validate_s_100k",
+    "export_rss_mb_100k",
 )
+#: The commands of ``interactive`` that should not grow with the ledger (``report`` in every
+#: format; ``export`` in memory only).
+REPORTS = ("report", "report_csv", "report_json", "report_html")
+EXPORTS = ("export_csv", "export_json", "export_events")
 SIZE_KEYS = ("rss_mb_1k", "rss_mb_10k", "rss_mb_100k")
 
 
@@ -48,6 +56,19 @@ def sizes(details: dict[str, Any]) -> list[dict[str, Any]]:
     return sorted((v for k, v in runs.items() if k.isdigit()), key=lambda v: int(v["jobs"]))
 
 
+def interactive_sizes(details: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ledgers of the interactive step, smallest first."""
+    runs = details.get("interactive") or {}
+    return sorted((v for k, v in runs.items() if k.isdigit()), key=lambda v: int(v["jobs"]))
+
+
+def slowest(run: dict[str, Any], names: tuple[str, ...], figure: str = "wall_s") -> float | None:
+    """The largest ``figure`` of the commands ``names`` in one interactive run."""
+    values = [dig(run, name, figure) for name in names]
+    known = [v for v in values if v is not None]
+    return max(known) if known else None
+
+
 def headline(details: dict[str, Any]) -> dict[str, float | None]:
     """One number per figure (None where a scenario failed)."""
     runs = sizes(details)
@@ -64,6 +85,11 @@ def headline(details: dict[str, Any]) -> dict[str, float | None]:
         "resume_s_100k": next((dig(r, "resume", "resume_s") for r in runs if "resume" in r), None),
         "ledger_tps": dig(details, "ledger", "transition_per_s"),
     }
+    large = (interactive_sizes(details) or [{}])[-1]
+    values["status_s_100k"] = slowest(large, ("status", "status_json"))
+    values["report_s_100k"] = slowest(large, REPORTS)
+    values["validate_s_100k"] = slowest(large, ("validate", "estimate"))
+    values["export_rss_mb_100k"] = slowest(large, EXPORTS, "peak_rss_mb")
     for key, run in zip(SIZE_KEYS, runs, strict=False):
         values[key] = run.get("peak_rss_mb")
     return {key: values.get(key) for key in KEYS}
@@ -110,6 +136,15 @@ def _realtime_wall_ok(details: dict[str, Any]) -> bool | None:
     return _at_most(naive)(dig(details, "realtime", "orchestrator", "wall_s"))
 
 
+def _export_flat(details: dict[str, Any]) -> bool | None:
+    """Whether export's peak RSS at the largest ledger is within 1.5 x the smallest's."""
+    runs = interactive_sizes(details)
+    if len(runs) < 2:
+        return None
+    small, large = (slowest(run, EXPORTS, "peak_rss_mb") for run in (runs[0], runs[-1]))
+    return None if small is None or large is None else large <= 1.5 * small
+
+
 def verdicts(values: dict[str, Any], details: dict[str, Any]) -> dict[str, bool | None]:
     """Each target of the issue: met (True), missed (False) or not measured (None)."""
     growth = rss_growth(details)
@@ -130,6 +165,10 @@ def verdicts(values: dict[str, Any], details: dict[str, Any]) -> dict[str, bool 
             dig(details, "realtime", "orchestrator", "last_file_to_exit_s")
         ),
         "real time: wall time <= naive": _realtime_wall_ok(details),
+        "status <= 1 s at 100k": _at_most(1.0)(values["status_s_100k"]),
+        "report <= 1 s at 100k": _at_most(1.0)(values["report_s_100k"]),
+        "validate and estimate <= 3 s at 100k": _at_most(3.0)(values["validate_s_100k"]),
+        "export memory constant": _export_flat(details),
     }
 
 

@@ -5,7 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 from bench.config import Plan
-from bench.report import Row, configured_429s, dig, fmt, mark, rss_growth, sizes
+from bench.report import (
+    EXPORTS,
+    REPORTS,
+    Row,
+    configured_429s,
+    dig,
+    fmt,
+    interactive_sizes,
+    mark,
+    rss_growth,
+    sizes,
+    slowest,
+)
 
 
 def _api_rows(
@@ -144,6 +156,39 @@ def _realtime_rows(d: dict[str, Any], ok: dict[str, bool | None], plan: Plan) ->
     ]  # fmt: skip
 
 
+def _label(jobs: int) -> str:
+    return f"{jobs // 1000}k" if jobs >= 1000 else str(jobs)
+
+
+def _interactive_rows(
+    v: dict[str, Any], d: dict[str, Any], ok: dict[str, bool | None]
+) -> list[Row]:
+    """Figure 10: the commands between runs, at the largest ledger beside the smallest."""
+    runs = interactive_sizes(d)
+    if not runs:
+        return []
+    small, large = runs[0], runs[-1]
+    at = f"{_label(large['jobs'])} / {_label(small['jobs'])}"
+
+    def both(names: tuple[str, ...], figure: str = "wall_s", unit: str = "s") -> str:
+        return " / ".join(
+            fmt(slowest(r, names, figure), unit, 2 if unit == "s" else 0) for r in (large, small)
+        )
+
+    return [
+        Row(f"10 status, {at} jobs (s)", both(("status", "status_json")), "", "<= 1 s",
+            mark(ok["status <= 1 s at 100k"])),
+        Row(f"10 report, slowest format, {at} jobs (s)", both(REPORTS),
+            "table " + both(("report",)) + "; html " + both(("report_html",)), "<= 1 s",
+            mark(ok["report <= 1 s at 100k"])),
+        Row(f"10 validate / estimate, {at} jobs (s)", both(("validate", "estimate")),
+            "plain list of jobs: " + both(("validate_list", "estimate_list")), "<= 3 s",
+            mark(ok["validate and estimate <= 3 s at 100k"])),
+        Row(f"10 export peak RSS MB, {at} jobs", both(EXPORTS, "peak_rss_mb", "MB"),
+            "wall time " + both(EXPORTS), "constant", mark(ok["export memory constant"])),
+    ]  # fmt: skip
+
+
 def build(
     values: dict[str, Any], details: dict[str, Any], ok: dict[str, bool | None], plan: Plan
 ) -> list[Row]:
@@ -154,4 +199,5 @@ def build(
         *_scale_rows(values, details, ok),
         *_other_rows(values, details),
         *_realtime_rows(details, ok, plan),
+        *_interactive_rows(values, details, ok),
     ]

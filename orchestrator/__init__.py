@@ -27,10 +27,11 @@ Modules (a package's line names every module in it)::
 
     front
       cli/          the command line, the only user of click and rich: parsing (cli), options
-                    and their checks (cli_options), each command's body (commands), the jobs
-                    listing read page by page (jobs_listing), run and retry of one or several
-                    manifests (run_command), what a running batch shows (progress), the
-                    simulator as a command (simulate)
+                    and their checks (cli_options), each command's body (commands), cancel, the
+                    one reader that talks to Krea (cancel_command), the jobs listing read page
+                    by page (jobs_listing), run and retry of one or several manifests
+                    (run_command), what a running batch shows (progress), the run's log records
+                    on that display (notes), the simulator as a command (simulate)
       api           the Python API: run, jobs, report, for notebooks and scripts
       __main__      python -m orchestrator
     runner
@@ -39,6 +40,7 @@ Modules (a package's line names every module in it)::
       startup       a run's start: the manifest into the ledger, the ledger into a work state
       pipeline      what one run's workers share: ledger, client, limits, budget, reporter
       budget        the cap: a job's price reserved in the same step that checks it
+      selection     a trial run's jobs (--only, --limit): the rest stay pending
       submitter     pending -> submitting -> submitted, durable on each side of the POST
       uploads       a request's local files, uploaded once each, replaced by their URLs
       reconcile     POSTs whose answer was lost, settled through GET /jobs before resending
@@ -59,7 +61,7 @@ Modules (a package's line names every module in it)::
       money/        prices (one request), costs (estimates), rows (the ledger rows it reads),
                     accounting (spend by batch, model, state), spend_history (money over
                     time), report_sections (what every format shows), reports (table, CSV,
-                    JSON, summary, export), report_html (the page)
+                    JSON, summary), report_html (the page), export (every row, streamed)
     services
       client        Krea's HTTP API as typed calls, each answer parsed or made an error
       answers       Krea's answers read tolerantly: jobs, pages, errors, Retry-After, times
@@ -87,6 +89,7 @@ Modules (a package's line names every module in it)::
 from __future__ import annotations
 
 import importlib
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -98,6 +101,11 @@ if TYPE_CHECKING:
     from orchestrator.manifest.manifest import Manifest, load_manifest
     from orchestrator.money.costs import estimate
     from orchestrator.runner import RunSummary
+
+# Messages are log records of "orchestrator.<module>" loggers. As Python's logging HOWTO asks of
+# a library, the only handler added is a NullHandler: the program decides what is shown, and
+# an unconfigured one shows nothing (as before), not stdlib's last-resort lines on stderr.
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 # The state machine module is loaded now (it imports nothing of ours) because the public function
 # ``jobs`` below shares its name: loading the submodule sets the package attribute

@@ -11,6 +11,11 @@ line, and keyword arguments are :class:`~orchestrator.config.Settings` fields. A
 or batch raises :class:`~orchestrator.errors.InputError`, as the CLI exits 2 for it. Jupyter
 already runs an event loop, so there use the ``a``-prefixed coroutines; the plain functions say
 so if called there.
+
+What a run meets (a sweep that failed, a download retried, jobs the budget holds back) is logged
+through ``logging``: loggers ``orchestrator.<stage>``, records carrying their ``batch``, and no
+handler but a NullHandler, so nothing is printed until the program configures logging.
+``reporter=`` receives the run's structured events (:class:`~orchestrator.pipeline.Reporter`).
 """
 
 from __future__ import annotations

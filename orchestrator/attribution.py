@@ -115,6 +115,13 @@ class ClockBounds:
             return None
         return self.low, self.high, self.rtt
 
+    def local_margin(self, unknown_s: float) -> float:
+        """Real seconds a local time may be off as a time of Krea's clock (``unknown_s``
+        before any sample)."""
+        if self.low is None or self.high is None:
+            return unknown_s
+        return (self.high - self.low + MARGIN_S) / self.scale + LOCAL_ERROR_S
+
     def _add(self, sample: tuple[float, float, float]) -> None:
         self._samples.append(sample)
         del self._samples[:-SAMPLES]

@@ -44,6 +44,9 @@ class Settings:
     webhook_url: str | None = None
     webhook_listen: str | None = None  #: host:port for the receiver
     seed: int | None = None  #: for the jitter RNG (tests and benchmarks)
+    only: tuple[str, ...] = ()  #: a trial: send only these jobs (``selection``)
+    limit: int | None = None  #: a trial: send only the first N jobs of each batch
+    resume_cancelled: bool = False  #: send the pending jobs of a batch `cancel` stopped
     #: Coordinate with the other runs of this account on this machine (``registry``); off only
     #: where the account is this process's alone (``--simulate``'s embedded simulator).
     account_registry: bool = True

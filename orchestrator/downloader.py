@@ -13,6 +13,7 @@ never sent to the media host: downloads use their own session.
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
 import aiohttp
@@ -25,6 +26,7 @@ from orchestrator.retry import Action, Backoff, classify_read
 from orchestrator.transfer import DISK_MARGIN, Fetched, fetch, inside, room_for, verified_on_disk
 
 S = JobState
+log = logging.getLogger(__name__)
 
 
 def _transient(exc: errors.OrchestratorError) -> bool:
@@ -126,7 +128,7 @@ class Downloader:
                 if not _transient(exc):  # a fresh URL's GET can meet any API answer (404, 401)
                     await self._park(job, url, f"no fresh result URL: {exc.message}")
                     return False
-                pipe.reporter.note(f"{job.entry_id}: {exc.message}; retrying", level="warning")
+                log.warning(f"{job.entry_id}: {exc.message}; retrying", extra={"batch": pipe.batch})
                 await pipe.clock.sleep(backoff.next_delay(exc))
         await self._park(job, url, "download failed after repeated attempts; rerun to try again")
         return False
@@ -162,7 +164,7 @@ class Downloader:
             result_url=url,
             last_error=reason,
         )
-        self.pipe.reporter.note(f"{job.entry_id}: {reason}", level="error")
+        log.error(f"{job.entry_id}: {reason}", extra={"batch": self.pipe.batch})
 
     async def _disk_full(self, job: JobRecord, url: str | None, exc: errors.DiskFull) -> bool:
         """Put the job back and pause all downloads until space returns; True: try it again.
@@ -181,12 +183,13 @@ class Downloader:
         if not self.disk_ok.is_set():
             return True  # another worker is already waiting for space (_download_key waits too)
         self.disk_ok.clear()
-        self.pipe.reporter.note(
-            f"downloads paused: {exc.message}; free some space and they resume", level="error"
+        log.error(
+            f"downloads paused: {exc.message}; free some space and they resume",
+            extra={"batch": self.pipe.batch},
         )
         needed = exc.needed or DISK_MARGIN
         while not await asyncio.to_thread(room_for, self.pipe.out_dir, needed):
             await self.pipe.clock.sleep(self.pipe.tuning.disk_retry_s)
-        self.pipe.reporter.note("space is back: downloads resume")
+        log.info("space is back: downloads resume", extra={"batch": self.pipe.batch})
         self.disk_ok.set()
         return True

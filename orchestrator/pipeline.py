@@ -4,8 +4,12 @@ The submitter, reconciler, poller and downloader each own one stage; they meet o
 the shared state in one small object (instead of module globals or a web of references) makes each
 stage testable on its own against a real simulator and a real ledger.
 
-:class:`Reporter` is how stages tell the outside world what happened (the CLI's progress display,
-the plain log, the JSON log): stages call it, it never calls back.
+:class:`Reporter` is how stages tell the outside world what happened, as structured events (the
+CLI's progress display, the plain log, the JSON log): stages call it, it never calls back. Their
+messages (warnings, errors, the odd info) are ``logging`` records instead, one logger per stage
+(``logging.getLogger(__name__)``: ``orchestrator.poller``, ...) with the batch they are about in
+``extra={"batch": ...}``, so a program routes, filters or silences them as it does any library's;
+the CLI shows them on its display through one handler (``cli/notes``).
 """
 
 from __future__ import annotations
@@ -29,7 +33,11 @@ from orchestrator.strangers import Strangers
 
 
 class Reporter(Protocol):
-    """Receives what the pipeline does; implementations must be quick and must not raise."""
+    """Receives what the pipeline does; implementations must be quick and must not raise.
+
+    Messages are log records, not calls here (see the module docstring): the ``note`` method
+    reporters once had is no longer called.
+    """
 
     def start(self, batch: str, counts: dict[JobState, int]) -> None: ...
 
@@ -38,8 +46,6 @@ class Reporter(Protocol):
     ) -> None: ...
 
     def spend_changed(self, billed_micro: int, exposure_micro: int) -> None: ...
-
-    def note(self, message: str, *, level: str = "info") -> None: ...
 
 
 class NullReporter:
@@ -54,9 +60,6 @@ class NullReporter:
         pass
 
     def spend_changed(self, billed_micro: int, exposure_micro: int) -> None:
-        pass
-
-    def note(self, message: str, *, level: str = "info") -> None:
         pass
 
 
@@ -124,4 +127,4 @@ class Pipeline:
 
     def __post_init__(self) -> None:
         self.clock_bounds = ClockBounds(self.clock.scale)
-        self.strangers = Strangers(self.ledger, self.registry, self.reporter.note)
+        self.strangers = Strangers(self.ledger, self.registry, self.batch)

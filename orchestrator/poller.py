@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import fields, replace
@@ -44,6 +45,7 @@ from orchestrator.retry import Action, Backoff, classify_read
 from orchestrator.sweep_schedule import Pace, next_delay
 
 S = JobState
+log = logging.getLogger(__name__)
 MAX_PAGES = 3
 #: A job Krea keeps answering 404 for (deleted elsewhere, another account) is given up as failed
 #: rather than waited for forever; failed jobs are free and --retry-failed can resend it.
@@ -180,7 +182,9 @@ class Poller:
             raise exc
         if isinstance(exc, errors.RateLimited):
             self.pipe.pacer.on_rate_limited()
-        self.pipe.reporter.note(f"status sweep failed, backing off: {exc.message}", level="warning")
+        log.warning(
+            f"status sweep failed, backing off: {exc.message}", extra={"batch": self.pipe.batch}
+        )
         await self.pipe.clock.sleep(self._backoff.next_delay(exc))
 
     async def _tracked(self) -> list[JobRecord]:
@@ -337,10 +341,10 @@ class Poller:
         """Krea added a status without notice: say so once per word (P6.7); jobs keep running."""
         if not is_known_status(status) and status not in self._unknown:
             self._unknown.add(status)
-            self.pipe.reporter.note(
+            log.warning(
                 f"Krea reported an unknown status {status!r} (first for {entry_id}); "
                 "treating it as still running",
-                level="warning",
+                extra={"batch": self.pipe.batch},
             )
 
     def _retries(self, moves: Sequence[Move]) -> list[Move]:

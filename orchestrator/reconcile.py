@@ -23,6 +23,7 @@ Krea has no idempotency key and its job list carries no client data, only ``crea
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
@@ -38,6 +39,7 @@ from orchestrator.registry import RegisteredAttempt, Snapshot
 from orchestrator.retry import Action, Backoff, classify_read
 
 S = JobState
+log = logging.getLogger(__name__)
 #: Real seconds between looks at the registry while another run's POST is on the wire.
 WIRE_POLL_S = 0.02
 #: The floor of an account that held no job when the run began: every job on it is newer.
@@ -86,8 +88,9 @@ class Reconciler:
                     except (errors.ApiError, errors.TransportError) as exc:
                         if classify_read(exc).action is not Action.RETRY:
                             raise
-                        self.pipe.reporter.note(
-                            f"reconciliation waits: {exc.message}", level="warning"
+                        log.warning(
+                            f"reconciliation waits: {exc.message}",
+                            extra={"batch": self.pipe.batch},
                         )
                         await self.pipe.clock.sleep(backoff.next_delay(exc))
         finally:
@@ -268,11 +271,11 @@ class Reconciler:
         models = {row.model for row in owners}
         model = next(iter(models)) if len(models) == 1 else "unknown"
         if verdict.unattributable:
-            self.pipe.reporter.note(
+            log.warning(
                 f"{len(verdict.unattributable)} job(s) on the account may be duplicates of "
                 "lost POSTs but cannot be told apart from another client's: not cancelled; "
                 "their entries are sent again (see `orchestrator report`)",
-                level="warning",
+                extra={"batch": self.pipe.batch},
             )
         await self.pipe.ledger.add_unattributed(
             [
@@ -362,9 +365,9 @@ async def _account_floor(pipe: Pipeline) -> str:
                 raise
             if not warned:
                 warned = True
-                pipe.reporter.note(
+                log.warning(
                     f"reading the account's newest job: {exc.message}; retrying with backoff",
-                    level="warning",
+                    extra={"batch": pipe.batch},
                 )
             await pipe.clock.sleep(backoff.next_delay(exc))
             continue

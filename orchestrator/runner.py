@@ -52,12 +52,22 @@ from orchestrator.pipeline import NullReporter, Pipeline, Reporter, Tuning
 from orchestrator.poller import Poller
 from orchestrator.reconcile import Reconciler
 from orchestrator.registry import AccountRegistry
-from orchestrator.startup import Plan, prepare, recover, sync_manifest
+from orchestrator.startup import (
+    Plan,
+    cancelled_batches,
+    check_trial,
+    prepare,
+    recover,
+    sync_manifest,
+    trial_keys,
+)
 from orchestrator.submitter import Submitter
 from orchestrator.webhooks import webhook_receiver
 
 S = JobState
 DEFAULT_CEILING = 1000
+#: Each batch's jobs a trial run may send (None: every job), by batch name.
+Chosen = dict[str, frozenset[str] | None]
 
 
 @dataclass(frozen=True)
@@ -75,6 +85,10 @@ class RunSummary:
     #: requests the run sent to Krea, by route (every batch's: one client per run)
     api_requests: dict[str, int] = field(default_factory=dict)
     api_seconds: float = 0.0  #: how long the run took, in Krea's seconds (real × time scale)
+    #: Pending jobs a trial run (``--only``, ``--limit``) or a cancel left out on purpose: the
+    #: exit code judges the rest.
+    not_selected: int = 0
+    cancelled_at: str | None = None  #: when `cancel` stopped the batch (its pending jobs wait)
 
     @property
     def planned(self) -> int:
@@ -84,7 +98,8 @@ class RunSummary:
     def exit_code(self) -> int:
         if self.stopped in ("funds", "budget"):
             return EXIT_STOPPED
-        return EXIT_OK if self.counts.get(S.DONE, 0) == self.planned else EXIT_JOBS_FAILED
+        finished = self.counts.get(S.DONE, 0) + self.not_selected
+        return EXIT_OK if finished == self.planned else EXIT_JOBS_FAILED
 
 
 ManifestSource = Plan | Manifest | str | os.PathLike[str]
@@ -113,6 +128,7 @@ async def run_many(
     """
     plans = [await prepare(manifest, settings) for manifest in manifests]
     _refuse_twice(plans)
+    await check_trial(plans, settings)
     lock = LedgerLock(settings.ledger_path)
     lock.acquire()
     try:
@@ -186,18 +202,35 @@ async def _run(
             pipe.clock_bounds, pipe.strangers = home.clock_bounds, home.strangers
         if registry is not None and (learnt := await registry.clock(home.clock.scale)):
             home.clock_bounds.restore(*learnt)
+        chosen: Chosen = {}
+        stopped = await cancelled_batches(ledger, [p.batch for p in pipes], settings)
         for pipe in pipes:
             await recover(pipe)
-            pipe.reporter.start(
-                pipe.batch, await ledger.state_counts(pipe.batch, current_only=True)
+            chosen[pipe.batch] = (
+                frozenset()  # `cancel` stopped it: finish what flies, send nothing new
+                if pipe.batch in stopped
+                else await trial_keys(ledger, pipe.batch, settings)
             )
+            pipe.reporter.start(pipe.batch, await _start_counts(pipe, chosen[pipe.batch]))
         started = home.clock.now()
-        await _stages(pipes, settings, media)
+        await _stages(pipes, settings, media, chosen)
         for pipe in pipes:
             if pipe.flags.fatal is not None:
                 raise pipe.flags.fatal
         took = home.clock.now() - started
-        return [await _summarize(pipe, took) for pipe in pipes]
+        return [
+            await _summarize(pipe, took, chosen[pipe.batch], stopped.get(pipe.batch))
+            for pipe in pipes
+        ]
+
+
+async def _start_counts(pipe: Pipeline, chosen: frozenset[str] | None) -> dict[JobState, int]:
+    """The batch's jobs by state, for progress: a trial's left-out pending jobs are not counted."""
+    counts = await pipe.ledger.state_counts(pipe.batch, current_only=True)
+    if chosen is not None:
+        rows = await pipe.ledger.entry_states(pipe.batch)
+        counts[S.PENDING] = sum(key in chosen for key, _, state in rows if state is S.PENDING)
+    return counts
 
 
 @asynccontextmanager
@@ -220,11 +253,11 @@ def _tuning(settings: Settings) -> Tuning:
 
 
 async def _stages(
-    pipes: Sequence[Pipeline], settings: Settings, media: aiohttp.ClientSession
+    pipes: Sequence[Pipeline], settings: Settings, media: aiohttp.ClientSession, chosen: Chosen
 ) -> None:
     """Run the stages to the end; the error that stopped them, not their task group, if any."""
     try:
-        await _run_stages(pipes, settings, media)
+        await _run_stages(pipes, settings, media, chosen)
     except BaseExceptionGroup as group:
         raise _first_cause(group) from None
 
@@ -244,7 +277,7 @@ def _first_cause(group: BaseExceptionGroup[BaseException]) -> BaseException:
 
 
 async def _run_stages(
-    pipes: Sequence[Pipeline], settings: Settings, media: aiohttp.ClientSession
+    pipes: Sequence[Pipeline], settings: Settings, media: aiohttp.ClientSession, chosen: Chosen
 ) -> None:
     reconciler = Reconciler(pipes[0], {pipe.batch: pipe for pipe in pipes})
     await reconciler.settle()  # nothing is sent while any POST's outcome is unknown
@@ -254,7 +287,8 @@ async def _run_stages(
         asyncio.TaskGroup() as group,
     ):
         for pipe, poller in routes.values():
-            group.create_task(_batch_stages(pipe, poller, reconciler, settings, media))
+            stages = _batch_stages(pipe, poller, reconciler, settings, media, chosen[pipe.batch])
+            group.create_task(stages)
 
 
 async def _batch_stages(
@@ -263,19 +297,28 @@ async def _batch_stages(
     reconciler: Reconciler,
     settings: Settings,
     media: aiohttp.ClientSession,
+    chosen: frozenset[str] | None,
 ) -> None:
     """One batch's submitter, poller and downloader, until nothing of it is left in flight."""
     downloader = Downloader(pipe, media, workers=settings.download_workers)
+    submitter = Submitter(pipe, reconciler, workers=settings.submit_workers, chosen=chosen)
     async with asyncio.TaskGroup() as group:
-        group.create_task(Submitter(pipe, reconciler, workers=settings.submit_workers).run())
+        group.create_task(submitter.run())
         group.create_task(downloader.run())
         await poller.run()
         downloader.finish()
 
 
-async def _summarize(pipe: Pipeline, api_seconds: float) -> RunSummary:
+async def _summarize(
+    pipe: Pipeline, api_seconds: float, chosen: frozenset[str] | None, cancelled_at: str | None
+) -> RunSummary:
     counts = await pipe.ledger.state_counts(pipe.batch, current_only=True)
     counts.pop(S.ORPHAN, None)
+    not_selected = 0
+    if chosen is not None:
+        rows = await pipe.ledger.entry_states(pipe.batch)
+        left = [key for key, _, state in rows if key not in chosen and state is S.PENDING]
+        not_selected = len(left)
     held = pipe.budget.held_back
     stopped = None
     if pipe.flags.no_funds:
@@ -293,4 +336,6 @@ async def _summarize(pipe: Pipeline, api_seconds: float) -> RunSummary:
         stopped=stopped,
         api_requests=dict(pipe.client.requests),
         api_seconds=api_seconds,
+        not_selected=not_selected,
+        cancelled_at=cancelled_at,
     )

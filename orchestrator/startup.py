@@ -51,6 +51,7 @@ from orchestrator.manifest.manifest import (
 from orchestrator.manifest.output_paths import collision_key
 from orchestrator.money.prices import seconds_for
 from orchestrator.pipeline import Pipeline
+from orchestrator.selection import Selection
 from orchestrator.transfer import verified_on_disk
 
 S = JobState
@@ -89,7 +90,7 @@ def _batch_record(header: ManifestHeader, settings: Settings) -> Batch:
     """The batch row: absolute paths, and the budget from the flag or else the manifest."""
     budget = settings.budget_micro if settings.budget_micro is not None else header.budget_micro
     out_dir, manifest_path = os.path.abspath(settings.out_dir), os.path.abspath(header.path)
-    return Batch(header.batch, manifest_path, header.sha256, out_dir, budget)
+    return Batch(header.batch, manifest_path, header.sha256, out_dir, budget, settings.api_base)
 
 
 async def sync_manifest(
@@ -112,6 +113,49 @@ async def sync_manifest(
         manifest.batch, manifest.specs, _seconds, record=record, synced_plan=synced
     )
     return manifest.header
+
+
+async def check_trial(plans: Iterable[Plan], settings: Settings) -> None:
+    """ConfigError for an ``--only`` name no job has, before anything is written."""
+    trial = Selection(settings.only, settings.limit)
+    if not trial.only:
+        return
+    ids: dict[str, list[str]] = {}
+    for plan in plans:
+        if plan.manifest is not None:
+            ids[plan.header.batch] = [spec.entry_id for spec in plan.manifest.specs]
+        else:  # the ledger holds this very plan (and, being synced, can be read)
+            async with Ledger.open(settings.ledger_path, readonly=True) as ledger:
+                rows = await ledger.entry_states(plan.header.batch)
+            ids[plan.header.batch] = [entry_id for _, entry_id, _ in rows]
+    trial.check(ids)
+
+
+async def trial_keys(ledger: Ledger, batch: str, settings: Settings) -> frozenset[str] | None:
+    """Keys of the jobs of ``batch`` this run may send; None: every job (no trial flags)."""
+    trial = Selection(settings.only, settings.limit)
+    if trial.everything:
+        return None
+    rows = await ledger.entry_states(batch)
+    chosen = trial.chosen([entry_id for _, entry_id, _ in rows])
+    return frozenset(key for key, entry_id, _ in rows if entry_id in chosen)
+
+
+async def cancelled_batches(
+    ledger: Ledger, batches: Iterable[str], settings: Settings
+) -> dict[str, str]:
+    """The batches `orchestrator cancel` stopped (name -> when), whose pending jobs this run
+    must not send; with ``--resume-cancelled`` none, and the marks are cleared."""
+    stopped = {}
+    for name in batches:
+        batch = await ledger.batch(name)
+        if batch is None or batch.cancelled_at is None:
+            continue
+        if settings.resume_cancelled:
+            await ledger.set_cancelled(name, False)
+        else:
+            stopped[name] = batch.cancelled_at
+    return stopped
 
 
 async def recover(pipe: Pipeline) -> None:

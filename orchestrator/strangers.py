@@ -5,12 +5,14 @@ another machine, a colleague's key of the same workspace). Such a job is *foreig
 of the account claims it (``registry``), no ledger row holds it, and no POST whose outcome is
 still open could have made it: while any such POST exists anywhere on the account, deciding is
 left to reconciliation, which sees the windows. Foreign jobs are recorded in the ledger (for
-``status`` and ``report``) and announced once, with a count, never cancelled or downloaded.
+``status`` and ``report``) and announced once, with a count, never cancelled or downloaded: a
+warning of the ``orchestrator.strangers`` logger, about the batch that met them first.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import logging
+from collections.abc import Iterable, Sequence
 
 from orchestrator.answers import RemoteJob
 from orchestrator.ledger import Ledger, Unattributed
@@ -18,17 +20,16 @@ from orchestrator.registry import AccountRegistry
 
 #: Jobs examined per sweep at most (a busy foreign client must not slow sweeps down).
 EXAMINE_PER_SWEEP = 200
+log = logging.getLogger(__name__)
 
 
 class Strangers:
     """Tells foreign jobs apart and reports them once (see the module docstring)."""
 
-    def __init__(
-        self, ledger: Ledger, registry: AccountRegistry | None, note: Callable[..., None]
-    ) -> None:
+    def __init__(self, ledger: Ledger, registry: AccountRegistry | None, batch: str) -> None:
         self.ledger = ledger
         self.registry = registry
-        self._note = note  #: ``Reporter.note``
+        self.batch = batch  #: whose run met them: the ``batch`` of the warning's record
         self._settled: set[str] = set()  #: ids known to be some run's or already recorded
         self.foreign = 0  #: foreign jobs this run has seen
         #: Only jobs created since the run began are examined (older ones may be any ledger's).
@@ -82,9 +83,9 @@ class Strangers:
         self.foreign += len(fresh)
         if not self._warned:
             self._warned = True
-            self._note(
+            log.warning(
                 f"another client is using this API key's account: {len(fresh)} job(s) so far "
                 "that no run on this machine made; they are never cancelled or downloaded "
                 "(see `orchestrator status` and `report`)",
-                level="warning",
+                extra={"batch": self.batch},
             )

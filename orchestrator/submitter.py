@@ -18,6 +18,7 @@ waiter every 10 ms.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from enum import StrEnum
@@ -34,6 +35,9 @@ from orchestrator.uploads import with_assets
 
 S = JobState
 PAGE = 200
+#: How far a local time may be off in Krea's clock before any POST has taught it (real s).
+UNKNOWN_CLOCK_S = 0.25
+log = logging.getLogger(__name__)
 
 
 class _Outcome(StrEnum):
@@ -48,10 +52,18 @@ class _Outcome(StrEnum):
 class Submitter:
     """Sends the batch's pending jobs in manifest order, at most ``workers`` POSTs at once."""
 
-    def __init__(self, pipe: Pipeline, reconciler: Reconciler, *, workers: int = 1) -> None:
+    def __init__(
+        self,
+        pipe: Pipeline,
+        reconciler: Reconciler,
+        *,
+        workers: int = 1,
+        chosen: frozenset[str] | None = None,
+    ) -> None:
         self.pipe = pipe
         self.reconciler = reconciler
         self.workers = max(1, workers)
+        self.chosen = chosen  #: a trial run's jobs (``selection``); None: every pending job
         self.floor: str | None = None  #: newest remote created_at known (see reconcile)
         self._buffer: list[JobRecord] = []
         self._cursor = -1
@@ -113,7 +125,7 @@ class Submitter:
                     limit=PAGE,
                 )
                 skip = set(self.pipe.budget.held_back) | self._claimed
-                self._buffer = [r for r in rows if r.key not in skip]
+                self._buffer = [r for r in rows if r.key not in skip and self._may_send(r.key)]
                 if rows:
                     self._cursor = rows[-1].seq
                 elif not await self._new_pass():
@@ -142,9 +154,14 @@ class Submitter:
             budget.forget_held()  # re-examine them against what was freed
         return False
 
+    def _may_send(self, key: str) -> bool:
+        return self.chosen is None or key in self.chosen
+
     async def _unclaimed_pending(self) -> bool:
         """Is some pending job neither held back by the budget nor held by a worker?"""
         skip = set(self.pipe.budget.held_back) | self._claimed
+        if self.chosen is not None:
+            return await self.pipe.ledger.any_pending(self.chosen - skip)
         rows = await self.pipe.ledger.jobs(
             batch=self.pipe.batch, states=[S.PENDING], current_only=True, limit=len(skip) + 1
         )
@@ -231,7 +248,9 @@ class Submitter:
         pipe, registry = self.pipe, self.pipe.registry
         if registry is None:
             return await self._timed(job, body)
-        async with registry.posting():
+        margin = pipe.clock_bounds.local_margin(UNKNOWN_CLOCK_S)
+        grace = pipe.tuning.reconcile_grace_s / pipe.clock.scale
+        async with registry.posting(job.key, margin, grace):
             try:
                 remote = await self._timed(job, body, lambda: registry.mark_written(job.key))
             except errors.OrchestratorError as exc:
@@ -340,15 +359,15 @@ class Submitter:
     def _warn_once(self, what: str, message: str) -> None:
         if what not in self._warned:
             self._warned.add(what)
-            self.pipe.reporter.note(message, level="warning")
+            log.warning(message, extra={"batch": self.pipe.batch})
 
     def _stop(self, exc: errors.OrchestratorError) -> None:
         if isinstance(exc, errors.InsufficientFunds):
             self.pipe.flags.no_funds = exc.reason
-            self.pipe.reporter.note(
+            log.error(
                 f"Krea answered 402 ({exc.reason}): no new jobs will be sent; "
                 "jobs in flight will finish",
-                level="error",
+                extra={"batch": self.pipe.batch},
             )
         else:
             self.pipe.flags.fatal = exc  # the run raises it once the stages have stopped

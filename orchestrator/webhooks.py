@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from orchestrator.pipeline import Pipeline
     from orchestrator.poller import Poller
 
+log = logging.getLogger(__name__)
 MAX_BODY = 64 * 1024
 
 
@@ -114,8 +116,9 @@ def _handler(
             or row.batch not in routes
             or row.state not in (JobState.SUBMITTED, JobState.ORPHAN)
         ):
-            home.reporter.note(
-                f"webhook for a job not in flight here ignored: {job_id}", level="debug"
+            log.debug(
+                f"webhook for a job not in flight here ignored: {job_id}",
+                extra={"batch": home.batch},
             )
             return web.Response(status=202)
         routes[row.batch][1].hint(job_id)

@@ -33,6 +33,7 @@ from orchestrator.cli.cli_options import (
     check_run_options,
     debug_option,
     ledger_option,
+    parse_only,
     run_options,
 )
 from orchestrator.cli.simulate import simulate
@@ -153,8 +154,11 @@ def run(manifests: tuple[str, ...], retry_failed: int, **options: Any) -> None:
     help="New attempts each failed or cancelled job gets.",
 )
 def retry(manifests: tuple[str, ...], attempts: int, **options: Any) -> None:
-    """Resubmit MANIFESTS' failed and cancelled jobs as new attempts, then finish the batches."""
-    _run_manifest(manifests, attempts, options)
+    """Resubmit MANIFESTS' failed and cancelled jobs as new attempts, then finish the batches.
+
+    A batch `orchestrator cancel` stopped is resumed: retrying it is asking for its jobs.
+    """
+    _run_manifest(manifests, attempts, options | {"resume_cancelled": True})
 
 
 @main.command()
@@ -259,7 +263,7 @@ def export(
     ledger_path: Path, batch: str | None, events: bool, fmt: str, output: Path | None
 ) -> None:
     """Export the ledger's jobs (or events) as CSV or JSON."""
-    _emit(_run_async(_commands().export(ledger_path, batch, events, fmt)), output)
+    _run_async(_commands().export(ledger_path, batch, events, fmt, output, click.echo))
 
 
 @main.command()
@@ -269,13 +273,18 @@ def export(
 def cancel(batch: str, ledger_path: Path, api_base: str, api_key_file: str | None) -> None:
     """Cancel (DELETE) every job of BATCH still in flight at Krea; cancelled jobs are free.
 
-    Refused while a `run` holds the ledger (stop it first). Ambiguous jobs are skipped and
+    The batch is marked cancelled: `run` sends its pending jobs again only with
+    --resume-cancelled. Without --api-base, the requests go where the batch's last run sent its
+    own. Refused while a `run` holds the ledger (stop it first). Ambiguous jobs are skipped and
     counted: their Krea job id is unknown until the next `run` reconciles them.
     """
     settings = Settings(
         api_base=api_base, api_key=api_key_from_env(api_key_file), ledger_path=ledger_path
     )
-    click.echo(_run_async(_commands().cancel(settings, batch)))
+    source = click.get_current_context().get_parameter_source("api_base")
+    recorded = source in (None, click.core.ParameterSource.DEFAULT)
+    cancelling = importlib.import_module("orchestrator.cli.cancel_command")
+    click.echo(_run_async(cancelling.cancel(settings, batch, recorded_base=recorded)))
 
 
 # `--debug` after the command too (`orchestrator run x --debug`), as the error hint suggests.
@@ -309,6 +318,9 @@ def _settings(**options: Any) -> Settings:
         webhook_url=options["webhook_url"],
         webhook_listen=options["webhook_listen"],
         seed=options["seed"],
+        only=parse_only(options["only"]),
+        limit=options["limit"],
+        resume_cancelled=options["resume_cancelled"],
         account_registry=not simulate,  # the embedded simulator's account is this run's alone
     )
 

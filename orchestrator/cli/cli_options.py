@@ -220,6 +220,35 @@ def _mode_options() -> list[Decorator]:
     ]
 
 
+def parse_only(text: str | None) -> tuple[str, ...]:
+    """``--only a,b`` as ids: commas or spaces between them, empty parts and repeats dropped."""
+    if not text:
+        return ()
+    return tuple(dict.fromkeys(text.replace(",", " ").split()))
+
+
+def _trial_options() -> list[Decorator]:
+    return [
+        click.option(
+            "--only",
+            metavar="ID[,ID...]",
+            help="Send only these jobs (ids as `orchestrator jobs` lists them; an entry's id "
+            "takes every job expanded from it). The rest stay pending for a later run.",
+        ),
+        click.option(
+            "--limit",
+            type=click.IntRange(1),
+            help="Send only the first N jobs of each batch, in manifest order (done ones count: "
+            "the same --limit again sends nothing new).",
+        ),
+        click.option(
+            "--resume-cancelled",
+            is_flag=True,
+            help="Send the pending jobs of a batch `orchestrator cancel` stopped.",
+        ),
+    ]
+
+
 def _output_options() -> list[Decorator]:
     return [
         click.option(
@@ -260,7 +289,8 @@ def run_options(f: F) -> F:
         help="Folder the MP4s are written under.",
     )
     f = api_options(f)
-    for option in reversed([out, *_limit_options(), *_mode_options(), *_output_options()]):
+    options = [out, *_limit_options(), *_trial_options(), *_mode_options(), *_output_options()]
+    for option in reversed(options):
         f = option(f)
     return f
 

@@ -7,39 +7,38 @@ program reads has a JSON form whose shape is documented in the README.
 
 from __future__ import annotations
 
+import functools
 import json
-import random
 import sqlite3
-from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from orchestrator import errors
-from orchestrator.answers import RemoteJob
-from orchestrator.client import KreaClient
-from orchestrator.clock import Clock, parse_utc
-from orchestrator.config import Settings
-from orchestrator.jobs import JobRecord, JobState
-from orchestrator.ledger import Ledger, LedgerLock, Move
-from orchestrator.limits import Pacer
-from orchestrator.manifest.manifest import load_manifest
-from orchestrator.money import costs, reports
-from orchestrator.retry import Action, Backoff, classify_read
+from orchestrator.clock import parse_utc
+from orchestrator.jobs import JobState
+from orchestrator.ledger import Ledger
+from orchestrator.money import reports
+
+if TYPE_CHECKING:
+    from orchestrator.manifest.manifest import Manifest
+    from orchestrator.selection import Selection
 
 S = JobState
 T = TypeVar("T")
-#: Tries of one `cancel` request through transient failures (about a minute of backoff when
-#: Krea gives no Retry-After) before the outage is said, rather than waited out.
-CANCEL_TRIES = 8
+#: ``click.echo``'s shape: what prints for the commands that write as they read.
+Echo = Callable[..., object]
 #: Columns a table for people may take: it never wraps in a terminal this wide.
 WIDTH = 100
 
 
 def validate(manifest_path: str) -> str:
     """`orchestrator validate`: a one-paragraph verdict, or ManifestErrors."""
+    from orchestrator.manifest.manifest import load_manifest  # the spec: only these two need it
+    from orchestrator.money import costs
+
     manifest = load_manifest(manifest_path)
     total = costs.estimate(manifest)
     models = ", ".join(sorted(total.by_model))
@@ -51,9 +50,24 @@ def validate(manifest_path: str) -> str:
 
 def estimate(manifest_path: str, budget_usd: float | None, fmt: str) -> tuple[str, bool | None]:
     """`orchestrator estimate`: the text and whether it fits the budget (None without one)."""
-    manifest = load_manifest(manifest_path)
+    from orchestrator.manifest.manifest import load_manifest
+
+    return estimate_of(load_manifest(manifest_path), budget_usd, fmt)
+
+
+def estimate_of(
+    manifest: Manifest, budget_usd: float | None, fmt: str, trial: Selection | None = None
+) -> tuple[str, bool | None]:
+    """:func:`estimate` of a loaded manifest; with ``trial``, of the jobs it selects alone."""
+    from orchestrator.money import costs
+
     budget = None if budget_usd is None else costs.micro_from_usd(budget_usd)
-    result = costs.estimate(manifest, budget)
+    if trial is None or trial.everything:
+        result = costs.estimate(manifest, budget)
+    else:
+        chosen = trial.chosen([spec.entry_id for spec in manifest.specs])
+        specs = [spec for spec in manifest.specs if spec.entry_id in chosen]
+        result = costs.estimate(specs, manifest.budget_micro if budget is None else budget)
     if fmt == "json":
         return json.dumps(costs.estimate_json(result), indent=2), result.fits_budget
     rows = [(model, str(c.jobs), _money(c.micro)) for model, c in result.by_model.items()]
@@ -68,13 +82,13 @@ def estimate(manifest_path: str, budget_usd: float | None, fmt: str) -> tuple[st
 @asynccontextmanager
 async def read_ledger(path: str | Path, batch: str | None = None) -> AsyncIterator[Ledger]:
     """The ledger at ``path``, read-only; a missing ledger or batch is bad input (exit 2)."""
-    _require_ledger(path)
+    require_ledger(path)
     async with Ledger.open(path, readonly=True) as ledger:
-        await _check_batch(ledger, batch)
+        await check_batch(ledger, batch)
         yield ledger
 
 
-def _require_ledger(path: str | Path) -> None:
+def require_ledger(path: str | Path) -> None:
     """Readers never create a ledger: a path with none is a typo, said as bad input (exit 2),
     with the ledgers that are in that folder (after `--simulate`, ``simulated.db``)."""
     if not Path(path).is_file():
@@ -96,7 +110,7 @@ def _ledgers_beside(path: Path) -> tuple[str, ...]:
     return tuple(found)
 
 
-async def _check_batch(ledger: Ledger, batch: str | None) -> None:
+async def check_batch(ledger: Ledger, batch: str | None) -> None:
     if batch is not None and await ledger.batch(batch) is None:
         raise errors.InputError(f"no batch {batch!r} in {ledger.path}")
 
@@ -206,132 +220,21 @@ async def report(ledger_path: Path, batch: str | None, fmt: str) -> str:
         return await reports.render(ledger, batch, fmt)
 
 
-async def export(ledger_path: Path, batch: str | None, events: bool, fmt: str) -> str:
-    """`orchestrator export`: every job (or event) row, as CSV or JSON."""
+async def export(
+    ledger_path: Path, batch: str | None, events: bool, fmt: str, output: Path | None, echo: Echo
+) -> None:
+    """`orchestrator export`: every job (or event) row, as CSV or JSON, written as it is read:
+    to ``output`` (created once the ledger and batch are found), else through ``echo``
+    (``click.echo``: the text and its closing newline, as for the other commands)."""
     async with read_ledger(ledger_path, batch) as ledger:
-        return await reports.export(ledger, batch, events=events, fmt=fmt)
-
-
-async def cancel(settings: Settings, batch: str) -> str:
-    """`orchestrator cancel`: DELETE every job of ``batch`` in flight, and record the outcome.
-
-    Only jobs with a Krea job id can be cancelled: an ambiguous job's id is unknown until the next
-    `run` reconciles it, so it is skipped and counted, never guessed. Requests are paced and
-    retried as a run's are; an error that retrying cannot pass (a refused key, an outage outlasting
-    ``CANCEL_TRIES``) stops it, raised with what was cancelled and what is still in flight.
-    """
-    _require_ledger(settings.ledger_path)
-    lock = LedgerLock(settings.ledger_path)
-    lock.acquire()  # a run in progress would keep sending: it must be stopped first
-    try:
-        async with Ledger.open(settings.ledger_path) as ledger:
-            await _check_batch(ledger, batch)
-            rows = await ledger.jobs(batch=batch, states=[S.SUBMITTED])
-            unknown = await ledger.jobs(batch=batch, states=[S.SUBMITTING, S.AMBIGUOUS])
-            outcomes, stop = await _cancel_all(ledger, settings, rows)
-    finally:
-        lock.release()
-    text = _cancel_text(outcomes, len(rows), len(unknown))
-    if stop is not None:
-        stop.args = (f"{stop.message}; cancel stopped: {text}",)  # same type and fields
-        raise stop
-    return text
-
-
-async def _cancel_all(
-    ledger: Ledger, settings: Settings, rows: Sequence[JobRecord]
-) -> tuple[Counter[str], errors.OrchestratorError | None]:
-    """Each job's outcome, in turn; and the error that stopped the rest, if one did."""
-    outcomes: Counter[str] = Counter()
-    pacer = Pacer(settings.requests_per_second)
-    async with KreaClient.connect(
-        settings.api_base, settings.api_key, pace=pacer, timeout_s=settings.request_timeout_s
-    ) as client:
-        krea = _Patient(client, pacer, Clock(settings.time_scale), random.Random(settings.seed))
-        try:
-            if rows:  # a wrong --api-base answers 404 to DELETE too: find out before reading it
-                await krea.list_one()
-            for row in rows:
-                outcomes[await _cancel_one(ledger, krea, row)] += 1
-        except (errors.ApiError, errors.TransportError) as exc:
-            return outcomes, exc
-    return outcomes, None
-
-
-class _Patient:
-    """`cancel`'s calls to Krea: paced by the client, retried through what retrying can pass.
-
-    A 429, a 5xx, a dropped connection or an unreadable answer waits (Retry-After, else the
-    jittered backoff) and tries again, up to ``CANCEL_TRIES``; a rate 429 also slows the pacer.
-    Any other error is raised at once: 401 and a wrong API base stop everything, and 404/409 are
-    answers the caller reads.
-    """
-
-    def __init__(self, client: KreaClient, pacer: Pacer, clock: Clock, rng: random.Random) -> None:
-        self.client, self.pacer, self.clock, self.rng = client, pacer, clock, rng
-
-    async def list_one(self) -> None:
-        """One page of one job: proves the API base is Krea's (else NotKreaApi)."""
-        await self._retried(lambda: self.client.list_jobs(limit=1))
-
-    async def cancel_job(self, job_id: str) -> RemoteJob | None:
-        return await self._retried(lambda: self.client.cancel_job(job_id))
-
-    async def get_job(self, job_id: str) -> RemoteJob:
-        return await self._retried(lambda: self.client.get_job(job_id))
-
-    async def _retried(self, request: Callable[[], Awaitable[T]]) -> T:
-        backoff = Backoff(self.rng)
-        while True:
-            try:
-                return await request()
-            except (errors.ApiError, errors.TransportError) as exc:
-                passes = classify_read(exc).action is Action.RETRY
-                if not passes or backoff.failures + 1 >= CANCEL_TRIES:
-                    raise
-                if isinstance(exc, errors.RateLimited):
-                    self.pacer.on_rate_limited()
-                await self.clock.sleep(backoff.next_delay(exc))
-
-
-async def _cancel_one(ledger: Ledger, krea: _Patient, row: JobRecord) -> str:
-    """DELETE one job; its Krea status afterwards ("unknown" when Krea no longer knows it)."""
-    remote_id = row.remote_id or ""
-    try:
-        remote = await krea.cancel_job(remote_id)
-    except errors.ApiError as exc:  # 409: it finished first; 404: the GET below says
-        if classify_read(exc).action is not Action.REJECT:
-            raise
-        remote = None
-    try:
-        if remote is None or remote.status != "cancelled":
-            remote = await krea.get_job(remote_id)  # what it became instead
-    except errors.NotFound:
-        return "unknown"  # the next `run` marks it failed after Krea's 404s
-    to = {"cancelled": S.CANCELLED, "completed": S.COMPLETED, "failed": S.FAILED}.get(remote.status)
-    if to is not None:
-        fields: dict[str, Any] = {"remote_status": remote.status}
-        if to is S.COMPLETED:
-            fields |= {"result_url": remote.urls[0] if remote.urls else None}
-        await ledger.apply([Move(row.key, S.SUBMITTED, to, "orchestrator cancel", fields)])
-    return remote.status
-
-
-def _cancel_text(outcomes: Counter[str], in_flight: int, skipped: int) -> str:
-    left = in_flight - sum(outcomes.values())  # not reached: an error stopped the cancel first
-    cancelled = outcomes.pop("cancelled", 0)
-    parts = [f"cancelled {cancelled} of {in_flight} jobs in flight"]
-    if outcomes:
-        others = ", ".join(f"{n} {status}" for status, n in sorted(outcomes.items()))
-        parts.append(f"{sum(outcomes.values())} could no longer be cancelled ({others})")
-    if left:
-        parts.append(f"{left} not cancelled (still in flight)")
-    if skipped:
-        parts.append(
-            f"skipped {skipped} ambiguous jobs: their Krea job id is unknown until the next "
-            "`orchestrator run` reconciles them"
-        )
-    return "; ".join(parts)
+        if output is None:
+            write = functools.partial(echo, nl=False)
+            await reports.export_to(ledger, batch, write, events=events, fmt=fmt)
+            echo("")
+            return
+        with output.open("w") as file:
+            await reports.export_to(ledger, batch, file.write, events=events, fmt=fmt)
+    echo(f"wrote {output}", err=True)
 
 
 def _money(micro: int | None) -> str:

@@ -1,6 +1,7 @@
 """What a running batch shows: a live panel on a terminal, one line per event otherwise, or JSON.
 
-All four implement ``pipeline.Reporter``; the pipeline calls them and never waits on them.
+All four implement ``pipeline.Reporter``; the pipeline calls them and never waits on them. The
+stages' messages are log records, which ``notes`` hands to their ``note`` for the length of a run.
 Progress goes to stderr and the outcome to stdout, so ``run ... > result`` keeps only the outcome.
 
 * :class:`LivePanel` (rich): counts by state, in-flight jobs running vs waiting in Krea's backlog,
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sys
 import time
 from collections import Counter, deque
@@ -39,7 +41,13 @@ from orchestrator.clock import now_utc
 from orchestrator.jobs import IN_FLIGHT, JobState
 
 S = JobState
-LEVELS = {"debug": 0, "info": 1, "warning": 2, "error": 3}
+#: A note's level by name, as ``logging``'s numbers, so a display's ``min_level`` is one too.
+LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
 WAITING = {"backlogged", "queued", "scheduled"}
 REFRESH_S = 0.25  #: the live panel's redraw interval (real seconds)
 
@@ -140,7 +148,7 @@ class LineLog:
             print("\n".join(ending.lines), flush=True)
 
     def _emit(self, level: str, message: str) -> None:
-        if LEVELS.get(level, 1) >= self.min_level:
+        if LEVELS.get(level, logging.INFO) >= self.min_level:
             prefix = "" if level == "info" else f"{level}: "
             whose = f"[{self.batch}] " if self.batch else ""
             print(f"{now_utc()[11:19]} {whose}{prefix}{message}", file=self.stream, flush=True)
@@ -186,7 +194,7 @@ class JsonLog(LineLog):
         self._json("error", "end", exit_code=ending.exit_code, **ending.fields)
 
     def _json(self, level: str, event: str, **fields: object) -> None:
-        if LEVELS.get(level, 1) >= self.min_level:
+        if LEVELS.get(level, logging.INFO) >= self.min_level:
             whose = {"batch": self.batch} if self.batch and "batch" not in fields else {}
             line = json.dumps({"t": now_utc(), "event": event, **whose, **fields})
             print(line, file=self.stream, flush=True)
@@ -237,13 +245,19 @@ class LivePanel(LineLog):
         self.tally.start(counts)
 
     def _emit(self, level: str, message: str) -> None:
-        if LEVELS.get(level, 1) >= self.min_level:
+        if LEVELS.get(level, logging.INFO) >= self.min_level:
             self.console.print(
                 Text(f"{level}: {message}", style="yellow" if level == "warning" else "red")
             )
 
-    def _render(self) -> Group:
-        """The frame: each part ends its line, so none is drawn after another and cropped."""
+    def _render(self) -> Group | Text:
+        """The frame: each part ends its line, so none is drawn after another and cropped.
+
+        Before ``start`` (the ledger planned and recovered, lost POSTs settled) there is nothing
+        to count yet: one line says so, never a batch of "0/0".
+        """
+        if not self.batch:
+            return Text("starting: planning the ledger, settling any POST whose answer was lost")
         t = self.tally
         done = t.counts[S.DONE]
         eta = t.eta_s()

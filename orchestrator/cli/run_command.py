@@ -15,15 +15,18 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 
 from orchestrator import errors
-from orchestrator.cli.commands import estimate
+from orchestrator.cli.commands import estimate_of
+from orchestrator.cli.notes import shown_on
 from orchestrator.cli.progress import Ending, JsonLog, LineLog, LivePanel, Quiet
 from orchestrator.config import DEFAULT_LEDGER, Settings
 from orchestrator.jobs import JobState
 from orchestrator.ledger import Ledger
+from orchestrator.manifest.manifest import load_manifest
 from orchestrator.money import reports
 from orchestrator.money.accounting import Figures
 from orchestrator.money.report_sections import dollars
 from orchestrator.runner import RunSummary, run_many
+from orchestrator.selection import Selection
 from orchestrator.startup import prepare
 
 S = JobState
@@ -54,7 +57,8 @@ async def run(
         return _dry_run(manifest_paths, settings)
     reporters = _reporters(progress, manifest_paths)
     try:
-        summaries = await _run_batches(manifest_paths, settings, simulate, reporters)
+        with shown_on(reporters):  # the stages' log records, on these displays (notes)
+            summaries = await _run_batches(manifest_paths, settings, simulate, reporters)
     except errors.OrchestratorError as exc:
         for reporter in reporters:
             reporter.finish(Ending(exc.exit_code, fields={"error": exc.message}))
@@ -74,10 +78,14 @@ def worst(codes: Iterable[int]) -> int:
 
 
 def _dry_run(manifest_paths: Sequence[str], settings: Settings) -> int:
+    """The estimate of each manifest (of the jobs ``--only``/``--limit`` select, if given)."""
     budget = None if settings.budget_micro is None else settings.budget_micro / 1_000_000
+    manifests = [load_manifest(path) for path in manifest_paths]
+    trial = Selection(settings.only, settings.limit)
+    trial.check({m.batch: [spec.entry_id for spec in m.specs] for m in manifests})
     codes = []
-    for path in manifest_paths:
-        text, fits = estimate(path, budget, "table")
+    for path, manifest in zip(manifest_paths, manifests, strict=True):
+        text, fits = estimate_of(manifest, budget, "table", trial)
         print(text if len(manifest_paths) == 1 else f"{path}:\n{text}\n")
         codes.append(errors.EXIT_STOPPED if fits is False else errors.EXIT_OK)
     return worst(codes)
@@ -147,6 +155,17 @@ async def _ending(summary: RunSummary, settings: Settings) -> Ending:
     others = ", ".join(f"{n} {s}" for s, n in counts if s is not S.DONE and n)
     lines = [f"{done} of {summary.planned} jobs have verified MP4s under {summary.out_dir}/"]
     lines += [f"not done: {others}"] if others else []
+    if summary.not_selected and summary.cancelled_at:
+        lines.append(
+            f"not sent: {summary.not_selected} jobs, as `orchestrator cancel` stopped the batch "
+            f"({summary.cancelled_at}); run again with --resume-cancelled to send them"
+        )
+    elif summary.not_selected:
+        trial = Selection(settings.only, settings.limit).describe()
+        lines.append(
+            f"not selected: {summary.not_selected} jobs left pending by {trial}; "
+            "run without it to send them"
+        )
     if summary.held_back:
         held = f"{summary.held_back} jobs ({dollars(summary.held_back_micro)})"
         more = -(-summary.held_back_micro // 10_000) / 100  # whole cents, rounded up
@@ -225,6 +244,8 @@ def _end_fields(summary: RunSummary, figures: Figures) -> dict[str, object]:
         "in_flight_usd": totals.in_flight_micro / 1_000_000,
         "held_back": summary.held_back,
         "held_back_micro": summary.held_back_micro,
+        "not_selected": summary.not_selected,
+        "cancelled_at": summary.cancelled_at,
         "stopped": summary.stopped,
         "out_dir": str(summary.out_dir),
         "requests": dict(sorted(summary.api_requests.items())),

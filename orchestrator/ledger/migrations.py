@@ -163,6 +163,13 @@ CREATE TABLE unattributed (
 CREATE INDEX unattributed_by_kind ON unattributed (kind, batch);
 """
 
+M007_BATCH_API_AND_CANCEL = """
+-- The API base the batch's last run used (`cancel` sends its DELETEs there), and when
+-- `orchestrator cancel` stopped the batch (a `run` then sends nothing until --resume-cancelled).
+ALTER TABLE batches ADD COLUMN api_base TEXT;
+ALTER TABLE batches ADD COLUMN cancelled_at TEXT;
+"""
+
 #: (version, name, SQL script). Append only: never edit a migration that has shipped.
 MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "initial schema", M001_INITIAL),
@@ -171,6 +178,7 @@ MIGRATIONS: list[tuple[int, str, str]] = [
     (4, "the verified file's modification time (changed-file check)", M004_FILE_MTIME),
     (5, "remote timestamps in one fixed-width UTC form", M005_ONE_TIMESTAMP_FORM),
     (6, "jobs on the account no run can claim", M006_UNATTRIBUTED),
+    (7, "the batch's API base, and whether it was cancelled", M007_BATCH_API_AND_CANCEL),
 ]
 
 Progress = Callable[[int, str], None]

@@ -19,7 +19,7 @@ import itertools
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiosqlite
 
@@ -39,6 +39,8 @@ from orchestrator.ledger.records import Batch, DoneFile, Move, PlanSync, filters
 SYNC_CHUNK = 5_000
 #: The first migration with ``batches.synced_plan``.
 SYNCED_PLAN_VERSION = 3
+#: The schema version from which batches record their API base and a cancel (migration 7).
+BATCH_API_VERSION = 7
 
 Seconds = Mapping[str, float | None] | Callable[[JobSpec], float | None]
 
@@ -54,11 +56,11 @@ _UPSERT_JOB = (
 )
 _UPSERT_BATCH = (
     "INSERT INTO batches (name, manifest_path, manifest_sha256, out_dir, budget_micro, "
-    "synced_plan, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+    "synced_plan, api_base, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT(name) DO UPDATE SET manifest_path=excluded.manifest_path, "
     "manifest_sha256=excluded.manifest_sha256, out_dir=excluded.out_dir, "
     "budget_micro=excluded.budget_micro, synced_plan=excluded.synced_plan, "
-    "updated_at=excluded.updated_at"
+    "api_base=ifnull(excluded.api_base, batches.api_base), updated_at=excluded.updated_at"
 )
 _DONE_PATHS = "SELECT key, output_path FROM jobs WHERE batch = ? AND state = 'done'"
 _DROPPED = "SELECT count(*) FROM jobs WHERE batch = ? AND planned = 0 AND state = 'pending'"
@@ -67,6 +69,9 @@ _FLYING = (
     f"(state IN ({', '.join('?' * len(IN_FLIGHT))}) OR (state = 'orphan' AND "
     f"ifnull(remote_status, '') NOT IN ({', '.join('?' * len(REMOTE_TERMINAL))})))"
 )
+
+
+T = TypeVar("T")
 
 
 class PlanQueries:
@@ -128,6 +133,31 @@ class PlanQueries:
             (manifest_sha256,),
         )
         return [(Batch(*row[:5]), str(row[5])) for row in rows]
+
+    async def set_cancelled(self, batch: str, cancelled: bool) -> None:
+        """Record that `cancel` stopped ``batch`` (or, resumed, clear it)."""
+        async with self._write() as db:
+            await db.execute(
+                "UPDATE batches SET cancelled_at = ? WHERE name = ?",
+                (now_utc() if cancelled else None, batch),
+            )
+
+    async def entry_states(self, batch: str) -> list[tuple[str, str, JobState]]:
+        """(key, entry id, state) of the batch's current jobs, in manifest order."""
+        rows = await self._fetch(
+            "SELECT key, entry_id, state FROM jobs WHERE batch = ? AND planned = 1 ORDER BY seq",
+            (batch,),
+        )
+        return [(str(key), str(entry_id), JobState(state)) for key, entry_id, state in rows]
+
+    async def any_pending(self, keys: Iterable[str]) -> bool:
+        """Is any of these jobs pending and in its batch's current manifest?"""
+        for chunk in _chunks(keys, 500):
+            marks = ", ".join("?" * len(chunk))
+            sql = f"SELECT 1 FROM jobs WHERE state = 'pending' AND planned = 1 AND key IN ({marks})"
+            if await self._fetch(sql + " LIMIT 1", chunk):
+                return True
+        return False
 
     async def output_owners(self, batch: str) -> list[tuple[str, str]]:
         """(entry id, output path) of every job of ``batch`` that has written or may write a file.
@@ -204,8 +234,8 @@ def _lookup(seconds: Mapping[str, float | None]) -> Callable[[JobSpec], float | 
     return lambda spec: seconds.get(spec.key)
 
 
-def _chunks(specs: Iterable[JobSpec], size: int) -> Iterator[list[JobSpec]]:
-    iterator = iter(specs)
+def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    iterator = iter(items)
     while chunk := list(itertools.islice(iterator, size)):
         yield chunk
 
@@ -221,7 +251,7 @@ def _job_row(batch: str, spec: JobSpec, seconds: float | None, now: str) -> tupl
 def _batch_row(batch: Batch, synced_plan: str | None, now: str) -> tuple[Any, ...]:
     return (
         batch.name, batch.manifest_path, batch.manifest_sha256, batch.out_dir,
-        batch.budget_micro, synced_plan, now, now,
+        batch.budget_micro, synced_plan, batch.api_base, now, now,
     )  # fmt: skip
 
 

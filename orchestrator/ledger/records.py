@@ -52,6 +52,8 @@ class Batch:
     manifest_sha256: str
     out_dir: str
     budget_micro: int | None = None
+    api_base: str | None = None  #: where its last run sent requests (None: not recorded)
+    cancelled_at: str | None = None  #: when `orchestrator cancel` stopped it, until resumed
 
 
 @dataclass(frozen=True)

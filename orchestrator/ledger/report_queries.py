@@ -1,5 +1,9 @@
 """Read-only queries for `report` and `export`: SELECTs only, rows as column -> value dicts.
 
+A report asks SQLite for sums (``report_groups``, ``report_free_attempts``,
+``report_billed_days``, ``report_chart``), never for every job: at 100,000 jobs that is a few
+dozen rows, not a few hundred megabytes of dicts. An export reads its rows a page at a time.
+
 A mixin of :class:`~orchestrator.ledger.store.Ledger`, kept in its own module because reports
 read the ledger in bulk while a run reads it one job at a time. The pure ``accounting`` module
 needs nothing from here but the dicts. ``result_url`` (a signed media link), ``floor`` and the
@@ -12,10 +16,14 @@ version may lack the ``unattributed`` table (migration 6), which then reads as e
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 import aiosqlite
+
+#: Rows an export reads (and writes) at a time.
+EXPORT_PAGE = 1_000
 
 
 class ReportQueries:
@@ -23,6 +31,7 @@ class ReportQueries:
 
     _db: aiosqlite.Connection
     _lock: asyncio.Lock
+    readonly: bool
 
     #: Job columns `export` writes, in order.
     EXPORT_JOB_COLUMNS = (
@@ -53,8 +62,7 @@ class ReportQueries:
         no part of any spend, past or future. ``planned`` tells accounting whether a pending row
         will still be sent (it costs money then) or has left the manifest (it never will).
         """
-        ever_sent = "(planned = 1 OR state != 'pending' OR attempts > 0)"
-        where, params = self._batch_where(batch, ever_sent)
+        where, params = self._batch_where(batch, _ever_sent())
         sql = f"SELECT {self._MONEY_JOB_COLUMNS} FROM jobs{where} ORDER BY batch, seq, key"
         return await self._dicts(sql, params)
 
@@ -70,17 +78,118 @@ class ReportQueries:
         sql = f"SELECT {self._MONEY_EVENT_COLUMNS} FROM events{where} ORDER BY seq"
         return await self._dicts(sql, params)
 
+    @asynccontextmanager
+    async def report_snapshot(self) -> AsyncIterator[None]:
+        """One read transaction around a report's queries, so they see one moment of the file
+        while a run writes it (a reader's own connection only: a run's summary reads its own
+        writes, between its commits)."""
+        if not self.readonly:
+            yield
+            return
+        async with self._lock:
+            await self._db.execute("BEGIN")
+        try:
+            yield
+        finally:
+            async with self._lock:
+                await self._db.execute("COMMIT")
+
+    async def report_groups(self, batch: str | None = None) -> list[dict[str, Any]]:
+        """The jobs :meth:`report_jobs` reads, added up by every column accounting tells apart.
+
+        One row per (batch, model, state, planned, remote_status, seconds) with ``jobs`` and
+        the sum of ``price_micro``: a few dozen rows, however large the ledger.
+        """
+        where, params = self._batch_where(batch, _ever_sent())
+        return await self._dicts(
+            f"SELECT {_GROUPED}, count(*) AS jobs, sum(price_micro) AS price_micro "
+            f"FROM jobs{where} GROUP BY {_GROUPED}",
+            params,
+        )
+
+    async def report_orphans(self, batch: str | None = None) -> list[dict[str, Any]]:
+        """The orphan rows of ``batch`` (or all), in the order of :meth:`report_jobs`."""
+        where, params = self._batch_where(batch, "state = 'orphan'")
+        sql = f"SELECT {self._MONEY_JOB_COLUMNS} FROM jobs{where} ORDER BY batch, seq, key"
+        return await self._dicts(sql, params)
+
+    async def report_free_attempts(
+        self, batch: str | None, free_states: Sequence[str]
+    ) -> list[dict[str, Any]]:
+        """Events entering ``free_states`` of the jobs :meth:`report_jobs` reads, counted by
+        their job's batch, model and state and by UTC day (``day``; else the raw time ``at``)."""
+        where, params = _events_of(batch, f"e.to_state IN ({_marks(free_states)})")
+        sql = (
+            f"SELECT j.batch, j.model, j.state, {_day('e.at')}, count(*) AS attempts "
+            f"FROM events e JOIN jobs j ON j.key = e.job_key{where} AND {_ever_sent('j.')} "
+            "GROUP BY 1, 2, 3, 4, 5"
+        )
+        return await self._dicts(sql, [*free_states, *params])
+
+    async def report_billed_days(
+        self, batch: str | None, current: Sequence[str]
+    ) -> list[dict[str, Any]]:
+        """Jobs in ``current`` states (a superset of the billed), by billing day.
+
+        A job's billing time is when an event first showed its remote job completed (an event
+        into one of ``current`` with remote status ``completed``, matched by remote id, else by
+        key), else Krea's ``completed_at``, else ``updated_at``. Rows are counted and summed by
+        (state, remote_status, planned) and UTC day (``day``; else the raw time ``at``), so
+        accounting decides which groups are billed.
+        """
+        sql = (
+            f"{_billing_times(current)} SELECT state, remote_status, planned, {_day('at')}, "
+            "count(*) AS jobs, sum(price_micro) AS price_micro FROM billed GROUP BY 1, 2, 3, 4, 5"
+        )
+        return await self._dicts(sql, _billing_params(batch, current))
+
+    async def report_chart(
+        self, batch: str | None, current: Sequence[str], kinds: Sequence[Sequence[Any]], every: int
+    ) -> list[dict[str, Any]]:
+        """Every ``every``-th charge in billing order (the first, ...) and the last, each with
+        the running total: the points of the spend chart, without reading every billed job.
+
+        ``kinds`` are the (state, remote_status, planned) groups accounting calls billed; the
+        order is by billing time (``at``, NULL last), then key. ``n`` counts from 1.
+        """
+        if not kinds:
+            return []
+        values = ", ".join(["(?, ?, ?)"] * len(kinds))
+        billed = (
+            f"EXISTS (SELECT 1 FROM (VALUES {values}) WHERE column1 = state AND "
+            "column2 IS remote_status AND column3 = planned)"
+        )
+        sql = (
+            f"{_billing_times(current)}, ordered AS (SELECT at, key, batch, model, price_micro, "
+            "row_number() OVER w AS n, sum(price_micro) OVER w AS cumulative_micro, "
+            f"count(*) OVER () AS total FROM billed WHERE {billed} "
+            "WINDOW w AS (ORDER BY at IS NULL, at, key ROWS UNBOUNDED PRECEDING)) "
+            "SELECT at, key, batch, model, price_micro, cumulative_micro, n FROM ordered "
+            "WHERE (n - 1) % ? = 0 OR n = total ORDER BY n"
+        )
+        flat = [value for kind in kinds for value in kind]
+        return await self._dicts(sql, [*_billing_params(batch, current), *flat, every])
+
     async def export_jobs(self, batch: str | None = None) -> list[dict[str, Any]]:
         """Every job row of ``batch`` (or all), in batch and manifest order."""
-        where, params = self._batch_where(batch)
-        sql = f"SELECT {self.EXPORT_JOB_COLUMNS} FROM jobs{where} ORDER BY batch, seq, key"
-        return await self._dicts(sql, params)
+        return [row async for page in self.export_job_pages(batch) for row in page]
 
     async def export_events(self, batch: str | None = None) -> list[dict[str, Any]]:
         """Every event row of ``batch`` (or all), oldest first."""
+        return [row async for page in self.export_event_pages(batch) for row in page]
+
+    def export_job_pages(self, batch: str | None = None) -> AsyncIterator[list[dict[str, Any]]]:
+        """:meth:`export_jobs` a page at a time, each read as the one before is consumed."""
         where, params = self._batch_where(batch)
-        sql = f"SELECT {self.EXPORT_EVENT_COLUMNS} FROM events{where} ORDER BY seq"
-        return await self._dicts(sql, params)
+        sql = f"SELECT {self.EXPORT_JOB_COLUMNS} FROM jobs{where} ORDER BY batch, seq, key"
+        return self._pages(sql, params)
+
+    def export_event_pages(self, batch: str | None = None) -> AsyncIterator[list[dict[str, Any]]]:
+        """:meth:`export_events` a page at a time, each read as the one before is consumed."""
+        where, params = self._batch_where(batch)
+        return self._pages(
+            f"SELECT {self.EXPORT_EVENT_COLUMNS} FROM events{where} ORDER BY seq", params
+        )
 
     async def report_batches(self) -> list[dict[str, Any]]:
         """Every batch's name, budget and creation time, oldest first."""
@@ -118,6 +227,29 @@ class ReportQueries:
         sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
         return bool(await self._dicts(sql, [name]))
 
+    async def _pages(
+        self, sql: str, params: Sequence[Any] = ()
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """Rows of a SELECT as column -> value dicts, ``EXPORT_PAGE`` at a time, from one cursor:
+        memory holds two pages whatever the ledger's size (the next is read while the caller
+        writes this one, so SQLite's thread and the writing overlap)."""
+        async with self._lock:
+            cursor = await self._db.execute(sql, params)
+            names = [column[0] for column in cursor.description]
+        following = asyncio.ensure_future(self._page(cursor))
+        try:
+            while rows := await following:
+                following = asyncio.ensure_future(self._page(cursor))
+                yield [dict(zip(names, row, strict=True)) for row in rows]
+        finally:
+            following.cancel()
+            async with self._lock:
+                await cursor.close()
+
+    async def _page(self, cursor: aiosqlite.Cursor) -> list[Any]:
+        async with self._lock:
+            return list(await cursor.fetchmany(EXPORT_PAGE))
+
     async def _dicts(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         """Rows of a SELECT as column -> value dicts."""
         async with self._lock:
@@ -132,3 +264,58 @@ class ReportQueries:
         params = [] if batch is None else [batch]
         wanted = [*clauses, *(["batch = ?"] if params else [])]
         return (f" WHERE {' AND '.join(wanted)}" if wanted else ""), params
+
+
+#: What accounting tells jobs apart by (``rows.JobGroup``).
+_GROUPED = "batch, model, state, planned, remote_status, seconds"
+#: The fixed-width UTC form every timestamp the ledger writes has: its first ten characters are
+#: its UTC day, and text order is time order. Other forms are left to the caller to read.
+_FIXED_UTC = (
+    "'[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9]Z'"
+)
+
+
+def _ever_sent(alias: str = "") -> str:
+    """Rows that are part of some spend, past or future (see :meth:`report_jobs`)."""
+    a = alias
+    return f"({a}planned = 1 OR {a}state != 'pending' OR {a}attempts > 0)"
+
+
+def _day(column: str) -> str:
+    """``day`` (the UTC day, for the fixed-width form) and ``at`` (the time, for any other)."""
+    fixed = f"{column} GLOB {_FIXED_UTC}"
+    return (
+        f"CASE WHEN {fixed} THEN substr({column}, 1, 10) END AS day, "
+        f"CASE WHEN {fixed} THEN NULL ELSE {column} END AS at"
+    )
+
+
+def _marks(values: Sequence[Any]) -> str:
+    return ", ".join("?" * len(values))
+
+
+def _events_of(batch: str | None, clause: str) -> tuple[str, list[Any]]:
+    """WHERE ``clause`` for events ``e`` (and their batch, when one is given)."""
+    if batch is None:
+        return f" WHERE {clause}", []
+    return f" WHERE {clause} AND e.batch = ? AND j.batch = ?", [batch, batch]
+
+
+def _billing_times(current: Sequence[str]) -> str:
+    """``WITH first AS (...), billed AS (...)``: the report's jobs in ``current`` states, each
+    with its billing time ``at`` (see :meth:`ReportQueries.report_billed_days`)."""
+    ident = "coalesce(nullif({0}remote_id, ''), {0}{1})"
+    return (
+        f"WITH first AS (SELECT {ident.format('', 'job_key')} AS ident, nullif(at, '') AS at, "
+        "min(seq) FROM events WHERE remote_status = 'completed' "
+        f"AND to_state IN ({_marks(current)}) AND (? IS NULL OR batch = ?) GROUP BY ident), "
+        "billed AS (SELECT j.key, j.batch, j.model, j.state, j.remote_status, j.planned, "
+        "j.price_micro, coalesce(f.at, nullif(j.completed_at, ''), nullif(j.updated_at, '')) "
+        f"AS at FROM jobs j LEFT JOIN first f ON f.ident = {ident.format('j.', 'key')} "
+        f"WHERE {_ever_sent('j.')} AND j.state IN ({_marks(current)}) "
+        "AND (? IS NULL OR j.batch = ?))"
+    )
+
+
+def _billing_params(batch: str | None, current: Sequence[str]) -> list[Any]:
+    return [*current, batch, batch, *current, batch, batch]

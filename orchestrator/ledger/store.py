@@ -21,7 +21,7 @@ from orchestrator.errors import LedgerError
 from orchestrator.jobs import JobRecord, JobState
 from orchestrator.ledger.commits import GroupCommit
 from orchestrator.ledger.migrations import migrate
-from orchestrator.ledger.plan_queries import PlanQueries
+from orchestrator.ledger.plan_queries import BATCH_API_VERSION, PlanQueries
 from orchestrator.ledger.records import (
     JOB_COLUMNS,
     Batch,
@@ -103,25 +103,30 @@ class Ledger(PlanQueries, ReportQueries):
         now = now_utc()
         await self._execute(
             "INSERT INTO batches (name, manifest_path, manifest_sha256, out_dir, budget_micro, "
-            "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET "
-            "manifest_path=excluded.manifest_path, manifest_sha256=excluded.manifest_sha256, "
-            "out_dir=excluded.out_dir, budget_micro=excluded.budget_micro, "
-            "updated_at=excluded.updated_at",
+            "api_base, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET manifest_path=excluded.manifest_path, "
+            "manifest_sha256=excluded.manifest_sha256, out_dir=excluded.out_dir, "
+            "budget_micro=excluded.budget_micro, "
+            "api_base=ifnull(excluded.api_base, batches.api_base), updated_at=excluded.updated_at",
             (
                 batch.name,
                 batch.manifest_path,
                 batch.manifest_sha256,
                 batch.out_dir,
                 batch.budget_micro,
+                batch.api_base,
                 now,
                 now,
             ),
         )
 
     async def batch(self, name: str) -> Batch | None:
+        """The batch row (a ledger read before its migrations lacks the newer columns)."""
+        newer = int(await self.pragma("user_version") or 0) >= BATCH_API_VERSION
+        columns = "api_base, cancelled_at" if newer else "NULL, NULL"
         rows = await self._fetch(
-            "SELECT name, manifest_path, manifest_sha256, out_dir, budget_micro FROM batches "
-            "WHERE name = ?",
+            "SELECT name, manifest_path, manifest_sha256, out_dir, budget_micro, "
+            f"{columns} FROM batches WHERE name = ?",
             (name,),
         )
         return Batch(*rows[0]) if rows else None

@@ -4,5 +4,6 @@ Prices come from Krea's published compute-unit tables; estimates are made before
 reports are read from the ledger after. Modules: ``prices`` (one request's price), ``costs``
 (estimates and the budget check), ``accounting`` (spend from ledger rows), ``spend_history``
 (money over time), ``report_sections`` (the figures every report format shares), ``reports``
-(table, CSV, JSON) and ``report_html`` (the HTML page).
+(table, CSV, JSON; the figures read as SQLite's sums), ``report_html`` (the HTML page) and
+``export`` (every ledger row, written as it is read).
 """

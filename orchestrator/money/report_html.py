@@ -14,9 +14,9 @@ from typing import Any
 
 from orchestrator.clock import parse_utc
 from orchestrator.money.report_sections import dollars, highlights, sections
-from orchestrator.money.spend_history import Charge
+from orchestrator.money.spend_history import MAX_STEPS, Charge, chart_points
 
-MAX_STEPS = 2000  #: most steps the spend-over-time chart draws
+__all__ = ["MAX_STEPS", "report_html", "spend_chart"]
 
 CSS = """body{font:14px/1.4 system-ui,sans-serif;margin:2em auto;max-width:960px;color:#222}
 h1{font-size:1.5em}h2{font-size:1.15em;margin-top:2em}.meta{color:#666}table{border-collapse:collapse}
@@ -25,8 +25,11 @@ h1{font-size:1.5em}h2{font-size:1.15em;margin-top:2em}.meta{color:#666}table{bor
 th,td{padding:.25em .7em;border-bottom:1px solid #eee;text-align:left}td+td{text-align:right}"""
 
 
-def report_html(document: dict[str, Any], spent: Sequence[Charge]) -> str:
-    """The report as one self-contained HTML page: no script, no network."""
+def report_html(document: dict[str, Any], points: Sequence[Charge]) -> str:
+    """The report as one self-contained HTML page: no script, no network.
+
+    ``points`` are the charges the spend chart draws (``spend_history.chart_points``).
+    """
     cards = "".join(
         f"<div class=card>{esc(k)}<b>{esc(v)}</b></div>" for k, v in highlights(document["totals"])
     )
@@ -35,7 +38,7 @@ def report_html(document: dict[str, Any], spent: Sequence[Charge]) -> str:
         f"<p class=meta>{esc(document['ledger'])}, generated {esc(document['generated_at'])}</p>",
         f"<div class=cards>{cards}</div>",
         "<h2>Cumulative spend (at billing time, UTC)</h2>",
-        spend_chart(spent),
+        _chart(points),
         "<h2>Spend by model</h2>",
         _model_chart(document["by_model"]),
     ]
@@ -53,10 +56,14 @@ def _html_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return f"<table><tr>{head}</tr>" + "".join(f"<tr>{c}</tr>" for c in cells) + "</table>"
 
 
-def spend_chart(spent: Sequence[Charge], width: int = 720, height: int = 240) -> str:
+def spend_chart(spent: Sequence[Charge]) -> str:
     """Cumulative billed USD over billing time, as an inline SVG step line."""
-    every = max(1, len(spent) // MAX_STEPS)  # a large batch: one step per `every` charges
-    timed = [(parse_utc(c.at).timestamp(), c) for c in [*spent[::every], *spent[-1:]] if c.at]
+    return _chart(chart_points(spent))  # a large batch: one step per `every` charges
+
+
+def _chart(drawn: Sequence[Charge], width: int = 720, height: int = 240) -> str:
+    """The step line through ``drawn`` (charges in billing order, with running totals)."""
+    timed = [(parse_utc(c.at).timestamp(), c) for c in drawn if c.at]
     if not timed:
         return "<p class=meta>Nothing billed yet.</p>"
     start, span = timed[0][0], (timed[-1][0] - timed[0][0]) or 1.0

@@ -30,6 +30,42 @@ def try_lock(path: Path) -> IO[bytes] | None:
     return handle
 
 
+def _turn_note(path: Path) -> tuple[float, str]:
+    """What the turn file says: (until, holder). ``until``: the local time (epoch s) before
+    which the turn's next holder must not POST; ``holder``: who holds it now ("" when free)."""
+    try:
+        until, _, holder = path.read_text().partition(" ")
+        return float(until or 0.0), holder.strip()
+    except (OSError, ValueError):
+        return 0.0, ""
+
+
+def enter_turn(path: Path, holder: str, died_s: float) -> float:
+    """Note ``holder`` in the turn just taken; returns the time before which it must not POST.
+
+    A holder's mark still there means it died in its turn, its POST maybe sent: Krea may
+    still create that job for ``died_s`` from now, so the new holder waits that long too.
+    """
+    until, previous = _turn_note(path)
+    if previous:
+        until = max(until, time.time() + died_s)
+    path.write_text(f"{until!r} {holder}")
+    return until
+
+
+def leave_turn(path: Path) -> None:
+    """Clear the holder's mark as the turn is given back (the time to wait stays)."""
+    until, _ = _turn_note(path)
+    path.write_text(repr(until))
+
+
+def hold_until(path: Path, until: float) -> None:
+    """Keep the turn's next holders from POSTing before ``until`` (call it holding the turn)."""
+    before, holder = _turn_note(path)
+    if until > before:
+        path.write_text(f"{until!r} {holder}")
+
+
 def process_started(pid: int) -> str | None:
     """The process's start time in clock ticks since boot (Linux), to tell a reused pid apart."""
     try:

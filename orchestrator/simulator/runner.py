@@ -170,6 +170,7 @@ def serve(options: SimulatorOptions) -> None:
 
 
 async def _serve(options: SimulatorOptions) -> None:
+    _warnings_to_stderr()
     if options.access_log:
         _log_to_stderr()
     stop = asyncio.Event()
@@ -181,6 +182,17 @@ async def _serve(options: SimulatorOptions) -> None:
         print(_banner(sim.url, options), flush=True)
         await stop.wait()
     print("simulator stopped", file=sys.stderr)
+
+
+def _warnings_to_stderr() -> None:
+    """Print its warnings (a webhook not delivered) on stderr, bare, as Python's last-resort
+    handler did until the package's NullHandler (``orchestrator/__init__``) quietened it."""
+    logger = logging.getLogger("orchestrator.simulator")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setLevel(logging.WARNING)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
 
 
 def _log_to_stderr() -> None:

@@ -98,11 +98,12 @@ async def test_two_batches_at_once_on_one_key_pay_each_clip_once(
     assert len(ours) == 100, "no job is held by both ledgers"
     billed = {job["job_id"] for job in sim.jobs() if job["charged_micro"]}
     assert ours <= billed
-    # Two runs' POSTs take turns, but when both lose an answer in a row, early in a run (Krea's
-    # clock known from a POST or two, to within a round trip, about the gap between the two
-    # POSTs) the two jobs can fit both windows: neither run may guess which is whose (a wrong
-    # guess puts one batch's clip in the other's file), so both resend and the jobs are
-    # reported as possible duplicates. Never more than that, and never silently.
+    # Two runs' POSTs take turns, and after a lost answer the account's next POST waits until
+    # the lost one's window has closed. What is left is kills: a run killed right after an
+    # answer (before its job id is on disk) leaves a POST whose window reaches a round trip
+    # past it, and two runs killed at once leave two POSTs neither can say was sent. A job in
+    # both windows is then no run's to take (a wrong guess puts one batch's clip in the other's
+    # file): both resend and report it as a possible duplicate. Never silently.
     doubts = {d.remote_id for w in works for d in await doubts_of(w)}
     assert billed - ours <= doubts, "every clip billed twice is reported as a possible duplicate"
     assert len(billed - ours) <= 4, f"{len(billed - ours)} clips billed twice"

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
+import logging
 import os
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @dataclass
 class Recorder:
-    """A pipeline Reporter that keeps every note and state change; tests wait on what it saw."""
+    """A pipeline Reporter that keeps every state change and, while :meth:`listening`, every
+    message the stages log (their notes); tests wait on what it saw."""
 
     notes: list[tuple[str, str]] = field(default_factory=list)  #: (level, message)
     changes: list[tuple[str, JobState | None, JobState, str]] = field(default_factory=list)
@@ -47,6 +50,26 @@ class Recorder:
     def note(self, message: str, *, level: str = "info") -> None:
         self.notes.append((level, message))
         self._changed.set()
+
+    @contextlib.contextmanager
+    def listening(self) -> Iterator[None]:
+        """Keep the stages' log records (those naming a batch), at every level, as notes."""
+        recorder = self
+
+        class Notes(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                if hasattr(record, "batch"):
+                    recorder.note(record.getMessage(), level=record.levelname.lower())
+
+        handler, package = Notes(), logging.getLogger("orchestrator")
+        before = package.level
+        package.addHandler(handler)
+        package.setLevel(logging.DEBUG)
+        try:
+            yield
+        finally:
+            package.removeHandler(handler)
+            package.setLevel(before)
 
     def reached(self, state: JobState) -> set[str]:
         """Entries that have moved into ``state`` at some point."""
@@ -129,5 +152,6 @@ async def run_recorded(
     path = tmp_path / "jobs.yaml"
     path.write_text(text)
     settings = settings_for(sim, tmp_path, **changes)
-    summary = await run(load_manifest(path), settings, reporter)
+    with reporter.listening() if reporter else contextlib.nullcontext():
+        summary = await run(load_manifest(path), settings, reporter)
     return Outcome(summary, settings.ledger_path, settings.out_dir)

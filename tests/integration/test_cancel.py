@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from orchestrator import errors
-from orchestrator.cli import commands
+from orchestrator.cli import cancel_command
 from orchestrator.config import Settings
 from orchestrator.jobs import JobRecord, JobState
 from orchestrator.manifest.manifest import load_manifest
@@ -26,6 +26,7 @@ from tests.integration.pipeline_support import ledger_rows, manifest_text, setti
 
 S = JobState
 DELETE = "DELETE /jobs/{id}"
+POST = "POST /generate/video/{provider}/{model}"
 JOBS = 6
 #: Switched on for the cancel alone. The new seed restarts the fault draws, so whatever the run
 #: sent before, the cancel's first requests meet 5xx at once and a reset by the 8th, never more
@@ -39,11 +40,14 @@ FAULTS = {
 }
 
 
-async def _in_flight(sim: RunningSimulator, tmp_path: Path, count: int) -> Settings:
-    """``count`` jobs submitted to the frozen simulator and recorded, then the run stopped."""
+async def _in_flight(
+    sim: RunningSimulator, tmp_path: Path, count: int, planned: int | None = None
+) -> Settings:
+    """``count`` jobs (of ``planned``, the rest pending) submitted to the frozen simulator and
+    recorded, then the run stopped."""
     settings = settings_for(sim, tmp_path, max_in_flight=count)
     path = tmp_path / "jobs.yaml"
-    path.write_text(manifest_text(count))
+    path.write_text(manifest_text(planned or count))
     task = asyncio.create_task(run(load_manifest(path), settings))
     try:
         submitted, seen = 0, 0  # the run writes its ledger before its first request
@@ -76,9 +80,12 @@ async def test_cancel_waits_out_resets_5xx_and_429s_and_cancels_every_job(
     settings = await _in_flight(sim, tmp_path, JOBS)
     sim.configure(**FAULTS)
 
-    said = await commands.cancel(settings, "b")
+    said = await cancel_command.cancel(settings, "b")
 
-    assert said == f"cancelled {JOBS} of {JOBS} jobs in flight"
+    assert said.splitlines() == [
+        f"cancelled {JOBS} of {JOBS} jobs in flight",
+        cancel_command.CANCELLED_NOTE.format(batch="b"),
+    ]
     stats = sim.stats()
     assert stats["faults"]["reset"] >= 1
     assert stats["faults"]["5xx"] >= 1
@@ -107,7 +114,7 @@ async def test_cancel_stops_at_a_refused_key_and_says_what_it_left_in_flight(
 
     revoking = asyncio.create_task(revoke_the_key_after_two_deletes())
     with pytest.raises(errors.Unauthorized) as stopped:
-        await commands.cancel(settings, "b")
+        await cancel_command.cancel(settings, "b")
     await revoking
 
     message = stopped.value.message
@@ -121,3 +128,40 @@ async def test_cancel_stops_at_a_refused_key_and_says_what_it_left_in_flight(
     assert sorted(at_krea[r.remote_id or ""] == "cancelled" for r in rows) == sorted(
         r.state is S.CANCELLED for r in rows
     )
+
+
+async def test_cancel_goes_where_the_run_went_and_the_next_run_asks_before_sending_more(
+    simulator: StartSimulator, tmp_path: Path
+) -> None:
+    """Without --api-base, cancel uses the API base the batch's run recorded. It marks the
+    batch: a later run sends none of its pending jobs and says why, until --resume-cancelled."""
+    sim = await simulator(time_scale=0, concurrency=2, backlog=8)
+    settings = await _in_flight(sim, tmp_path, 4, planned=JOBS)
+    nowhere = settings.with_(api_base="http://127.0.0.1:9")  # the default, for this test
+
+    said = await cancel_command.cancel(nowhere, "b", recorded_base=True)
+
+    assert said.splitlines() == [
+        "cancelled 4 of 4 jobs in flight",
+        cancel_command.CANCELLED_NOTE.format(batch="b") + f" to send its {JOBS - 4} pending jobs",
+    ]
+    posts = sim.stats()["requests"][POST]
+
+    summary = await run(tmp_path / "jobs.yaml", settings)
+
+    assert sim.stats()["requests"][POST] == posts, "a cancelled batch's pending job was sent"
+    assert summary.not_selected == JOBS - 4
+    assert summary.cancelled_at is not None
+    assert summary.counts == {S.CANCELLED: 4, S.PENDING: JOBS - 4}
+
+    resumed = asyncio.create_task(
+        run(tmp_path / "jobs.yaml", settings.with_(resume_cancelled=True))
+    )
+    try:
+        await sim.wait_until(lambda stats: stats["requests"][POST] == posts + JOBS - 4)
+    finally:
+        resumed.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await resumed
+    rows = await ledger_rows(settings.ledger_path)
+    assert _states(rows) == sorted([S.CANCELLED] * 4 + [S.SUBMITTED] * (JOBS - 4))

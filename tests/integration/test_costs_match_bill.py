@@ -21,7 +21,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from orchestrator.cli import commands
+from orchestrator.cli import cancel_command
 from orchestrator.config import Settings
 from orchestrator.ledger import Ledger
 from orchestrator.manifest.manifest import load_manifest
@@ -270,7 +270,7 @@ async def stop_when(
 async def cancel_as_the_cli(sim: RunningSimulator, settings: Settings) -> str:
     """`orchestrator cancel --batch bill`: the CLI builds exactly these Settings."""
     as_the_cli = Settings(api_base=sim.url, api_key=TOKEN, ledger_path=settings.ledger_path)
-    return await commands.cancel(as_the_cli, "bill")
+    return await cancel_command.cancel(as_the_cli, "bill")
 
 
 async def test_jobs_the_user_cancels_in_flight_are_free_and_the_bill_still_matches(
@@ -280,8 +280,8 @@ async def test_jobs_the_user_cancels_in_flight_are_free_and_the_bill_still_match
 
     The simulator's clock is manual. Four jobs are sent (the budget holds back two); two
     complete and are downloaded; the run is stopped as Ctrl-C would while the other two are
-    processing, and the user cancels them. The resumed run sends the two held back: the
-    cancellations gave their room in the budget back.
+    processing, and the user cancels them. The run resumed (--resume-cancelled) sends the two
+    held back: the cancellations gave their room in the budget back.
     """
     sim = await simulator(time_scale=0, concurrency=2, backlog=8, duration_s=100, seed=3)
     settings = settings_for(sim, tmp_path, budget_micro=1_250_000)
@@ -302,7 +302,9 @@ async def test_jobs_the_user_cancels_in_flight_are_free_and_the_bill_still_match
     assert (totals["billed_jobs"], totals["free_jobs"], totals["not_sent_jobs"]) == (2, 2, 2)
 
     sim.configure(time_scale=SCALE)
-    reported = await run_and_report(sim, tmp_path, SIX_JOBS, budget_micro=1_250_000)
+    reported = await run_and_report(
+        sim, tmp_path, SIX_JOBS, budget_micro=1_250_000, resume_cancelled=True
+    )
     assert_matches_the_bill(sim, reported)
     assert_unsent_are_priced(reported)
     cancelled = {r["remote_id"] for r in reported.rows if r["state"] == "cancelled"}
@@ -344,7 +346,9 @@ async def test_a_job_krea_finished_before_the_cancel_reached_it_is_billed(
     assert (totals["billed_jobs"], totals["free_jobs"], totals["not_sent_jobs"]) == (2, 2, 2)
 
     sim.configure(time_scale=SCALE)
-    reported = await run_and_report(sim, tmp_path, SIX_JOBS, budget_micro=1_250_000)
+    reported = await run_and_report(
+        sim, tmp_path, SIX_JOBS, budget_micro=1_250_000, resume_cancelled=True
+    )
     assert_matches_the_bill(sim, reported)
     totals = reported.document["totals"]
     assert (totals["billed_jobs"], totals["free_jobs"], totals["clips"]) == (4, 2, 4)

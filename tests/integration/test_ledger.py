@@ -286,8 +286,10 @@ async def test_migrations_upgrade_an_older_ledger_in_place(tmp_path: Path) -> No
     path = tmp_path / "l.db"
     await planned(path)
     db = sqlite3.connect(path)
-    db.execute("DROP INDEX events_batch")  # undo migrations 2 to 6
+    db.execute("DROP INDEX events_batch")  # undo migrations 2 to 7
     db.execute("DROP TABLE unattributed")
+    db.execute("ALTER TABLE batches DROP COLUMN api_base")
+    db.execute("ALTER TABLE batches DROP COLUMN cancelled_at")
     db.execute("ALTER TABLE batches DROP COLUMN synced_plan")
     db.execute("ALTER TABLE jobs DROP COLUMN file_mtime_ns")
     db.execute("DELETE FROM migrations WHERE version > 1")
@@ -302,5 +304,6 @@ async def test_migrations_upgrade_an_older_ledger_in_place(tmp_path: Path) -> No
         db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'events_batch'").fetchone()[0]
         == 1
     )
-    assert "synced_plan" in {row[1] for row in db.execute("PRAGMA table_info(batches)")}
+    columns = {row[1] for row in db.execute("PRAGMA table_info(batches)")}
+    assert {"synced_plan", "api_base", "cancelled_at"} <= columns
     db.close()

@@ -143,22 +143,62 @@ async def test_one_post_of_the_account_on_the_wire_at_a_time(tmp_path: Path) -> 
         assert order == ["a", "b"]
 
 
-async def test_a_run_alone_on_its_account_takes_no_turn(tmp_path: Path) -> None:
-    """Alone, a run's POSTs overlap freely (no round trip waits for another); once a second
-    run of the account is alive, each POST holds the machine's turn."""
+async def test_a_run_alone_holds_the_free_turn_but_never_waits_for_its_own_posts(
+    tmp_path: Path,
+) -> None:
+    """Alone, a POST holds the turn if it is free (so a run starting meanwhile waits for it),
+    and a second POST of the same run goes out beside it without waiting."""
     async with AccountRegistry.open(BASE, KEY, tmp_path / "a.db") as a:
         turn = a.path.with_suffix(".posting")
         async with a.posting():
-            free = try_lock(turn)
-            assert free is not None, "alone: the turn stays free while a POST is on the wire"
-            free.close()
+            assert try_lock(turn) is None, "alone: the POST on the wire holds the turn"
+            async with asyncio.timeout(1):  # a second POST of a's, at once
+                async with a.posting():
+                    pass
+        free = try_lock(turn)
+        assert free is not None, "given back after the POST"
+        free.close()
         async with AccountRegistry.open(BASE, KEY, tmp_path / "b.db") as b:
             assert not b.alone, "b sees a at once"
             await a.look_around()  # what a's next heartbeat does
-            async with a.posting():
-                assert try_lock(turn) is None, "with company: the POST holds the turn"
+            assert not a.alone
         await a.look_around()
         assert a.alone, "b has gone: alone again"
+
+
+async def test_a_run_that_believes_it_is_alone_waits_for_a_turn_another_run_holds(
+    tmp_path: Path,
+) -> None:
+    """a looked before b started: a still believes it is alone, yet its POST waits for b's to
+    end, and a learns it has company. Two runs' POSTs never overlap, whoever looked when."""
+    async with (
+        AccountRegistry.open(BASE, KEY, tmp_path / "a.db") as a,
+        AccountRegistry.open(BASE, KEY, tmp_path / "b.db") as b,
+    ):
+        a.alone = True  # its last look came before b registered
+        order: list[str] = []
+        b_posting, b_done = asyncio.Event(), asyncio.Event()
+
+        async def post_b() -> None:
+            async with b.posting():
+                order.append("b")
+                b_posting.set()
+                await b_done.wait()
+
+        async def post_a() -> None:
+            async with a.posting():
+                order.append("a")
+
+        task_b = asyncio.create_task(post_b())
+        await b_posting.wait()
+        task_a = asyncio.create_task(post_a())
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(task_a), 0.05)
+        assert order == ["b"]
+        b_done.set()
+        await asyncio.gather(task_a, task_b)
+        assert order == ["b", "a"]
+        assert not a.alone, "a learnt it has company"
 
 
 async def test_what_a_run_learnt_of_krea_clock_is_kept_per_time_scale(tmp_path: Path) -> None:
@@ -168,3 +208,115 @@ async def test_what_a_run_learnt_of_krea_clock_is_kept_per_time_scale(tmp_path: 
     async with AccountRegistry.open(BASE, KEY, tmp_path / "b.db") as b:
         assert await b.clock(60.0) == (1.5, 1.7, 0.01)
         assert await b.clock(1.0) is None
+
+
+async def test_a_post_waits_until_another_runs_lost_post_can_make_no_more_jobs(
+    tmp_path: Path,
+) -> None:
+    """a's POST got no answer: b's next POST leaves only once a's window has closed (its end,
+    plus the grace Krea may take, plus the clock margin), and b's window starts as it leaves,
+    not at its intent: no job of b's can fit a's window, nor a's job b's.
+    a's own next POST is not held by its own lost one (a settles it first, as every run does)."""
+    grace, margin = 0.3, 0.1
+    async with (
+        AccountRegistry.open(BASE, KEY, tmp_path / "a.db") as a,
+        AccountRegistry.open(BASE, KEY, tmp_path / "b.db") as b,
+    ):
+        await a.look_around()
+        await a.post_started("k1", None)
+        async with a.posting("", margin, grace):
+            pass  # the POST, whose answer is lost
+        await a.ambiguous("k1", no_answer=True)
+        (lost,) = (await b.snapshot(None)).attempts
+        assert lost.answered_at is not None
+
+        await b.post_started("k2", None)
+        async with b.posting("k2", margin, grace):
+            entered = time.time()
+        assert entered >= lost.answered_at + grace + margin
+        (waited,) = [x for x in (await a.snapshot(None)).attempts if x.key == "k2"]
+        assert waited.sent_at >= lost.answered_at + grace + margin, "its window starts as it left"
+
+        started = time.time()
+        async with a.posting("", margin, grace):
+            assert time.time() - started < grace, "a is not held by its own lost POST"
+
+
+async def test_a_post_answered_with_an_error_holds_the_others_for_the_margin_alone(
+    tmp_path: Path,
+) -> None:
+    """An HTTP answer (a 5xx) means any job was made before it: no grace, only the margin."""
+    grace, margin = 30.0, 0.1
+    async with (
+        AccountRegistry.open(BASE, KEY, tmp_path / "a.db") as a,
+        AccountRegistry.open(BASE, KEY, tmp_path / "b.db") as b,
+    ):
+        await a.look_around()
+        await a.post_started("k1", None)
+        await a.ambiguous("k1", no_answer=False)
+        (lost,) = (await b.snapshot(None)).attempts
+        assert lost.answered_at is not None
+        async with b.posting("", margin, grace):
+            entered = time.time()
+        assert lost.answered_at + margin <= entered < lost.answered_at + grace
+
+
+async def test_a_run_that_believes_it_is_alone_still_waits_out_another_runs_lost_post(
+    tmp_path: Path,
+) -> None:
+    """b's last look came before a started: b takes the free turn as a lone run does, yet
+    waits out a's lost POST, which a wrote in the turn file while it held the turn."""
+    grace, margin = 0.3, 0.1
+    async with (
+        AccountRegistry.open(BASE, KEY, tmp_path / "a.db") as a,
+        AccountRegistry.open(BASE, KEY, tmp_path / "b.db") as b,
+    ):
+        await a.post_started("k1", None)
+        async with a.posting("", margin, grace):
+            await a.ambiguous("k1", no_answer=True)  # the answer was lost
+        (lost,) = (await b.snapshot(None)).attempts
+        assert lost.answered_at is not None
+        b.alone = True
+        async with b.posting("", margin, grace):
+            entered = time.time()
+        assert entered >= lost.answered_at + grace + margin
+
+
+HOLDER = """
+import asyncio, sys
+from pathlib import Path
+from orchestrator.registry import AccountRegistry
+
+async def main():
+    async with AccountRegistry.open(sys.argv[1], sys.argv[2], Path(sys.argv[3])) as registry:
+        async with registry.posting():
+            print("posting", flush=True)
+            await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+async def test_a_run_killed_in_its_turn_holds_the_next_post_for_the_grace(
+    tmp_path: Path,
+) -> None:
+    """Killed with its POST on the wire, a run cannot say how that POST ended, and its
+    process may look alive a while longer: the mark it left in the turn file makes the next
+    POST of the account wait the grace, so no later job fits the dead POST's window."""
+    grace, margin = 0.3, 0.1
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", HOLDER, BASE, KEY, str(tmp_path / "dead.db"),
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    assert (await proc.stdout.readline()).strip() == b"posting"
+    proc.send_signal(signal.SIGKILL)
+    await proc.wait()
+    async with AccountRegistry.open(BASE, KEY, tmp_path / "b.db") as b:
+        took = time.time()
+        async with b.posting("", margin, grace):
+            entered = time.time()
+        assert entered >= took + grace + margin
+        started = time.time()
+        async with b.posting("", margin, grace):
+            assert time.time() - started < grace, "only once: b's own turn ended cleanly"

@@ -197,3 +197,15 @@ def test_on_a_narrow_terminal_lines_break_between_fields_never_inside_one(
     assert "done 4 · pending 3" in lines
     assert "in flight 2 (running 1, waiting 1)" in lines
     assert "downloading 1 · failed 1 · rejected 0" in lines
+
+
+def test_before_the_run_starts_the_panel_says_so_and_counts_nothing() -> None:
+    """The first frames come while the ledger is planned and lost POSTs settled: no "0/0"."""
+    console = Console(width=100, record=True, file=io.StringIO(), color_system=None)
+    panel = LivePanel(console, budget_micro=5_000_000)
+    console.print(panel._render())
+    (line,) = _lines(console.export_text(styles=False))
+    assert line.startswith("starting:")
+    panel.start("demo", {JobState.PENDING: 3})
+    console.print(panel._render())
+    assert "batch demo: 0/3 verified MP4s" in console.export_text(styles=False)
