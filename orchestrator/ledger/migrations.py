@@ -170,6 +170,36 @@ ALTER TABLE batches ADD COLUMN api_base TEXT;
 ALTER TABLE batches ADD COLUMN cancelled_at TEXT;
 """
 
+#: The states in which a remote job's completion is billed, as money.spend_history's
+#: CURRENT_REMOTE was when migration 8 shipped (report_queries uses the table for that set only).
+BILLED_STATES = ("completed", "done", "downloading", "orphan", "submitted")
+_BILLED_IN = ", ".join(f"'{state}'" for state in BILLED_STATES)
+
+M008_REPORT_SUMS = f"""
+-- Each remote job's billing time (the first event that showed it completed), kept as events are
+-- appended, so a report finds it by a lookup instead of sorting every event. ``ident`` is the
+-- remote id, else the job's key (what report_queries matches jobs by).
+CREATE TABLE billed_first (
+    ident TEXT PRIMARY KEY,
+    batch TEXT NOT NULL,
+    at    TEXT,
+    seq   INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT INTO billed_first
+    SELECT coalesce(nullif(remote_id, ''), job_key), batch, nullif(at, ''), min(seq) FROM events
+    WHERE remote_status = 'completed' AND to_state IN ({_BILLED_IN}) GROUP BY 1;
+CREATE TRIGGER events_billed_first AFTER INSERT ON events
+WHEN NEW.remote_status = 'completed' AND NEW.to_state IN ({_BILLED_IN}) BEGIN
+    INSERT OR IGNORE INTO billed_first
+    VALUES (coalesce(nullif(NEW.remote_id, ''), NEW.job_key), NEW.batch, nullif(NEW.at, ''),
+            NEW.seq);
+END;
+-- What the report reads of each job, in an index: its sums scan it instead of every (wide) row.
+CREATE INDEX jobs_report ON jobs (batch, model, state, planned, remote_status, seconds,
+                                  attempts, price_micro, remote_id, key, completed_at,
+                                  updated_at);
+"""
+
 #: (version, name, SQL script). Append only: never edit a migration that has shipped.
 MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "initial schema", M001_INITIAL),
@@ -179,6 +209,7 @@ MIGRATIONS: list[tuple[int, str, str]] = [
     (5, "remote timestamps in one fixed-width UTC form", M005_ONE_TIMESTAMP_FORM),
     (6, "jobs on the account no run can claim", M006_UNATTRIBUTED),
     (7, "the batch's API base, and whether it was cancelled", M007_BATCH_API_AND_CANCEL),
+    (8, "billing times and report sums without reading every row", M008_REPORT_SUMS),
 ]
 
 Progress = Callable[[int, str], None]

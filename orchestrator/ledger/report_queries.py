@@ -22,8 +22,12 @@ from typing import Any
 
 import aiosqlite
 
+from orchestrator.ledger.migrations import BILLED_STATES
+
 #: Rows an export reads (and writes) at a time.
 EXPORT_PAGE = 1_000
+#: From this schema version each remote job's billing time is kept in ``billed_first``.
+BILLED_FIRST_VERSION = 8
 
 
 class ReportQueries:
@@ -138,10 +142,11 @@ class ReportQueries:
         accounting decides which groups are billed.
         """
         sql = (
-            f"{_billing_times(current)} SELECT state, remote_status, planned, {_day('at')}, "
+            f"{await self._billing_times(current)} SELECT state, remote_status, planned, "
+            f"{_day('at')}, "
             "count(*) AS jobs, sum(price_micro) AS price_micro FROM billed GROUP BY 1, 2, 3, 4, 5"
         )
-        return await self._dicts(sql, _billing_params(batch, current))
+        return await self._dicts(sql, await self._billing_params(batch, current))
 
     async def report_chart(
         self, batch: str | None, current: Sequence[str], kinds: Sequence[Sequence[Any]], every: int
@@ -160,7 +165,8 @@ class ReportQueries:
             "column2 IS remote_status AND column3 = planned)"
         )
         sql = (
-            f"{_billing_times(current)}, ordered AS (SELECT at, key, batch, model, price_micro, "
+            f"{await self._billing_times(current)}, ordered AS (SELECT at, key, batch, model, "
+            "price_micro, "
             "row_number() OVER w AS n, sum(price_micro) OVER w AS cumulative_micro, "
             f"count(*) OVER () AS total FROM billed WHERE {billed} "
             "WINDOW w AS (ORDER BY at IS NULL, at, key ROWS UNBOUNDED PRECEDING)) "
@@ -168,7 +174,43 @@ class ReportQueries:
             "WHERE (n - 1) % ? = 0 OR n = total ORDER BY n"
         )
         flat = [value for kind in kinds for value in kind]
-        return await self._dicts(sql, [*_billing_params(batch, current), *flat, every])
+        params = await self._billing_params(batch, current)
+        return await self._dicts(sql, [*params, *flat, every])
+
+    async def _billed_first(self, current: Sequence[str]) -> bool:
+        """Whether ``billed_first`` holds the billing times for these states (migration 8)."""
+        if sorted(current) != sorted(BILLED_STATES):
+            return False
+        async with self._lock:
+            cursor = await self._db.execute("PRAGMA user_version")
+            row = await cursor.fetchone()
+        return int(row[0] if row else 0) >= BILLED_FIRST_VERSION
+
+    async def _billing_times(self, current: Sequence[str]) -> str:
+        """``WITH first AS (...), billed AS (...)``: the report's jobs in ``current`` states,
+        each with its billing time ``at`` (see :meth:`report_billed_days`); ``first`` is read
+        from ``billed_first`` where the ledger keeps it, else found among the events."""
+        ident = "coalesce(nullif({0}remote_id, ''), {0}{1})"
+        if await self._billed_first(current):
+            first = "SELECT ident, at FROM billed_first WHERE (? IS NULL OR batch = ?)"
+        else:
+            first = (
+                f"SELECT {ident.format('', 'job_key')} AS ident, nullif(at, '') AS at, "
+                "min(seq) FROM events WHERE remote_status = 'completed' "
+                f"AND to_state IN ({_marks(current)}) AND (? IS NULL OR batch = ?) GROUP BY ident"
+            )
+        return (
+            f"WITH first AS ({first}), "
+            "billed AS (SELECT j.key, j.batch, j.model, j.state, j.remote_status, j.planned, "
+            "j.price_micro, coalesce(f.at, nullif(j.completed_at, ''), nullif(j.updated_at, '')) "
+            f"AS at FROM jobs j LEFT JOIN first f ON f.ident = {ident.format('j.', 'key')} "
+            f"WHERE {_ever_sent('j.')} AND j.state IN ({_marks(current)}) "
+            "AND (? IS NULL OR j.batch = ?))"
+        )
+
+    async def _billing_params(self, batch: str | None, current: Sequence[str]) -> list[Any]:
+        states = [] if await self._billed_first(current) else [*current]
+        return [*states, batch, batch, *current, batch, batch]
 
     async def export_jobs(self, batch: str | None = None) -> list[dict[str, Any]]:
         """Every job row of ``batch`` (or all), in batch and manifest order."""
@@ -299,23 +341,3 @@ def _events_of(batch: str | None, clause: str) -> tuple[str, list[Any]]:
     if batch is None:
         return f" WHERE {clause}", []
     return f" WHERE {clause} AND e.batch = ? AND j.batch = ?", [batch, batch]
-
-
-def _billing_times(current: Sequence[str]) -> str:
-    """``WITH first AS (...), billed AS (...)``: the report's jobs in ``current`` states, each
-    with its billing time ``at`` (see :meth:`ReportQueries.report_billed_days`)."""
-    ident = "coalesce(nullif({0}remote_id, ''), {0}{1})"
-    return (
-        f"WITH first AS (SELECT {ident.format('', 'job_key')} AS ident, nullif(at, '') AS at, "
-        "min(seq) FROM events WHERE remote_status = 'completed' "
-        f"AND to_state IN ({_marks(current)}) AND (? IS NULL OR batch = ?) GROUP BY ident), "
-        "billed AS (SELECT j.key, j.batch, j.model, j.state, j.remote_status, j.planned, "
-        "j.price_micro, coalesce(f.at, nullif(j.completed_at, ''), nullif(j.updated_at, '')) "
-        f"AS at FROM jobs j LEFT JOIN first f ON f.ident = {ident.format('j.', 'key')} "
-        f"WHERE {_ever_sent('j.')} AND j.state IN ({_marks(current)}) "
-        "AND (? IS NULL OR j.batch = ?))"
-    )
-
-
-def _billing_params(batch: str | None, current: Sequence[str]) -> list[Any]:
-    return [*current, batch, batch, *current, batch, batch]

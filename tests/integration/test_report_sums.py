@@ -210,3 +210,26 @@ async def test_an_empty_export_is_an_empty_list(tmp_path: Path) -> None:
         header = await reports.export(ledger, None, fmt="csv")
     assert header.startswith("key,batch,entry_id")
     assert header.count("\n") == 1
+
+
+@pytest.mark.parametrize("batch", [None, "a"])
+async def test_billing_times_kept_as_events_are_written_are_those_found_among_the_events(
+    mixed: Path, batch: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``billed_first`` (migration 8, kept by a trigger) gives every job the billing time the
+    events give it: the day groups and the chart's points are the same either way."""
+    current = sorted(map(str, spend_history.CURRENT_REMOTE))
+    kinds = [("done", "completed", 1), ("completed", "completed", 1)]
+    async with Ledger.open(mixed, readonly=True) as ledger:
+        kept = await ledger.report_billed_days(batch, current)
+        kept_chart = await ledger.report_chart(batch, current, kinds, 2)
+
+        async def never(self: Ledger, current: Any) -> bool:
+            return False
+
+        monkeypatch.setattr(Ledger, "_billed_first", never)
+        found = await ledger.report_billed_days(batch, current)
+        found_chart = await ledger.report_chart(batch, current, kinds, 2)
+    assert kept
+    assert sorted(map(repr, kept)) == sorted(map(repr, found))
+    assert kept_chart == found_chart
