@@ -208,6 +208,8 @@ class LivePanel(LineLog):
     size during iteration"). Leaving it, or ``finish``, cancels the task and draws the final state.
     """
 
+    _started = False  #: ``start`` came: the counts are the batch's (read by the first draw)
+
     def __init__(self, console: Console | None = None, *, budget_micro: int | None = None) -> None:
         self.console = console or Console(stderr=True)
         super().__init__(sys.stderr, min_level="warning")
@@ -243,6 +245,7 @@ class LivePanel(LineLog):
     def start(self, batch: str, counts: dict[JobState, int]) -> None:
         self.batch = batch
         self.tally.start(counts)
+        self._started = True
 
     def _emit(self, level: str, message: str) -> None:
         if LEVELS.get(level, logging.INFO) >= self.min_level:
@@ -256,7 +259,7 @@ class LivePanel(LineLog):
         Before ``start`` (the ledger planned and recovered, lost POSTs settled) there is nothing
         to count yet: one line says so, never a batch of "0/0".
         """
-        if not self.batch:
+        if not self._started:
             return Text("starting: planning the ledger, settling any POST whose answer was lost")
         t = self.tally
         done = t.counts[S.DONE]

@@ -203,6 +203,7 @@ def test_before_the_run_starts_the_panel_says_so_and_counts_nothing() -> None:
     """The first frames come while the ledger is planned and lost POSTs settled: no "0/0"."""
     console = Console(width=100, record=True, file=io.StringIO(), color_system=None)
     panel = LivePanel(console, budget_micro=5_000_000)
+    panel.batch = "demo"  # named as the manifest is read, before the run starts
     console.print(panel._render())
     (line,) = _lines(console.export_text(styles=False))
     assert line.startswith("starting:")
