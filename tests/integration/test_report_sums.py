@@ -20,6 +20,7 @@ import pytest
 from orchestrator.jobs import JobSpec, JobState, job_key
 from orchestrator.ledger import Batch, Ledger, Unattributed, commits
 from orchestrator.money import export, reports, spend_history
+from tests.unit.test_reports import INTENT, sent, walk
 
 S = JobState
 MODELS = ("kling/kling-2.5", "xai/grok-video", "google/veo-3")
@@ -33,16 +34,6 @@ def spec(batch: str, index: int) -> JobSpec:
     return JobSpec(key, batch, f"j{index}", model, request, 100_000 + index, f"j{index}.mp4", index)
 
 
-async def walk(ledger: Ledger, key: str, *steps: tuple[JobState, JobState, dict[str, Any]]) -> None:
-    for expect, to, fields in steps:
-        await ledger.transition(key, to, expect=expect, cause="test", **fields)
-
-
-def sent(remote_id: str, status: str = "queued") -> tuple[JobState, JobState, dict[str, Any]]:
-    return (S.SUBMITTING, S.SUBMITTED, {"remote_id": remote_id, "remote_status": status})
-
-
-INTENT = (S.PENDING, S.SUBMITTING, {"attempts": 1})
 FAILED = (S.SUBMITTED, S.FAILED, {"remote_status": "failed"})
 AGAIN = (S.FAILED, S.PENDING, {})
 
