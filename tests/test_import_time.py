@@ -2,10 +2,11 @@
 
 Two kinds of check. Which heavy libraries a command loads is exact (``-X importtime`` lists every
 module). How long its imports take is held to a budget measured as a ratio to a bare
-``python -c pass`` on the same machine in the same moment, each side the least of a few runs:
-a slower or busier machine slows both sides, and the least of several runs drops most of the
-noise. The budget is well above today's figure and well below what eager imports cost (the
-package root importing everything made `status` about 60 times a bare interpreter).
+``python -c pass`` run just before it: a slower or busier machine slows both sides of a pair,
+and the median of several pairs drops a pair a burst of load hit on one side. The budget is
+well above today's figure (15 to 30 here, beside other work) and well below what eager imports
+cost (the package root importing everything made `status` about 60 to 140 times a bare
+interpreter).
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-#: Times a bare interpreter's import time each command may take (today: about 15 to 25).
-BUDGET = 40
-RUNS = 5
+#: Times a bare interpreter's import time each command may take (see the docstring).
+BUDGET = 50
+PAIRS = 7
 HEAVY = ("aiohttp", "aiosqlite", "jsonschema", "rich", "yaml")
 COMMANDS = {
     "--help": ["--help"],
@@ -48,8 +49,8 @@ def _imports(*args: str) -> dict[str, int]:
     return found
 
 
-def _least_total(*args: str) -> int:
-    return min(sum(_imports(*args).values()) for _ in range(RUNS))
+def _total(*args: str) -> int:
+    return sum(_imports(*args).values())
 
 
 @pytest.mark.parametrize("command", list(COMMANDS))
@@ -60,6 +61,9 @@ def test_a_command_loads_only_the_libraries_it_uses(command: str) -> None:
 
 @pytest.mark.parametrize("command", ["--help", "status"])
 def test_a_command_imports_within_a_budget_of_a_bare_interpreter(command: str) -> None:
-    bare = _least_total("-c", "pass")
-    ours = _least_total("-m", "orchestrator", *COMMANDS[command])
-    assert ours <= BUDGET * bare, f"{ours / bare:.1f} times a bare interpreter"
+    ratios = sorted(
+        _total("-m", "orchestrator", *COMMANDS[command]) / _total("-c", "pass")
+        for _ in range(PAIRS)
+    )
+    median = ratios[PAIRS // 2]
+    assert median <= BUDGET, f"{median:.1f} times a bare interpreter (pairs: {ratios})"

@@ -34,11 +34,16 @@ from orchestrator.manifest.yaml_safe import YamlList, YamlMap, line_of
 from orchestrator.spec import VIDEO_PREFIX, close_match, load_spec
 
 KEYWORDS = frozenset({"id", "model", "expand", "takes", "output", "params"})
+_SORTED_KEYWORDS = tuple(sorted(KEYWORDS))
 MAX_TAKES = 1000
 MAX_JOBS = 1_000_000
 MAX_ID_CHARS = 100
 _TAG_CHARS = 24
 _SIMPLE_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
+
+
+#: An entry's ``params:`` when it has none (read only).
+_NO_PARAMS = YamlMap(0)
 
 
 class Problems:
@@ -222,7 +227,7 @@ def entry_params(
 ) -> dict[str, Any]:
     """The request parameters of an entry (or of ``defaults``) but ``skip``, as JSON values."""
     params: dict[str, Any] = {}
-    extra = mapping.get("params", YamlMap(0))
+    extra = mapping.get("params", _NO_PARAMS)
     if not isinstance(extra, YamlMap):
         problems.add("`params:` must be a mapping", line_of(mapping, "params"), job=job)
         extra = YamlMap(0)
@@ -271,9 +276,10 @@ class _Entry:
             by_model = self.defaults.by_model.get(chosen, {})
             expanded = {k: v for k, v in values.items() if k != "model"}
             request = merged_request(self.defaults.params, by_model, own, expanded)
+            combo_id = base_id + "".join(f"_{t}" for _, _, t in combo)
             for take in range(1, takes + 1):
-                suffix = "".join(f"_{t}" for _, _, t in combo) + (f"_t{take}" if takes > 1 else "")
-                draft = Draft(base_id + suffix, base_id, take, chosen, request, template,
+                entry_id = f"{combo_id}_t{take}" if takes > 1 else combo_id
+                draft = Draft(entry_id, base_id, take, chosen, request, template,
                               template_line, self.entry, self.entry.line)  # fmt: skip
                 drafts.append(draft)
         return drafts
@@ -287,7 +293,8 @@ class _Entry:
             return derived_id(params.get("prompt"), self.index)
         value = self.entry["id"]
         is_text = isinstance(value, str | int) and not isinstance(value, bool)
-        text = unicodedata.normalize("NFC", str(value)) if is_text else ""
+        text = str(value) if is_text else ""
+        text = text if text.isascii() else unicodedata.normalize("NFC", text)  # ASCII is NFC
         problem = _check_id(text) if is_text else "must be text"
         if problem:
             self._add(f"id {value!r} {problem}", "id", "id")
@@ -295,7 +302,7 @@ class _Entry:
         return text
 
     def _misspelt_keywords(self) -> dict[str, str]:
-        typos = misspelt_keywords(self.entry, sorted(KEYWORDS))
+        typos = misspelt_keywords(self.entry, _SORTED_KEYWORDS)
         for key, keyword in typos.items():
             self._add(f"unknown key in a job entry; did you mean {keyword!r}?", key, key)
         return typos

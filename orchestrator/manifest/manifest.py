@@ -58,9 +58,12 @@ released as soon as it is expanded (entries.py), and JobSpec is slotted.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -161,10 +164,30 @@ def load_manifest(path: str | os.PathLike[str]) -> Manifest:
     """Load and check a manifest; raises ManifestErrors (every problem) or ManifestError."""
     shown = os.fspath(path)
     data = read_capped(path)
-    document = parse_yaml(data, path=shown)
-    if not isinstance(document, YamlMap):
-        raise ManifestError("a manifest must be a mapping with `batch:` and `jobs:`", path=shown)
-    return _TopLevel(shown, document).manifest(hashlib.sha256(data).hexdigest())
+    with _collector_paused():
+        document = parse_yaml(data, path=shown)
+        if not isinstance(document, YamlMap):
+            message = "a manifest must be a mapping with `batch:` and `jobs:`"
+            raise ManifestError(message, path=shown)
+        return _TopLevel(shown, document).manifest(hashlib.sha256(data).hexdigest())
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cycle collector off while a manifest loads, then back as it was.
+
+    Loading builds millions of objects and frees none, so every collection the allocations
+    trigger walks the growing tree and finds nothing: a third of the time of a 100,000-job
+    load. Nothing here makes cycles (refcounting frees what a failed load leaves).
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def manifest_sha256(path: str | os.PathLike[str]) -> str:

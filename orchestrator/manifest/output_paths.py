@@ -108,7 +108,7 @@ def _parsed(template: str) -> tuple[tuple[str, str | None], ...]:
 
 def check_path(path: str) -> str:
     """The safe, NFC-normalised form of a rendered path; ValueError says why it is refused."""
-    text = unicodedata.normalize("NFC", path)
+    text = path if path.isascii() else unicodedata.normalize("NFC", path)  # ASCII is NFC
     _check_characters(text)
     segments = text.split("/")
     if not all(segments):
@@ -125,7 +125,7 @@ def check_path(path: str) -> str:
 
 def collision_key(path: str) -> str:
     """Paths equal under this key would overwrite each other on some filesystem."""
-    return unicodedata.normalize("NFC", path).casefold()
+    return (path if path.isascii() else unicodedata.normalize("NFC", path)).casefold()
 
 
 def _check_characters(text: str) -> None:

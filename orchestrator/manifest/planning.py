@@ -17,7 +17,8 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Hashable
-from typing import Any
+from functools import cache
+from typing import Any, Literal
 
 from orchestrator.errors import PriceUnknown
 from orchestrator.jobs import JobSpec, canonical_json, job_key
@@ -29,6 +30,8 @@ from orchestrator.money.prices import PriceOverrides, price_micro
 from orchestrator.spec import REQUIRED, Problem, load_spec, request_problems, without_suggested
 
 _SCALARS = frozenset({str, int, float, bool, type(None)})
+#: (request to send, price, files, the request's canonical JSON when known) of one draft.
+_Checked = tuple[dict[str, Any], int, dict[str, str], str | None]
 
 
 class Planner:
@@ -48,23 +51,30 @@ class Planner:
         self.by_model = by_model or ByModel()  #: ``defaults_by_model:``, likewise
         self.hasher = local_files.FileHasher(base_dir)
         self.verdicts: dict[tuple[str, Hashable], list[Problem]] = {}
+        #: Prices by the verdict's key: a price depends on the model and the request but its
+        #: prompt (no table is keyed on it; an override is per model or per second).
+        self.prices: dict[tuple[str, Hashable], int] = {}
         self.ids: dict[str, int] = {}
         self.paths: dict[str, tuple[str, int]] = {}
         self.template_problems: set[tuple[int | None, str]] = set()
+        #: The last valid draft's (request as drafted, model, its results): see _combination.
+        self.last: tuple[dict[str, Any], str, _Checked] | None = None
 
     def plan(self, draft: Draft, seq: int) -> JobSpec | None:
         """The JobSpec for ``draft`` at position ``seq``, or None after reporting why not."""
         if not self._claim_id(draft):
             return None
-        request, checked, files = self._local_files(draft)
-        if not self._valid(draft, checked):
+        combination = self._combination(draft)
+        if combination is False:
             return None
-        price = self._price(draft, checked)
         path = self._output_path(draft, draft.request, seq)  # placeholders see the YAML values
-        if request is None or price is None or path is None:
+        if combination is None or path is None:
             return None
+        request, price, files, request_json = combination
         return JobSpec(
-            key=job_key(self.batch, draft.entry_id, draft.model, request),
+            key=job_key(
+                self.batch, draft.entry_id, draft.model, request, request_json=request_json
+            ),
             batch=self.batch,
             entry_id=draft.entry_id,
             model=draft.model,
@@ -75,6 +85,34 @@ class Planner:
             line=draft.line,
             files=files,
         )
+
+    def _combination(self, draft: Draft) -> _Checked | Literal[False] | None:
+        """(request to send, price, files, its canonical JSON or None) of a valid draft; False
+        when its request is invalid, None when it cannot be sent or priced (both reported).
+
+        The takes of one combination share one request (entries.py): once one of them passes
+        every check, the next takes reuse its results, with copies of the request and files.
+        """
+        last = self.last
+        if last is not None and last[0] is draft.request and last[1] == draft.model:
+            sent, cost, shared, request_json = last[2]
+            if request_json is None:
+                request_json = canonical_json(sent)
+                self.last = (last[0], last[1], (sent, cost, shared, request_json))
+            return dict(sent), cost, dict(shared), request_json
+        request, checked, files = self._local_files(draft)
+        cache_key = (draft.model, _shape(checked))
+        if not self._valid(draft, checked, cache_key):
+            return False
+        price = self.prices.get(cache_key)
+        if price is None:
+            price = self._price(draft, checked)
+            if price is not None:  # never a PriceUnknown: its message names the job's values
+                self.prices[cache_key] = price
+        if request is None or price is None:
+            return None
+        self.last = (draft.request, draft.model, (request, price, files, None))
+        return request, price, files, None
 
     def _report(self, draft: Draft, message: str, field: str | None = None) -> None:
         line = self._field_line(draft, field)
@@ -132,12 +170,16 @@ class Planner:
             checked = local_files.replace(checked, trail, local_files.VALIDATION_URL + digest)
         return (request if ok else None), checked, files
 
-    def _valid(self, draft: Draft, request: dict[str, Any]) -> bool:
-        cache_key = (draft.model, _shape(request))
+    def _valid(
+        self, draft: Draft, request: dict[str, Any], cache_key: tuple[str, Hashable]
+    ) -> bool:
         verdict = self.verdicts.get(cache_key)
         if verdict is None:
             verdict = self.verdicts[cache_key] = _problems_except_prompt(draft.model, request)
-        problems = without_suggested([*verdict, *_prompt_problems(draft.model, request)])
+        prompt_problems = _prompt_problems(draft.model, request)
+        if not verdict and not prompt_problems:
+            return True
+        problems = without_suggested([*verdict, *prompt_problems])
         for problem in problems:
             lacking = self._lacking_default(draft, problem)
             if lacking:  # at the job's line: the defaults' line is right for other jobs
@@ -186,10 +228,16 @@ class Planner:
 
     def _placeholder(self, name: str, draft: Draft, request: dict[str, Any], seq: int) -> Any:
         """A template placeholder's value: the job's own names, a request field, or its default."""
-        own = {"batch": self.batch, "id": draft.entry_id, "base_id": draft.base_id}
-        numbers = {"take": draft.take, "index": seq + 1}
-        if name in own or name in numbers:
-            return own.get(name, numbers.get(name))
+        if name == "batch":
+            return self.batch
+        if name == "id":
+            return draft.entry_id
+        if name == "base_id":
+            return draft.base_id
+        if name == "take":
+            return draft.take
+        if name == "index":
+            return seq + 1
         if name == "model":
             return draft.model
         if name in request:
@@ -225,10 +273,9 @@ def _problems_except_prompt(model: str, request: dict[str, Any]) -> list[Problem
 
 def _prompt_problems(model: str, request: dict[str, Any]) -> list[Problem]:
     """The prompt's own checks: present if required, a string, within min/maxLength."""
-    endpoint = load_spec().endpoints[model]
-    schema = endpoint.request_schema.get("properties", {}).get("prompt", {})
+    schema, required = _prompt_schema(model)
     if "prompt" not in request:
-        return [Problem("prompt", REQUIRED)] if "prompt" in endpoint.required else []
+        return [Problem("prompt", REQUIRED)] if required else []
     prompt = request["prompt"]
     if not isinstance(prompt, str):
         return [Problem("prompt", f"must be of type string (got {json.dumps(prompt)})")]
@@ -238,3 +285,11 @@ def _prompt_problems(model: str, request: dict[str, Any]) -> list[Problem]:
         limit = schema["maxLength"]
         return [Problem("prompt", f"is {len(prompt)} characters long (limit {limit})")]
     return []
+
+
+@cache
+def _prompt_schema(model: str) -> tuple[dict[str, Any], bool]:
+    """The schema of ``model``'s prompt field, and whether the prompt is required."""
+    endpoint = load_spec().endpoints[model]
+    schema: dict[str, Any] = endpoint.request_schema.get("properties", {}).get("prompt", {})
+    return schema, "prompt" in endpoint.required

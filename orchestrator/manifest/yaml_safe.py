@@ -54,6 +54,7 @@ _INT_OCT = re.compile(r"0o[0-7]+")
 _INT_HEX = re.compile(r"0x[0-9a-fA-F]+")
 _FLOAT = re.compile(r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?")
 _NUMBER_START = frozenset("0123456789+-.")
+_MAYBE_TYPED = frozenset("0123456789+-.~nNtTfF")  #: how a null, boolean or number may start
 _SPECIAL_FLOATS = {
     **{
         f"{sign}.{inf}": float(f"{sign or '+'}inf")
@@ -118,15 +119,20 @@ def load_yaml(path: str | os.PathLike[str], *, max_bytes: int = DEFAULT_MAX_BYTE
     return parse_yaml(read_capped(path, max_bytes), path=os.fspath(path))
 
 
-def parse_yaml(data: bytes | str, *, path: str = "", pure_python: bool = False) -> Any:
+def parse_yaml(
+    data: bytes | str, *, path: str = "", pure_python: bool = False, inline: bool = True
+) -> Any:
     """Parse one YAML document into plain values; every failure is a ManifestError.
 
     ``pure_python`` uses PyYAML's own parser, the fallback when libyaml is not installed.
+    ``inline=False`` takes every event through the general path: the reference that the
+    inline one (the same values, lines and errors, faster) is tested against.
     """
     if isinstance(data, bytes):
         _check_utf8(data, path)
     try:
-        return _Builder(path).build(data, yaml.SafeLoader if pure_python else _Loader)
+        loader = yaml.SafeLoader if pure_python else _Loader
+        return _Builder(path).build(data, loader, inline)
     except ManifestError:
         raise
     except yaml.MarkedYAMLError as error:
@@ -160,22 +166,60 @@ class _Builder:
     def __init__(self, path: str) -> None:
         self.path = path
         self.stack: list[YamlMap | YamlList] = []
-        self.pending: list[
-            tuple[Any, int] | None
-        ] = []  # per open mapping: the key awaiting a value
+        self.pending: list[tuple[Any, int] | None] = []  # per open mapping: its key, if read
         self.root: Any = None
         self.documents = 0
         self.values = 0
 
-    def build(self, data: bytes | str, loader_class: Any) -> Any:
+    def build(self, data: bytes | str, loader_class: Any, inline: bool = True) -> Any:
         loader = loader_class(data)
         try:
-            check_event, get_event = loader.check_event, loader.get_event
-            while check_event():
-                self._handle(get_event())
+            if inline:
+                self._run(loader.check_event, loader.get_event)
+            else:
+                while loader.check_event():
+                    self._handle(loader.get_event())
         finally:
             loader.dispose()
         return self.root
+
+    def _run(self, check_event: Callable[[], bool], get_event: Callable[[], Any]) -> None:
+        """The event loop: ends, and plain values inside a collection, inline (nearly every
+        event); the rest (tags, anchors, aliases, the first value, a collection as a key, the
+        depth and value limits) by _handle, so every check and message stays the same."""
+        stack, pending = self.stack, self.pending
+        while check_event():
+            event = get_event()
+            kind = type(event)
+            if kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent:
+                if type(stack.pop()) is YamlMap:
+                    pending.pop()
+                continue
+            opens = kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent
+            if (
+                not stack
+                or not (opens or kind is yaml.ScalarEvent)
+                or event.tag is not None
+                or event.anchor is not None
+                or self.values >= MAX_VALUES
+                or (not opens and not event.implicit[0])
+                or (opens and len(stack) >= MAX_DEPTH)
+                or (opens and type(stack[-1]) is YamlMap and pending[-1] is None)  # as a key
+            ):
+                self._handle(event)
+                continue
+            mark = event.start_mark
+            line = mark.line + 1 if mark is not None else 0
+            if opens:
+                value = YamlMap(line) if kind is yaml.MappingStartEvent else YamlList(line)
+            else:
+                text = event.value
+                value = _resolve_plain(text) if not text or text[0] in _MAYBE_TYPED else text
+            self._put(stack[-1], value, line)
+            if opens:
+                stack.append(value)
+                if kind is yaml.MappingStartEvent:
+                    pending.append(None)
 
     def _handle(self, event: yaml.Event) -> None:
         line = event.start_mark.line + 1 if event.start_mark is not None else 0
@@ -220,17 +264,21 @@ class _Builder:
         self.stack.append(container)
 
     def _add(self, value: Any, line: int) -> None:
-        self.values += 1
-        if self.values > MAX_VALUES:
+        if self.values >= MAX_VALUES:
             self._fail(
                 f"more than {MAX_VALUES:,} values, the limit for one manifest; split it into "
                 "several batches, or use expand:/takes: for repeats",
                 line,
             )
-        if not self.stack:
+        if self.stack:
+            self._put(self.stack[-1], value, line)
+        else:
+            self.values += 1
             self.root = value
-            return
-        top = self.stack[-1]
+
+    def _put(self, top: YamlMap | YamlList, value: Any, line: int) -> None:
+        """``value`` into the open collection ``top`` (as its next item, key or value)."""
+        self.values += 1
         if isinstance(top, YamlList):
             top.append(value)
             top.item_lines.append(line)
