@@ -6,10 +6,10 @@ choice depends on the manifest and the flags alone, never on what earlier runs d
 is killed and run again with the same flags sends the same jobs, and ``--limit 10`` after a
 finished ``--limit 10`` sends nothing new (raise the limit to go further).
 
-``--only`` takes job ids as ``orchestrator jobs`` lists them. A name that is no job's id but an
-entry's (an entry with ``expand`` or ``takes`` makes ``hero_t1``, ``hero_t2`` ...) takes every
-job made from it. Several manifests in one run: the names may come from any of them, and
-``--limit N`` takes the first N jobs of each batch.
+``--only`` takes job ids as ``orchestrator jobs`` lists them. A name that is no job's id takes
+every job whose id starts with it and ``_``: so an entry's own id takes the jobs its ``expand``
+or ``takes`` made (``hero`` -> ``hero_t1``, ``hero_t2`` ...). Several manifests in one run:
+the names may come from any of them, and ``--limit N`` takes the first N jobs of each batch.
 """
 
 from __future__ import annotations

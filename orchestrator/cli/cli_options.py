@@ -232,8 +232,9 @@ def _trial_options() -> list[Decorator]:
         click.option(
             "--only",
             metavar="ID[,ID...]",
-            help="Send only these jobs (ids as `orchestrator jobs` lists them; an entry's id "
-            "takes every job expanded from it). The rest stay pending for a later run.",
+            help="Send only these jobs (ids as `orchestrator jobs` lists them; a name that is no "
+            "job's id takes the jobs whose ids start with it and '_', as an entry's id takes "
+            "what its expand or takes made). The rest stay pending for a later run.",
         ),
         click.option(
             "--limit",
