@@ -8,6 +8,7 @@ holder dies, however it dies.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import socket
@@ -49,21 +50,28 @@ def enter_turn(path: Path, holder: str, died_s: float) -> float:
     until, previous = _turn_note(path)
     if previous:
         until = max(until, time.time() + died_s)
-    path.write_text(f"{until!r} {holder}")
+    _write_note(path, f"{until!r} {holder}")
     return until
 
 
 def leave_turn(path: Path) -> None:
     """Clear the holder's mark as the turn is given back (the time to wait stays)."""
     until, _ = _turn_note(path)
-    path.write_text(repr(until))
+    _write_note(path, repr(until))
 
 
 def hold_until(path: Path, until: float) -> None:
     """Keep the turn's next holders from POSTing before ``until`` (call it holding the turn)."""
     before, holder = _turn_note(path)
     if until > before:
-        path.write_text(f"{until!r} {holder}")
+        _write_note(path, f"{until!r} {holder}")
+
+
+def _write_note(path: Path, text: str) -> None:
+    """The turn file's new text. A note that cannot be written (a full disk) only loses a wait
+    that keeps two POSTs' windows apart: never a reason to stop a POST or a run."""
+    with contextlib.suppress(OSError):
+        path.write_text(text)
 
 
 def process_started(pid: int) -> str | None:
