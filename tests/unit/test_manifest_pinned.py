@@ -322,27 +322,22 @@ def test_both_parsers_read_the_representative_manifest_alike() -> None:
     assert outcome(REPRESENTATIVE, True, True) == outcome(REPRESENTATIVE, False, True)
 
 
-def test_the_value_cap_is_reported_at_the_same_line_by_both_loops(
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize(
+    ("limit", "values", "data"),
+    [
+        ("MAX_VALUES", range(1, 12), "a: [1, {b: c}]\nd:\n  - e\n  - [f]\ng: h\n"),
+        ("MAX_DEPTH", range(1, 6), "a:\n  b: [c, {d: [[e]]}]\n"),
+    ],
+)
+def test_a_lowered_cap_is_reported_at_the_same_line_by_both_loops(
+    limit: str, values: range, data: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A lower cap trips on a scalar, a collection and a key alike, at the same place."""
+    """A lower value cap or depth limit trips on a scalar, a collection or a key alike, at the
+    same place, whichever loop reads."""
     from orchestrator.manifest import yaml_safe
 
-    for cap in range(1, 12):
-        monkeypatch.setattr(yaml_safe, "MAX_VALUES", cap)
-        data = "a: [1, {b: c}]\nd:\n  - e\n  - [f]\ng: h\n"
-        assert outcome(data, False, True) == outcome(data, False, False)
-
-
-def test_the_depth_cap_is_reported_at_the_same_line_by_both_loops(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """A lower depth limit trips at the same line whichever loop reads."""
-    from orchestrator.manifest import yaml_safe
-
-    for depth in range(1, 6):
-        monkeypatch.setattr(yaml_safe, "MAX_DEPTH", depth)
-        data = "a:\n  b: [c, {d: [[e]]}]\n"
+    for value in values:
+        monkeypatch.setattr(yaml_safe, limit, value)
         assert outcome(data, False, True) == outcome(data, False, False)
 
 
