@@ -256,7 +256,9 @@ class Submitter:
             except errors.OrchestratorError as exc:
                 if classify_post(exc).action is Action.RECONCILE:
                     no_answer = isinstance(exc, errors.TransportError)
-                    await registry.ambiguous(job.key, no_answer=no_answer)
+                    await registry.ambiguous(
+                        job.key, no_answer=no_answer, margin_s=margin, grace_s=grace
+                    )
                 else:
                     await registry.not_created(job.key)
                 raise

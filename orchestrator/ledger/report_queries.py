@@ -141,12 +141,13 @@ class ReportQueries:
         (state, remote_status, planned) and UTC day (``day``; else the raw time ``at``), so
         accounting decides which groups are billed.
         """
+        billing, params = await self._billing(batch, current)
         sql = (
-            f"{await self._billing_times(current)} SELECT state, remote_status, planned, "
+            f"{billing} SELECT state, remote_status, planned, "
             f"{_day('at')}, "
             "count(*) AS jobs, sum(price_micro) AS price_micro FROM billed GROUP BY 1, 2, 3, 4, 5"
         )
-        return await self._dicts(sql, await self._billing_params(batch, current))
+        return await self._dicts(sql, params)
 
     async def report_chart(
         self, batch: str | None, current: Sequence[str], kinds: Sequence[Sequence[Any]], every: int
@@ -159,13 +160,14 @@ class ReportQueries:
         """
         if not kinds:
             return []
+        billing, params = await self._billing(batch, current)
         values = ", ".join(["(?, ?, ?)"] * len(kinds))
         billed = (
             f"EXISTS (SELECT 1 FROM (VALUES {values}) WHERE column1 = state AND "
             "column2 IS remote_status AND column3 = planned)"
         )
         sql = (
-            f"{await self._billing_times(current)}, ordered AS (SELECT at, key, batch, model, "
+            f"{billing}, ordered AS (SELECT at, key, batch, model, "
             "price_micro, "
             "row_number() OVER w AS n, sum(price_micro) OVER w AS cumulative_micro, "
             f"count(*) OVER () AS total FROM billed WHERE {billed} "
@@ -174,7 +176,6 @@ class ReportQueries:
             "WHERE (n - 1) % ? = 0 OR n = total ORDER BY n"
         )
         flat = [value for kind in kinds for value in kind]
-        params = await self._billing_params(batch, current)
         return await self._dicts(sql, [*params, *flat, every])
 
     async def _billed_first(self, current: Sequence[str]) -> bool:
@@ -186,12 +187,14 @@ class ReportQueries:
             row = await cursor.fetchone()
         return int(row[0] if row else 0) >= BILLED_FIRST_VERSION
 
-    async def _billing_times(self, current: Sequence[str]) -> str:
-        """``WITH first AS (...), billed AS (...)``: the report's jobs in ``current`` states,
-        each with its billing time ``at`` (see :meth:`report_billed_days`); ``first`` is read
-        from ``billed_first`` where the ledger keeps it, else found among the events."""
+    async def _billing(self, batch: str | None, current: Sequence[str]) -> tuple[str, list[Any]]:
+        """``WITH first AS (...), billed AS (...)`` and its parameters: the report's jobs in
+        ``current`` states, each with its billing time ``at`` (see :meth:`report_billed_days`);
+        ``first`` is read from ``billed_first`` where the ledger keeps it, else found among the
+        events."""
         ident = "coalesce(nullif({0}remote_id, ''), {0}{1})"
-        if await self._billed_first(current):
+        kept = await self._billed_first(current)
+        if kept:
             first = "SELECT ident, at FROM billed_first WHERE (? IS NULL OR batch = ?)"
         else:
             first = (
@@ -199,7 +202,7 @@ class ReportQueries:
                 "min(seq) FROM events WHERE remote_status = 'completed' "
                 f"AND to_state IN ({_marks(current)}) AND (? IS NULL OR batch = ?) GROUP BY ident"
             )
-        return (
+        sql = (
             f"WITH first AS ({first}), "
             "billed AS (SELECT j.key, j.batch, j.model, j.state, j.remote_status, j.planned, "
             "j.price_micro, coalesce(f.at, nullif(j.completed_at, ''), nullif(j.updated_at, '')) "
@@ -207,10 +210,8 @@ class ReportQueries:
             f"WHERE {_ever_sent('j.')} AND j.state IN ({_marks(current)}) "
             "AND (? IS NULL OR j.batch = ?))"
         )
-
-    async def _billing_params(self, batch: str | None, current: Sequence[str]) -> list[Any]:
-        states = [] if await self._billed_first(current) else [*current]
-        return [*states, batch, batch, *current, batch, batch]
+        states = [] if kept else [*current]
+        return sql, [*states, batch, batch, *current, batch, batch]
 
     async def export_jobs(self, batch: str | None = None) -> list[dict[str, Any]]:
         """Every job row of ``batch`` (or all), in batch and manifest order."""

@@ -52,7 +52,6 @@ class AccountRegistry:
         self._file = RegistryFile(path, self.ledger, self.run_id)
         self.alone = False  #: no other run of the account alive at the last look (a heartbeat)
         self._own_turns = 0  #: POSTs of this run holding the turn while it is alone
-        self._quiet = (0.0, 0.0)  #: (margin_s, grace_s) of the POST in the turn (see posting)
         self._claims: set[asyncio.Future[None]] = set()  #: claims not yet landed (claim_soon)
         self._marks: set[asyncio.Future[None]] = set()  #: "written" marks on their way
 
@@ -99,7 +98,6 @@ class AccountRegistry:
         waited for.
         """
         turn = self.path.with_suffix(".posting")
-        self._quiet = (margin_s, grace_s)
         if self.alone:
             if self._own_turns:  # another POST of ours holds the turn: ours may overlap
                 yield
@@ -270,12 +268,14 @@ class AccountRegistry:
         ]
         await self._call(self._file.transaction, statements)
 
-    async def ambiguous(self, key: str, *, no_answer: bool) -> None:
+    async def ambiguous(
+        self, key: str, *, no_answer: bool, margin_s: float = 0.0, grace_s: float = 0.0
+    ) -> None:
         """The POST ended without a job id: it stays a possible owner until settled.
 
         ``no_answer``: the connection dropped or timed out, so Krea may create the job a little
-        later; an HTTP answer (a 5xx, say) means any job was created before it.
-        """
+        later; an HTTP answer (a 5xx, say) means any job was created before it. In the turn,
+        with :meth:`posting`'s margins, it notes there when the POST's window closes."""
         answered = time.time()
         await self._write(
             "UPDATE attempts SET state = 'ambiguous', answered_at = ?, run_id = ?, no_answer = ? "
@@ -283,7 +283,6 @@ class AccountRegistry:
             (answered, self.run_id, int(no_answer), self.ledger, key),
         )
         # Said in the turn file too, for a run whose last look missed us (see _quiet).
-        margin_s, grace_s = self._quiet
         closes = answered + (grace_s if no_answer else 0.0) + margin_s
         hold_until(self.path.with_suffix(".posting"), closes)
 

@@ -225,7 +225,7 @@ async def lost_post(
         await a.look_around()
         await a.post_started("k1", None)
         async with a.posting("k1", margin, grace):
-            await a.ambiguous("k1", no_answer=no_answer)
+            await a.ambiguous("k1", no_answer=no_answer, margin_s=margin, grace_s=grace)
         (lost,) = (await b.snapshot(None)).attempts
         assert lost.answered_at is not None
         yield b, lost.answered_at
