@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 LOWEST := .venv-lowest
 LOWEST_PINS := .ci/lowest-versions.txt
 
-.PHONY: install test test-lowest lint demo bench soak clean prices
+.PHONY: install test test-lowest lint demo view bench soak clean prices
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,11 @@ lint: $(STAMP)
 demo: $(STAMP)
 	@rm -rf demo-out  # each demo is a fresh simulated account: start its ledger afresh too
 	$(BIN)/orchestrator run jobs.yaml.example --simulate --ledger demo-out/ledger.db --out demo-out
+	@echo "Look at what it made: make view  (then open http://127.0.0.1:8765/)"
+
+# The demo's ledger in the browser; --simulate so the page's "Reroll rejected" uses the simulator.
+view: $(STAMP)
+	$(BIN)/orchestrator view --ledger demo-out/ledger.db --simulate
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import interactive, ledger_tps, machine, realtime, report, rows, scale, scenarios
+from bench import interactive, ledger_tps, machine, realtime, report, rows, scale, scenarios, view
 from bench.config import Plan
 
 RESULTS = Path(__file__).parent / "results"
@@ -74,6 +74,7 @@ STEPS: dict[str, Step] = {
     "sim_throughput": _sim_throughput,
     "realtime": realtime.realtime,
     "interactive": interactive.interactive,
+    "view": view.view,
 }
 
 

@@ -169,7 +169,21 @@ def verdicts(values: dict[str, Any], details: dict[str, Any]) -> dict[str, bool 
         "report <= 1 s at 100k": _at_most(1.0)(values["report_s_100k"]),
         "validate and estimate <= 3 s at 100k": _at_most(3.0)(values["validate_s_100k"]),
         "export memory constant": _export_flat(details),
+        "view pages <= 1 s at 100k": _view_pages_ok(details),
+        "view server <= 200 MB at 100k": _at_most(200)(dig(details, "view", "peak_rss_mb")),
     }
+
+
+#: The view's pages the issue times (bench/view.py).
+VIEW_PAGES = ("batches_page", "gallery_first_page")
+
+
+def _view_pages_ok(details: dict[str, Any]) -> bool | None:
+    """Whether each view page answers within 1 s, cold (the first ask) and warm (the median)."""
+    times = [
+        dig(details, "view", page, key) for page in VIEW_PAGES for key in ("cold_s", "median_s")
+    ]
+    return None if None in times else max(times) <= 1.0
 
 
 def fmt(value: Any, unit: str = "", digits: int = 2) -> str:

@@ -189,6 +189,29 @@ def _interactive_rows(
     ]  # fmt: skip
 
 
+def _view_rows(d: dict[str, Any], ok: dict[str, bool | None]) -> list[Row]:
+    """Figure 11: `orchestrator view` on the 100,000-job ledger, cold (first ask) and warm."""
+    view = d.get("view")
+    if not view:
+        return []
+
+    def page(name: str) -> str:
+        return f"{fmt(dig(view, name, 'cold_s'))} / {fmt(dig(view, name, 'median_s'))} s"
+
+    def verdict(name: str) -> str:
+        times = [dig(view, name, key) for key in ("cold_s", "median_s")]
+        return "" if None in times else mark(max(times) <= 1.0)
+
+    return [
+        Row("11 view, 100k jobs: batches page, cold / warm", page("batches_page"), "", "<= 1 s",
+            verdict("batches_page")),
+        Row("11 view, 100k jobs: first gallery page, cold / warm", page("gallery_first_page"),
+            "search + sort " + page("gallery_search"), "<= 1 s", verdict("gallery_first_page")),
+        Row("11 view server peak RSS MB", fmt(view.get("peak_rss_mb"), "MB", 0), "", "<= 200 MB",
+            mark(ok["view server <= 200 MB at 100k"])),
+    ]  # fmt: skip
+
+
 def build(
     values: dict[str, Any], details: dict[str, Any], ok: dict[str, bool | None], plan: Plan
 ) -> list[Row]:
@@ -200,4 +223,5 @@ def build(
         *_other_rows(values, details),
         *_realtime_rows(details, ok, plan),
         *_interactive_rows(values, details, ok),
+        *_view_rows(details, ok),
     ]

@@ -26,12 +26,17 @@ Layers::
 Modules (a package's line names every module in it)::
 
     front
-      cli/          the command line, the only user of click and rich: parsing (cli), options
-                    and their checks (cli_options), each command's body (commands), cancel, the
-                    one reader that talks to Krea (cancel_command), the jobs listing read page
-                    by page (jobs_listing), run and retry of one or several manifests
-                    (run_command), what a running batch shows (progress), the run's log records
-                    on that display (notes), the simulator as a command (simulate)
+      cli/          the command line, the only user of click and rich: parsing (cli), options,
+                    their checks and the Settings they make (cli_options), each command's body
+                    (commands), cancel, the one reader that talks to Krea (cancel_command), the
+                    jobs listing read page by page (jobs_listing), run and retry of one or
+                    several manifests (run_command), the new takes a review asked for
+                    (reroll_command), what a running batch shows (progress), the run's log
+                    records on that display (notes), the simulator as a command (simulate)
+      view/         `orchestrator view`, the review page on a ledger: app (routes, the request
+                    guard), pages (HTML), gallery (a page of clips as JSON), summary (a batch's
+                    line), live (server-sent updates), files (clips and posters, only as the
+                    ledger records them), review (marks, reroll as a child), serve (bind, run)
       api           the Python API: run, jobs, report, for notebooks and scripts
       __main__      python -m orchestrator
     runner
@@ -51,6 +56,7 @@ Modules (a package's line names every module in it)::
       downloader    completed -> downloading -> done, by a fixed pool of workers
       transfer      one verified file from one URL, never partial under its final name
       webhooks      the receiver for Krea's completion hints
+      picks         the deliverable set: picked clips linked into a folder, with their list
     manifest
       manifest/     YAML in, job specs out: yaml_safe (hostile-input YAML), manifest (the
                     file's top level), entries (defaults, expand, takes), defaults
@@ -69,10 +75,12 @@ Modules (a package's line names every module in it)::
                     handle), store (the shared SQLite file), processes (liveness, POST turn)
       attribution   which job a lost POST made, by windows of Krea's clock (pure)
       ledger/       SQLite, the only SQL: store, commits (group commit), plan_queries,
-                    records, report_queries, migrations, lock (one writer)
+                    records, report_queries, review_queries (marks, rerolls), view_queries
+                    (the review page's reads), migrations, lock (one writer)
       limits        the request pacer (asyncio-throttle) and the in-flight window
       retry         what a failed request means and how long to wait (pure)
       mp4           is this file a complete MP4: a walk over its top-level boxes
+      posters       a clip's first frame as a small JPEG, made once, lazily, off the loop
     simulator
       simulator/    the Krea-compatible server, which never imports the client side: app,
                     admission, gate, control, cdn, service, accounts, lifecycle, job,

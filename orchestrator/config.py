@@ -47,6 +47,7 @@ class Settings:
     only: tuple[str, ...] = ()  #: a trial: send only these jobs (``selection``)
     limit: int | None = None  #: a trial: send only the first N jobs of each batch
     resume_cancelled: bool = False  #: send the pending jobs of a batch `cancel` stopped
+    rerolls_only: bool = False  #: send only the new takes `reroll` made (``review_queries``)
     #: Coordinate with the other runs of this account on this machine (``registry``); off only
     #: where the account is this process's alone (``--simulate``'s embedded simulator).
     account_registry: bool = True

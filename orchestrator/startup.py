@@ -133,6 +133,8 @@ async def check_trial(plans: Iterable[Plan], settings: Settings) -> None:
 
 async def trial_keys(ledger: Ledger, batch: str, settings: Settings) -> frozenset[str] | None:
     """Keys of the jobs of ``batch`` this run may send; None: every job (no trial flags)."""
+    if settings.rerolls_only:
+        return await ledger.reroll_keys(batch)
     trial = Selection(settings.only, settings.limit)
     if trial.everything:
         return None

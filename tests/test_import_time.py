@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: Times a bare interpreter's import time each command may take (see the docstring).
 BUDGET = 50
 PAIRS = 7
-HEAVY = ("aiohttp", "aiosqlite", "jsonschema", "rich", "yaml")
+HEAVY = ("aiohttp", "aiosqlite", "av", "jsonschema", "rich", "yaml")
 COMMANDS = {
     "--help": ["--help"],
     "status": ["status", "--ledger", "no-such-ledger.db"],  # exits 2 after loading the command

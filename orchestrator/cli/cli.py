@@ -33,24 +33,16 @@ from orchestrator.cli.cli_options import (
     check_run_options,
     debug_option,
     ledger_option,
-    parse_only,
     run_options,
+    run_settings,
+    view_options,
 )
 from orchestrator.cli.simulate import simulate
-from orchestrator.config import (
-    DEFAULT_LEDGER,
-    DEFAULT_OUT,
-    SIMULATED_LEDGER,
-    SIMULATED_OUT,
-    Settings,
-    api_key_from_env,
-)
+from orchestrator.config import DEFAULT_LEDGER, SIMULATED_LEDGER, Settings, api_key_from_env
 from orchestrator.jobs import JobState
-from orchestrator.money.prices import micro_from_usd
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
-SIMULATE_HINT = "or add --simulate to try the tool on the built-in simulator"
 
 
 def _commands() -> ModuleType:
@@ -162,6 +154,38 @@ def retry(manifests: tuple[str, ...], attempts: int, **options: Any) -> None:
 
 
 @main.command()
+@click.option("--batch", required=True, help="The batch whose rejected clips are taken again.")
+@run_options
+def reroll(batch: str, **options: Any) -> None:
+    """Send a new take of every clip of BATCH rejected in `orchestrator view`, then finish it.
+
+    Each rejected clip keeps its file, cost and history; its new take is a job of its own whose
+    file lands beside the first (hero.mp4 -> hero~r2.mp4). The batch's manifest sends it, and
+    only the new takes are sent. Run it again after a kill: no clip is taken twice.
+    """
+    if options["only"] or options["limit"] is not None:
+        raise click.UsageError("reroll sends every new take: --only and --limit are run's")
+    progress = check_run_options(options)
+    settings = run_settings(retry_failed=0, **options)
+    takes = importlib.import_module("orchestrator.cli.reroll_command")
+    dry_run = options["dry_run"]
+    record, text = _run_async(takes.prepare_takes(settings, batch, dry_run=dry_run))
+    click.echo(text, err=True)
+    if dry_run:
+        sys.exit(errors.EXIT_OK)
+    settings = takes.reroll_settings(settings, record, options["out_dir"])
+    running = importlib.import_module("orchestrator.cli.run_command")
+    run = running.run(
+        [record.manifest_path],
+        settings,
+        progress=progress,
+        simulate=options["simulate"],
+        dry_run=False,
+    )
+    sys.exit(_run_async(run))
+
+
+@main.command()
 @click.argument("manifest", type=click.Path(exists=True, dir_okay=False))
 def validate(manifest: str) -> None:
     """Check MANIFEST (schema, prices, paths) without sending or writing anything."""
@@ -259,10 +283,28 @@ def report(ledger_path: Path, batch: str | None, fmt: str, output: Path | None) 
 @click.option(
     "--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Write to this file."
 )
+@click.option("--picks", is_flag=True, help="Put the batch's picked clips in --to DIR instead.")
+@click.option(
+    "--to",
+    type=click.Path(file_okay=False, path_type=Path),
+    metavar="DIR",
+    help="The --picks folder.",
+)
 def export(
-    ledger_path: Path, batch: str | None, events: bool, fmt: str, output: Path | None
-) -> None:
-    """Export the ledger's jobs (or events) as CSV or JSON."""
+    ledger_path: Path, batch: str | None, events: bool, fmt: str, output: Path | None, picks: bool,
+    to: Path | None,
+) -> None:  # fmt: skip
+    """Export the ledger's jobs (or events) as CSV or JSON.
+
+    With --batch B --picks --to DIR: B's picked clips, done and verified, hard-linked (or copied)
+    into DIR at their output paths, listed in DIR/picks.csv; exit 1 if a pick is left out.
+    """
+    if picks or to is not None:
+        if not (picks and to and batch) or events or output:
+            raise click.UsageError("--picks, --to DIR and --batch go together, without --events/-o")
+        _commands().require_ledger(ledger_path)
+        picking = importlib.import_module("orchestrator.picks")
+        sys.exit(_run_async(picking.export_picks_at(ledger_path, batch, to, click.echo)))
     _run_async(_commands().export(ledger_path, batch, events, fmt, output, click.echo))
 
 
@@ -287,48 +329,30 @@ def cancel(batch: str, ledger_path: Path, api_base: str, api_key_file: str | Non
     click.echo(_run_async(cancelling.cancel(settings, batch, recorded_base=recorded)))
 
 
+@main.command()
+@ledger_option(default=None, shown=f"{DEFAULT_LEDGER}; {SIMULATED_LEDGER} with --simulate")
+@view_options
+@click.option("--simulate", is_flag=True, help="Rerolls started from the page use the simulator.")
+def view(ledger_path: Path | None, host: str, port: int, simulate: bool) -> None:
+    """Serve a local web page to watch batches, review clips (pick, reject) and reroll rejects.
+
+    Runs until Ctrl-C, beside a `run` too (it writes only marks); needs no API key.
+    """
+    ledger = ledger_path or Path(SIMULATED_LEDGER if simulate else DEFAULT_LEDGER)
+    _commands().require_ledger(ledger)
+    serving = importlib.import_module("orchestrator.view.serve")
+    _run_async(serving.serve(ledger, host, port, simulate=simulate, echo=click.echo))
+
+
 # `--debug` after the command too (`orchestrator run x --debug`), as the error hint suggests.
 for _command in main.commands.values():
     _command.params.append(debug_option())
 
 
-def _settings(**options: Any) -> Settings:
-    """Settings from `run`'s options (the key never comes from a flag).
-
-    ``--simulate`` gets its own ledger and output folder unless given: a simulated MP4 must never
-    sit where a paid one is expected, nor a simulated job in a ledger a real run resumes.
-    """
-    simulate, budget = options["simulate"], options["budget"]
-    keyless = simulate or options["dry_run"]
-    ledger = options["ledger_path"] or Path(SIMULATED_LEDGER if simulate else DEFAULT_LEDGER)
-    return Settings(
-        api_base=options["api_base"],
-        api_key="" if keyless else api_key_from_env(options["api_key_file"], hint=SIMULATE_HINT),
-        ledger_path=ledger,
-        out_dir=options["out_dir"] or Path(SIMULATED_OUT if simulate else DEFAULT_OUT),
-        time_scale=options["time_scale"] or (60.0 if simulate else 1.0),
-        submit_workers=options["submit_workers"],
-        download_workers=options["download_workers"],
-        max_in_flight=options["max_in_flight"],
-        requests_per_second=options["rps"],
-        budget_micro=None if budget is None else micro_from_usd(budget),
-        retry_failed=options["retry_failed"],
-        poll_min_s=options["poll_min"],
-        poll_max_s=options["poll_max"],
-        webhook_url=options["webhook_url"],
-        webhook_listen=options["webhook_listen"],
-        seed=options["seed"],
-        only=parse_only(options["only"]),
-        limit=options["limit"],
-        resume_cancelled=options["resume_cancelled"],
-        account_registry=not simulate,  # the embedded simulator's account is this run's alone
-    )
-
-
 def _run_manifest(manifests: tuple[str, ...], retry_failed: int, options: dict[str, Any]) -> None:
     """`run` and `retry`: the same run, with more or fewer new attempts for failed jobs."""
     progress = check_run_options(options)
-    settings = _settings(retry_failed=retry_failed, **options)
+    settings = run_settings(retry_failed=retry_failed, **options)
     if settings.webhook_listen and not options["dry_run"]:  # before the ledger is written
         importlib.import_module("orchestrator.webhooks").check_listen(settings.webhook_listen)
     flags = {name: options[name] for name in ("simulate", "dry_run")}

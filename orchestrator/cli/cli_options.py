@@ -16,7 +16,19 @@ from typing import Any, TypeVar
 
 import click
 
-from orchestrator.config import DEFAULT_API_BASE, DEFAULT_LEDGER, SIMULATED_LEDGER, SIMULATED_OUT
+from orchestrator.config import (
+    DEFAULT_API_BASE,
+    DEFAULT_LEDGER,
+    DEFAULT_OUT,
+    SIMULATED_LEDGER,
+    SIMULATED_OUT,
+    Settings,
+    api_key_from_env,
+)
+from orchestrator.money.prices import micro_from_usd
+
+#: How a missing key's error ends: the way to try the tool without one.
+SIMULATE_HINT = "or add --simulate to try the tool on the built-in simulator"
 
 F = TypeVar("F", bound=Callable[..., Any])
 Decorator = Callable[[Any], Any]
@@ -333,3 +345,50 @@ def _progress_mode(options: dict[str, Any]) -> str:
             "(--quiet is --progress quiet, --json is --progress json)"
         )
     return chosen.pop() if chosen else "auto"
+
+
+def view_options(f: F) -> F:
+    """`view`'s address: loopback unless told otherwise."""
+    host = click.option(
+        "--host", default="127.0.0.1", envvar="ORCHESTRATOR_VIEW_HOST", show_default=True,
+        show_envvar=True,
+        help="Address to listen on; anything but loopback is reachable by others (warned).",
+    )  # fmt: skip
+    port = click.option(
+        "--port", type=click.IntRange(0, 65535), default=8765, envvar="ORCHESTRATOR_VIEW_PORT",
+        show_default=True, show_envvar=True, help="Port to listen on (0: any free port).",
+    )  # fmt: skip
+    return host(port(f))
+
+
+def run_settings(**options: Any) -> Settings:
+    """Settings from `run`'s options (the key never comes from a flag).
+
+    ``--simulate`` gets its own ledger and output folder unless given: a simulated MP4 must never
+    sit where a paid one is expected, nor a simulated job in a ledger a real run resumes.
+    """
+    simulate, budget = options["simulate"], options["budget"]
+    keyless = simulate or options["dry_run"]
+    ledger = options["ledger_path"] or Path(SIMULATED_LEDGER if simulate else DEFAULT_LEDGER)
+    return Settings(
+        api_base=options["api_base"],
+        api_key="" if keyless else api_key_from_env(options["api_key_file"], hint=SIMULATE_HINT),
+        ledger_path=ledger,
+        out_dir=options["out_dir"] or Path(SIMULATED_OUT if simulate else DEFAULT_OUT),
+        time_scale=options["time_scale"] or (60.0 if simulate else 1.0),
+        submit_workers=options["submit_workers"],
+        download_workers=options["download_workers"],
+        max_in_flight=options["max_in_flight"],
+        requests_per_second=options["rps"],
+        budget_micro=None if budget is None else micro_from_usd(budget),
+        retry_failed=options["retry_failed"],
+        poll_min_s=options["poll_min"],
+        poll_max_s=options["poll_max"],
+        webhook_url=options["webhook_url"],
+        webhook_listen=options["webhook_listen"],
+        seed=options["seed"],
+        only=parse_only(options["only"]),
+        limit=options["limit"],
+        resume_cancelled=options["resume_cancelled"],
+        account_registry=not simulate,  # the embedded simulator's account is this run's alone
+    )

@@ -160,6 +160,11 @@ async def _ending(summary: RunSummary, settings: Settings) -> Ending:
             f"not sent: {summary.not_selected} jobs, as `orchestrator cancel` stopped the batch "
             f"({summary.cancelled_at}); run again with --resume-cancelled to send them"
         )
+    elif summary.not_selected and settings.rerolls_only:
+        lines.append(
+            f"not sent: {summary.not_selected} jobs, as reroll sends only new takes; "
+            "`orchestrator run` sends them"
+        )
     elif summary.not_selected:
         trial = Selection(settings.only, settings.limit).describe()
         lines.append(
@@ -198,6 +203,7 @@ def _where(summary: RunSummary, settings: Settings) -> list[str]:
     batch = f" --batch {summary.batch}"
     return [
         f"ledger {ledger} (every job, its history and cost); files under {summary.out_dir}/",
+        f"review the clips in a browser (play, pick, reject): orchestrator view{flag}",
         "next:",
         f"  orchestrator status{flag}",
         f"  orchestrator report{flag}{batch}",

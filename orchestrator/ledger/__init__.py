@@ -2,13 +2,15 @@
 
 This package is the only place with SQL: ``store`` (the Ledger), ``commits`` (group commit),
 ``records`` (rows <-> values), ``plan_queries`` (syncing a plan, set-based start-up queries),
-``report_queries`` (bulk reads for reports), ``migrations`` (the schema), ``lock`` (one writer).
+``report_queries`` (bulk reads for reports), ``review_queries`` (marks and rerolls),
+``migrations`` (the schema), ``lock`` (one writer).
 Why it is built this way:
 
 * **WAL + synchronous=FULL**, set on every connection: a commit survives a crash *and* power loss,
   which matters because a lost intent row could mean paying twice (RELIABILITY P1.1).
 * **One writer**: ``run`` holds an exclusive ``flock`` on ``<ledger>.lock`` (:class:`LedgerLock`);
-  ``status`` and ``report`` open the file read-only and may run beside it (P1.6).
+  ``status`` and ``report`` open the file read-only and may run beside it (P1.6). The one write
+  beside a run is a reviewer's mark (``view``), to a table no run touches (``review_queries``).
 * **One statement per transition**: :meth:`Ledger.transition` is a compare-and-set ``UPDATE``
   checked against ``jobs.TRANSITIONS``; a trigger appends the event row in the same statement, so
   a transition cannot happen without its history, and it is durable when the call returns.

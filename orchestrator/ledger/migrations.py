@@ -200,6 +200,24 @@ CREATE INDEX jobs_report ON jobs (batch, model, state, planned, remote_status, s
                                   updated_at);
 """
 
+#: The review loop (`orchestrator view`, `reroll`, `export --picks`, issue 15).
+M009_REVIEW = """
+-- A reviewer's verdict on one job's clip: picked (part of the deliverable set) or rejected (to be
+-- taken again by `orchestrator reroll`). `view` writes it, in short transactions, beside a run
+-- that may be writing the jobs; no run writes this table. No row: not marked.
+CREATE TABLE marks (
+    job_key TEXT PRIMARY KEY,
+    batch   TEXT NOT NULL,
+    mark    TEXT NOT NULL CHECK (mark IN ('pick', 'reject')),
+    at      TEXT NOT NULL
+);
+CREATE INDEX marks_batch ON marks (batch, mark);
+-- A new take `orchestrator reroll` made of a rejected clip: the key of the job it takes again.
+-- Such a job is planned as long as the job it re-takes is (a manifest edit drops both).
+ALTER TABLE jobs ADD COLUMN reroll_of TEXT;
+CREATE INDEX jobs_reroll_of ON jobs (reroll_of) WHERE reroll_of IS NOT NULL;
+"""
+
 #: (version, name, SQL script). Append only: never edit a migration that has shipped.
 MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "initial schema", M001_INITIAL),
@@ -210,6 +228,7 @@ MIGRATIONS: list[tuple[int, str, str]] = [
     (6, "jobs on the account no run can claim", M006_UNATTRIBUTED),
     (7, "the batch's API base, and whether it was cancelled", M007_BATCH_API_AND_CANCEL),
     (8, "billing times and report sums without reading every row", M008_REPORT_SUMS),
+    (9, "review marks, and the new takes rerolls make", M009_REVIEW),
 ]
 
 Progress = Callable[[int, str], None]

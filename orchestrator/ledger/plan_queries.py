@@ -62,6 +62,17 @@ _UPSERT_BATCH = (
     "budget_micro=excluded.budget_micro, synced_plan=excluded.synced_plan, "
     "api_base=ifnull(excluded.api_base, batches.api_base), updated_at=excluded.updated_at"
 )
+#: Rerolls (``jobs.reroll_of``, issue 15) stay planned while the job they take again is, at that
+#: job's place in the order, unless the manifest now maps a job of its own to their path.
+_KEEP_REROLLS = (
+    "WITH RECURSIVE kept(key, seq) AS ("
+    " SELECT key, seq FROM jobs WHERE batch = ?1 AND planned = 1 AND reroll_of IS NULL"
+    " UNION SELECT j.key, kept.seq FROM jobs AS j JOIN kept ON j.reroll_of = kept.key) "
+    "UPDATE jobs SET planned = 1, seq = (SELECT seq FROM kept WHERE kept.key = jobs.key) "
+    "WHERE batch = ?1 AND reroll_of IS NOT NULL AND key IN (SELECT key FROM kept) "
+    "AND output_path NOT IN (SELECT output_path FROM jobs WHERE batch = ?1 AND planned = 1 "
+    "AND reroll_of IS NULL AND output_path IS NOT NULL)"
+)
 _DONE_PATHS = "SELECT key, output_path FROM jobs WHERE batch = ? AND state = 'done'"
 _DROPPED = "SELECT count(*) FROM jobs WHERE batch = ? AND planned = 0 AND state = 'pending'"
 #: A job that may still cost money: in flight, or an orphan Krea has not finished.
@@ -118,6 +129,7 @@ class PlanQueries:
                     _moved(s) for s in chunk if done.get(s.key, s.output_path) != s.output_path
                 ]
                 planned += len(chunk)
+            await db.execute(_KEEP_REROLLS, (batch,))
             await _apply(db, moves, now)
             after = await _count(db, "SELECT count(*) FROM jobs WHERE batch = ?", (batch,))
             dropped = await _count(db, _DROPPED, (batch,))

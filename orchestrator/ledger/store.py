@@ -32,9 +32,11 @@ from orchestrator.ledger.records import (
     record,
 )
 from orchestrator.ledger.report_queries import ReportQueries
+from orchestrator.ledger.review_queries import ReviewQueries
+from orchestrator.ledger.view_queries import ViewQueries
 
 
-class Ledger(PlanQueries, ReportQueries):
+class Ledger(PlanQueries, ReportQueries, ReviewQueries, ViewQueries):
     """An open ledger file. Use :meth:`open` (async context manager)."""
 
     def __init__(self, db: aiosqlite.Connection, path: Path, readonly: bool) -> None:

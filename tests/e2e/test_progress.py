@@ -123,6 +123,8 @@ async def test_the_summary_says_where_the_results_are_and_the_commands_that_read
     assert "ledger simulated.db (every job, its history and cost); files under simulated-out/" in (
         lines
     )
+    review = "review the clips in a browser (play, pick, reject): orchestrator view"
+    assert lines[lines.index("next:") - 1] == f"{review} --ledger simulated.db"
     commands = lines[lines.index("next:") + 1 :]
     assert commands == [
         "  orchestrator status --ledger simulated.db",

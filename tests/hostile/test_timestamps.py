@@ -118,12 +118,15 @@ async def test_older_ledgers_get_their_timestamps_rewritten_in_one_form(tmp_path
             "'2026-02-13T03:20:58.2654+01:00', 'not a date', 'test', 'x', 'x')",
             (JobState.SUBMITTED.value,),
         )
-        db.execute("DROP TABLE unattributed")  # undo migrations 6 to 8 too
+        db.execute("DROP TABLE unattributed")  # undo migrations 6 to 9 too
         db.execute("ALTER TABLE batches DROP COLUMN api_base")
         db.execute("ALTER TABLE batches DROP COLUMN cancelled_at")
         db.execute("DROP TRIGGER events_billed_first")  # and 8
         db.execute("DROP TABLE billed_first")
         db.execute("DROP INDEX jobs_report")
+        db.execute("DROP TABLE marks")  # and 9
+        db.execute("DROP INDEX jobs_reroll_of")
+        db.execute("ALTER TABLE jobs DROP COLUMN reroll_of")
         db.execute("DELETE FROM migrations WHERE version >= 5")
         db.execute("PRAGMA user_version = 4")
     async with Ledger.open(path) as ledger:

@@ -286,13 +286,16 @@ async def test_migrations_upgrade_an_older_ledger_in_place(tmp_path: Path) -> No
     path = tmp_path / "l.db"
     await planned(path)
     db = sqlite3.connect(path)
-    db.execute("DROP INDEX events_batch")  # undo migrations 2 to 8
+    db.execute("DROP INDEX events_batch")  # undo migrations 2 to 9
     db.execute("DROP TABLE unattributed")
     db.execute("ALTER TABLE batches DROP COLUMN api_base")
     db.execute("ALTER TABLE batches DROP COLUMN cancelled_at")
     db.execute("DROP TRIGGER events_billed_first")  # and 8
     db.execute("DROP TABLE billed_first")
     db.execute("DROP INDEX jobs_report")
+    db.execute("DROP TABLE marks")  # and 9
+    db.execute("DROP INDEX jobs_reroll_of")
+    db.execute("ALTER TABLE jobs DROP COLUMN reroll_of")
     db.execute("ALTER TABLE batches DROP COLUMN synced_plan")
     db.execute("ALTER TABLE jobs DROP COLUMN file_mtime_ns")
     db.execute("DELETE FROM migrations WHERE version > 1")
