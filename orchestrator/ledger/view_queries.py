@@ -55,6 +55,7 @@ class PageQuery:
     sort: str = "manifest"  #: a key of :data:`SORTS`
     after: tuple[Any, ...] | None = None  #: the sort values of the last row already shown
     limit: int = 60
+    keys: tuple[str, ...] = ()  #: only these jobs (a page refreshing the cards it shows)
 
 
 @dataclass(frozen=True)
@@ -162,7 +163,8 @@ class ViewQueries:
 def _filters(query: PageQuery) -> tuple[str, list[Any]]:
     """The WHERE of a page (without its keyset) and its parameters."""
     where, params = ["j.batch = ?", "j.planned = 1"], [query.batch]
-    for column, values in (("j.state", query.states), ("j.model", query.models)):
+    lists = (("j.state", query.states), ("j.model", query.models), ("j.key", query.keys))
+    for column, values in lists:
         if values:
             where.append(f"{column} IN ({', '.join('?' * len(values))})")
             params += values

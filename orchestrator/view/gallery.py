@@ -24,6 +24,9 @@ from orchestrator.ledger.view_queries import SORTS, PageQuery
 from orchestrator.view.summary import STATES, usd
 
 PAGE_SIZE = 60
+#: The most cards a page may ask to refresh at once (``keys=``: those still in flight).
+MAX_KEYS = 200
+_KEY = re.compile(r"[0-9a-f]{1,64}")
 MARK_FILTERS = ("pick", "reject", "none")
 #: The states whose card shows Krea's reason (or ours) for the job's end.
 ENDED = frozenset({"failed", "rejected", "cancelled", "ambiguous"})
@@ -39,7 +42,7 @@ def group_of(entry_id: str) -> str:
 
 def page_query(batch: str, params: dict[str, str]) -> PageQuery:
     """The query string of ``/api/batches/{name}/jobs`` as a :class:`PageQuery` (400 if bad)."""
-    sort = params.get("sort") or "manifest"
+    sort, keys = params.get("sort") or "manifest", _keys(params.get("keys"))
     if sort not in SORTS:
         raise web.HTTPBadRequest(text=f"sort is one of {', '.join(SORTS)}")
     return PageQuery(
@@ -50,7 +53,8 @@ def page_query(batch: str, params: dict[str, str]) -> PageQuery:
         search=(params.get("q") or "").strip()[:200],
         sort=sort,
         after=_cursor(params.get("after"), len(SORTS[sort])),
-        limit=PAGE_SIZE,
+        limit=max(PAGE_SIZE, len(keys)),
+        keys=keys,
     )
 
 
@@ -85,6 +89,14 @@ def card(row: dict[str, Any]) -> dict[str, Any]:
         "playable": state == "done",
         "reroll_of": row["reroll_of"],
     }
+
+
+def _keys(value: str | None) -> tuple[str, ...]:
+    """``keys=k1,k2``: the cards a page refreshes (job keys, at most :data:`MAX_KEYS`)."""
+    keys = tuple(k for k in (value or "").split(",") if k)
+    if len(keys) > MAX_KEYS or not all(_KEY.fullmatch(k) for k in keys):
+        raise web.HTTPBadRequest(text=f"keys is up to {MAX_KEYS} job keys, comma-separated")
+    return keys
 
 
 def _listed(value: str | None, allowed: tuple[str, ...], name: str) -> tuple[str, ...]:

@@ -231,7 +231,8 @@ async def test_a_mark_made_while_a_run_writes_the_ledger_is_kept(
     page: Any, simulator: StartSimulator, tmp_path: Path
 ) -> None:
     """A reviewer rejects a clip while a run is sending and downloading the rest: the mark is
-    in the ledger at once, and still there after the run ends and the page reloads."""
+    in the ledger at once, and still there after the run ends and the page reloads. Meanwhile
+    the gallery follows the run: each card turns done, with its poster, without a reload."""
     sim = await simulator(time_scale=40, concurrency=2)
     work = Workdir(tmp_path, sim, 40.0)
     write_manifest(tmp_path, 6)
@@ -240,6 +241,7 @@ async def test_a_mark_made_while_a_run_writes_the_ledger_is_kept(
     async with view_of(work.ledger) as base:
         await page.goto(f"{base}/batches/e2e")
         await page.wait_for_function("document.querySelectorAll('#grid .card').length === 6")
+        await page.evaluate("window.notReloaded = true")
         run = await work.start()
         try:
             await sim.wait_until(lambda stats: stats["jobs_created"] >= 3)  # the run is writing
@@ -252,6 +254,10 @@ async def test_a_mark_made_while_a_run_writes_the_ledger_is_kept(
         finally:
             await asyncio.wait_for(run.communicate(), 120)
         assert run.returncode == 0
+        await page.wait_for_function(
+            "window.notReloaded && [...document.querySelectorAll('#grid .card')]"
+            ".every(c => c.dataset.state === 'done' && c.querySelector('img').naturalWidth > 0)"
+        )
         await page.reload()
         await page.wait_for_function(
             "document.querySelector('#grid .card:first-child')?.dataset.mark === 'reject'"

@@ -111,6 +111,17 @@ async def test_filters_and_search(made: Outcome) -> None:
         assert (await client.get("/api/batches/b/jobs?after=garbage")).status == 400
 
 
+async def test_a_page_refreshes_the_cards_it_names(made: Outcome) -> None:
+    """``keys=`` answers those cards alone (how the gallery follows jobs still in flight)."""
+    async with serving(made.ledger_path) as client:
+        every = await cards(client, "")
+        two = [every[1]["key"], every[3]["key"]]
+        assert [c["key"] for c in await cards(client, f"?keys={','.join(two)}")] == two
+        assert (await client.get("/api/batches/b/jobs?keys=../x")).status == 400
+        too_many = ",".join(f"{n:032x}" for n in range(201))
+        assert (await client.get(f"/api/batches/b/jobs?keys={too_many}")).status == 400
+
+
 @pytest.mark.parametrize("sort", list(SORTS))
 async def test_keyset_pages_walk_every_job_once(made: Outcome, sort: str) -> None:
     """Pages of 2 in each order cover every job exactly once, in the order of one big page."""

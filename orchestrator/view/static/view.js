@@ -66,7 +66,38 @@ function startLive() {
       if (section) applyLine(section, line);
       else if (document.body.dataset.page === "batches") location.reload();
     }
+    if (document.body.dataset.page === "gallery") refreshCards();
   };
+}
+
+// States after which a card no longer changes (but for its mark, which this page sets itself).
+const SETTLED = new Set(["done", "failed", "rejected", "cancelled", "orphan"]);
+let refreshing = false;
+
+async function refreshCards() {
+  // The ledger changed: ask again for the cards shown that are still on their way, at most 200,
+  // and put each one that moved on in its place (its poster appears once it is done).
+  if (refreshing) return;
+  const moving = $$("#grid .card").filter((c) => !SETTLED.has(c.dataset.state)).slice(0, 200);
+  if (!moving.length) return;
+  refreshing = true;
+  try {
+    const keys = moving.map((c) => c.dataset.key).join(",");
+    const batch = encodeURIComponent(document.body.dataset.batch);
+    const response = await fetch(`/api/batches/${batch}/jobs?keys=${keys}`);
+    if (!response.ok) return;
+    for (const c of (await response.json()).cards) {
+      const old = moving.find((node) => node.dataset.key === c.key);
+      if (!old || (old.dataset.state === c.state && old.dataset.remote === (c.remote_status || ""))) continue;
+      const node = cardNode(c);
+      node.dataset.group = old.dataset.group;
+      const focused = document.activeElement === old;
+      old.replaceWith(node);
+      if (focused) node.focus();
+    }
+  } finally {
+    refreshing = false;
+  }
 }
 
 // -- marks --------------------------------------------------------------------------------
@@ -108,6 +139,7 @@ function cardNode(c) {
   card.setAttribute("role", "listitem");
   card.dataset.key = c.key;
   card.dataset.state = c.state;
+  card.dataset.remote = c.remote_status || "";
   const frame = el("div", "frame");
   const img = el("img");
   img.loading = "lazy";
