@@ -59,7 +59,8 @@ Modules (a package's line names every module in it)::
       picks         the deliverable set: picked clips linked into a folder, with their list
     manifest
       manifest/     YAML in, job specs out: yaml_safe (hostile-input YAML), manifest (the
-                    file's top level), entries (defaults, expand, takes), defaults
+                    file's top level), entries (defaults, expand, takes; each shape checked
+                    once), ids (an entry's id checked, or named after its prompt), defaults
                     (defaults_by_model:, null unsets, a default's source in errors), planning
                     (per-job checks, keys), output_paths (safe, unique paths), local_files
                     (uploads)

@@ -114,6 +114,29 @@ def load_spec() -> Spec:
     return Spec(json.loads(raw), hashlib.sha256(raw).hexdigest())
 
 
+def resolve_model(value: Any) -> str:
+    """The endpoint for a manifest's model name; ValueError with a did-you-mean otherwise."""
+    if not isinstance(value, str):
+        raise ValueError(f"model must be a name like 'kling/kling-2.5' (got {value!r})")
+    name = value.strip()
+    for prefix in (VIDEO_PREFIX, VIDEO_PREFIX.lstrip("/"), "/video/", "video/"):
+        name = name.removeprefix(prefix)
+    name = name.strip("/")
+    endpoints = load_spec().endpoints
+    if name in endpoints:
+        return name
+    tails = [m for m in endpoints if m.rsplit("/", 1)[-1] == name]
+    close = tails or difflib.get_close_matches(name, endpoints, n=1)
+    hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(sorted(endpoints))}"
+    raise ValueError(f"unknown model {value!r}; {hint}")
+
+
+@cache
+def request_fields() -> frozenset[str]:
+    """Every field of every video endpoint's request schema."""
+    return frozenset(name for e in load_spec().endpoints.values() for name in e.fields)
+
+
 def _endpoint(path: str, operation: dict[str, Any]) -> Endpoint:
     schema = operation["requestBody"]["content"]["application/json"]["schema"]
     aliases = operation.get("x-krea-deprecated-field-aliases", [])

@@ -39,8 +39,8 @@ def validate(manifest_path: str) -> str:
     from orchestrator.manifest.manifest import load_manifest  # the spec: only these two need it
     from orchestrator.money import costs
 
-    manifest = load_manifest(manifest_path)
-    total = costs.estimate(manifest)
+    manifest = load_manifest(manifest_path, keyed=False)  # nothing is stored: no keys needed
+    total = costs.estimate(manifest, itemized=False)
     models = ", ".join(sorted(total.by_model))
     return (
         f"{manifest_path}: OK: batch {manifest.batch!r}, {total.jobs_count} jobs ({models}), "
@@ -52,7 +52,7 @@ def estimate(manifest_path: str, budget_usd: float | None, fmt: str) -> tuple[st
     """`orchestrator estimate`: the text and whether it fits the budget (None without one)."""
     from orchestrator.manifest.manifest import load_manifest
 
-    return estimate_of(load_manifest(manifest_path), budget_usd, fmt)
+    return estimate_of(load_manifest(manifest_path, keyed=False), budget_usd, fmt)
 
 
 def estimate_of(
@@ -62,12 +62,14 @@ def estimate_of(
     from orchestrator.money import costs
 
     budget = None if budget_usd is None else costs.micro_from_usd(budget_usd)
+    itemized = fmt == "json"  # the table shows totals only
     if trial is None or trial.everything:
-        result = costs.estimate(manifest, budget)
+        result = costs.estimate(manifest, budget, itemized=itemized)
     else:
         chosen = trial.chosen([spec.entry_id for spec in manifest.specs])
         specs = [spec for spec in manifest.specs if spec.entry_id in chosen]
-        result = costs.estimate(specs, manifest.budget_micro if budget is None else budget)
+        budget = manifest.budget_micro if budget is None else budget
+        result = costs.estimate(specs, budget, itemized=itemized)
     if fmt == "json":
         return json.dumps(costs.estimate_json(result), indent=2), result.fits_budget
     rows = [(model, str(c.jobs), _money(c.micro)) for model, c in result.by_model.items()]

@@ -200,6 +200,24 @@ CREATE INDEX jobs_report ON jobs (batch, model, state, planned, remote_status, s
                                   updated_at);
 """
 
+#: A job's billing time, from its own row once migration 10 keeps ``billed_at`` there: the first
+#: event that showed its remote job completed (``billed_first``), else Krea's ``completed_at``,
+#: else ``updated_at``. Its UTC day and, for a time in another form, the time itself, as
+#: report_queries groups them. The migration indexes these very expressions and report_queries
+#: spells its queries with them (SQLite uses an index on an expression only for that expression).
+BILLING_TIME = "coalesce(billed_at, nullif(completed_at, ''), nullif(updated_at, ''))"
+BILLING_DAY = f"CASE WHEN {BILLING_TIME} GLOB {_WELL_FORMED} THEN substr({BILLING_TIME}, 1, 10) END"
+BILLING_OTHER = f"CASE WHEN {BILLING_TIME} GLOB {_WELL_FORMED} THEN NULL ELSE {BILLING_TIME} END"
+#: The jobs the billing indexes hold (a partial index serves a query that says so literally).
+BILLED_ROWS = f"state IN ({_BILLED_IN})"
+#: The events the free-attempts index holds: Krea failed or cancelled a remote job.
+FREE_STATES = ("cancelled", "failed")
+FREE_EVENTS = "to_state IN ({})".format(", ".join(f"'{state}'" for state in FREE_STATES))
+#: A job's time in ``billed_first``, by its remote id, else its key (``{0}``: the row's alias).
+_BILLED_FIRST_OF = (
+    "(SELECT at FROM billed_first WHERE ident = coalesce(nullif({0}remote_id, ''), {0}key))"
+)
+
 #: The review loop (`orchestrator view`, `reroll`, `export --picks`, issue 15).
 M009_REVIEW = """
 -- A reviewer's verdict on one job's clip: picked (part of the deliverable set) or rejected (to be
@@ -218,6 +236,38 @@ ALTER TABLE jobs ADD COLUMN reroll_of TEXT;
 CREATE INDEX jobs_reroll_of ON jobs (reroll_of) WHERE reroll_of IS NOT NULL;
 """
 
+#: The report's billing times and free attempts read from indexes, not joins (issue 14).
+M010_REPORT_INDEXES = f"""
+-- Each job's time in billed_first (by its remote id, else its key), kept on its row as either
+-- side changes, so a report orders and groups billed jobs by index instead of joining them.
+ALTER TABLE jobs ADD COLUMN billed_at TEXT;
+UPDATE jobs SET billed_at = {_BILLED_FIRST_OF.format("jobs.")}
+WHERE {_BILLED_FIRST_OF.format("jobs.")} IS NOT NULL;
+CREATE TRIGGER billed_first_job AFTER INSERT ON billed_first BEGIN
+    UPDATE jobs SET billed_at = NEW.at
+    WHERE (remote_id = NEW.ident AND remote_id != '')
+       OR (key = NEW.ident AND coalesce(remote_id, '') = '');
+END;
+CREATE TRIGGER jobs_billed_at_inserted AFTER INSERT ON jobs
+WHEN NEW.billed_at IS NOT {_BILLED_FIRST_OF.format("NEW.")} BEGIN
+    UPDATE jobs SET billed_at = {_BILLED_FIRST_OF.format("NEW.")} WHERE key = NEW.key;
+END;
+CREATE TRIGGER jobs_billed_at_moved AFTER UPDATE OF remote_id, key ON jobs
+WHEN NEW.billed_at IS NOT {_BILLED_FIRST_OF.format("NEW.")} BEGIN
+    UPDATE jobs SET billed_at = {_BILLED_FIRST_OF.format("NEW.")} WHERE key = NEW.key;
+END;
+-- Billed days: the jobs in billed states by kind and day, in GROUP BY order.
+CREATE INDEX jobs_billed_days ON jobs (state, remote_status, planned, {BILLING_DAY},
+                                       {BILLING_OTHER}, batch, price_micro, billed_at,
+                                       completed_at, updated_at) WHERE {BILLED_ROWS};
+-- The spend chart: the same jobs in billing order.
+CREATE INDEX jobs_billed_order ON jobs ({BILLING_TIME} IS NULL, {BILLING_TIME}, key, state,
+                                        remote_status, planned, batch, price_micro, billed_at,
+                                        completed_at, updated_at) WHERE {BILLED_ROWS};
+-- Free attempts: the few events into failed or cancelled, without scanning every event.
+CREATE INDEX events_free ON events (to_state, job_key, at, batch) WHERE {FREE_EVENTS};
+"""
+
 #: (version, name, SQL script). Append only: never edit a migration that has shipped.
 MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "initial schema", M001_INITIAL),
@@ -229,6 +279,7 @@ MIGRATIONS: list[tuple[int, str, str]] = [
     (7, "the batch's API base, and whether it was cancelled", M007_BATCH_API_AND_CANCEL),
     (8, "billing times and report sums without reading every row", M008_REPORT_SUMS),
     (9, "review marks, and the new takes rerolls make", M009_REVIEW),
+    (10, "billing times on the jobs, and the report's indexes", M010_REPORT_INDEXES),
 ]
 
 Progress = Callable[[int, str], None]

@@ -10,7 +10,11 @@ needs nothing from here but the dicts. ``result_url`` (a signed media link), ``f
 assets table are never selected.
 
 Readers open the file read-only and so never migrate it: a ledger last written by an older
-version may lack the ``unattributed`` table (migration 6), which then reads as empty.
+version may lack the ``unattributed`` table (migration 6), which then reads as empty, and its
+billing times are found by joining ``billed_first`` (migration 8) or among the events. From
+migration 10 each job's billing time is on its row and indexed: billed days are read from an index
+in GROUP BY order and the chart from one in billing order (no join, no sort), and free attempts
+from an index of the few events into failed or cancelled.
 """
 
 from __future__ import annotations
@@ -22,7 +26,15 @@ from typing import Any
 
 import aiosqlite
 
-from orchestrator.ledger.migrations import BILLED_STATES
+from orchestrator.ledger.migrations import (
+    BILLED_ROWS,
+    BILLED_STATES,
+    BILLING_DAY,
+    BILLING_OTHER,
+    BILLING_TIME,
+    FREE_EVENTS,
+    FREE_STATES,
+)
 
 #: Rows an export reads (and writes) at a time.
 EXPORT_PAGE = 1_000
@@ -122,13 +134,17 @@ class ReportQueries:
     ) -> list[dict[str, Any]]:
         """Events entering ``free_states`` of the jobs :meth:`report_jobs` reads, counted by
         their job's batch, model and state and by UTC day (``day``; else the raw time ``at``)."""
-        where, params = _events_of(batch, f"e.to_state IN ({_marks(free_states)})")
+        indexed = sorted(free_states) == sorted(FREE_STATES)
+        indexed = indexed and await self._has("index", "events_free")  # migration 10
+        states = f"e.{FREE_EVENTS}" if indexed else f"e.to_state IN ({_marks(free_states)})"
+        where, params = _events_of(batch, states)  # the index's states, literally, to use it
+        events = "events e INDEXED BY events_free" if indexed else "events e"
         sql = (
             f"SELECT j.batch, j.model, j.state, {_day('e.at')}, count(*) AS attempts "
-            f"FROM events e JOIN jobs j ON j.key = e.job_key{where} AND {_ever_sent('j.')} "
+            f"FROM {events} JOIN jobs j ON j.key = e.job_key{where} AND {_ever_sent('j.')} "
             "GROUP BY 1, 2, 3, 4, 5"
         )
-        return await self._dicts(sql, [*free_states, *params])
+        return await self._dicts(sql, [*([] if indexed else free_states), *params])
 
     async def report_billed_days(
         self, batch: str | None, current: Sequence[str]
@@ -141,42 +157,73 @@ class ReportQueries:
         (state, remote_status, planned) and UTC day (``day``; else the raw time ``at``), so
         accounting decides which groups are billed.
         """
+        sums = "count(*) AS jobs, sum(price_micro) AS price_micro"
+        if await self._billed_at(current):  # billed states are sent: no _ever_sent() needed
+            return await self._dicts(
+                f"SELECT state, remote_status, planned, {BILLING_DAY} AS day, "
+                f"{BILLING_OTHER} AS at, {sums} FROM jobs INDEXED BY jobs_billed_days "
+                f"WHERE {BILLED_ROWS} AND (? IS NULL OR batch = ?) GROUP BY 1, 2, 3, 4, 5",
+                [batch, batch],
+            )
         billing, params = await self._billing(batch, current)
         sql = (
-            f"{billing} SELECT state, remote_status, planned, "
-            f"{_day('at')}, "
-            "count(*) AS jobs, sum(price_micro) AS price_micro FROM billed GROUP BY 1, 2, 3, 4, 5"
+            f"{billing} SELECT state, remote_status, planned, {_day('at')}, {sums} "
+            "FROM billed GROUP BY 1, 2, 3, 4, 5"
         )
         return await self._dicts(sql, params)
 
     async def report_chart(
-        self, batch: str | None, current: Sequence[str], kinds: Sequence[Sequence[Any]], every: int
+        self,
+        batch: str | None,
+        current: Sequence[str],
+        kinds: Sequence[Sequence[Any]],
+        every: int,
+        total: int | None = None,
     ) -> list[dict[str, Any]]:
         """Every ``every``-th charge in billing order (the first, ...) and the last, each with
         the running total: the points of the spend chart, without reading every billed job.
 
         ``kinds`` are the (state, remote_status, planned) groups accounting calls billed; the
-        order is by billing time (``at``, NULL last), then key. ``n`` counts from 1.
+        order is by billing time (``at``, NULL last), then key. ``n`` counts from 1. ``total``,
+        the number of charges when the caller knows it (the sums of report_billed_days), spares
+        SQLite counting them in a window of its own (a tenth of a second at 100,000 jobs).
         """
         if not kinds:
             return []
-        billing, params = await self._billing(batch, current)
-        values = ", ".join(["(?, ?, ?)"] * len(kinds))
-        billed = (
-            f"EXISTS (SELECT 1 FROM (VALUES {values}) WHERE column1 = state AND "
-            "column2 IS remote_status AND column3 = planned)"
-        )
-        sql = (
-            f"{billing}, ordered AS (SELECT at, key, batch, model, "
-            "price_micro, "
-            "row_number() OVER w AS n, sum(price_micro) OVER w AS cumulative_micro, "
-            f"count(*) OVER () AS total FROM billed WHERE {billed} "
-            "WINDOW w AS (ORDER BY at IS NULL, at, key ROWS UNBOUNDED PRECEDING)) "
-            "SELECT at, key, batch, model, price_micro, cumulative_micro, n FROM ordered "
-            "WHERE (n - 1) % ? = 0 OR n = total ORDER BY n"
-        )
+        billed = " OR ".join(["(state = ? AND remote_status IS ? AND planned = ?)"] * len(kinds))
+        counted = ", count(*) OVER () AS total" if total is None else ""
+        running = f"row_number() OVER w AS n, sum(price_micro) OVER w AS cumulative_micro{counted}"
+        picked = f"WHERE (n - 1) % ? = 0 OR n = {'total' if total is None else '?'} ORDER BY n"
         flat = [value for kind in kinds for value in kind]
-        return await self._dicts(sql, [*params, *flat, every])
+        last = [] if total is None else [total]
+        if await self._billed_at(current):
+            # The window reads the index in its order (no sort); only the rows drawn are read
+            # from the table, by rowid.
+            at = BILLING_TIME
+            sql = (
+                f"WITH ordered AS (SELECT rowid AS id, {running} FROM jobs "
+                f"INDEXED BY jobs_billed_order WHERE {BILLED_ROWS} AND (? IS NULL OR batch = ?) "
+                f"AND ({billed}) WINDOW w AS (ORDER BY {at} IS NULL, {at}, key ROWS UNBOUNDED "
+                f"PRECEDING)), drawn AS (SELECT * FROM ordered {picked}) "
+                f"SELECT {at} AS at, key, batch, model, price_micro, cumulative_micro, n "
+                "FROM drawn CROSS JOIN jobs ON jobs.rowid = drawn.id ORDER BY n"
+            )
+            return await self._dicts(sql, [batch, batch, *flat, every, *last])
+        billing, params = await self._billing(batch, current)
+        sql = (
+            f"{billing}, ordered AS (SELECT at, key, batch, model, price_micro, {running} "
+            f"FROM billed WHERE {billed} "
+            "WINDOW w AS (ORDER BY at IS NULL, at, key ROWS UNBOUNDED PRECEDING)) "
+            f"SELECT at, key, batch, model, price_micro, cumulative_micro, n FROM ordered {picked}"
+        )
+        return await self._dicts(sql, [*params, *flat, every, *last])
+
+    async def _billed_at(self, current: Sequence[str]) -> bool:
+        """Whether the jobs keep these states' billing times, indexed (migration 10, from
+        ``billed_first``). A job's time there is its remote job's, whichever batch's events
+        showed it first: the same as in a batch's own events, since a remote id (or key) is
+        only ever one batch's."""
+        return await self._billed_first(current) and await self._has("index", "jobs_billed_order")
 
     async def _billed_first(self, current: Sequence[str]) -> bool:
         """Whether ``billed_first`` holds the billing times for these states (migration 8)."""
@@ -242,7 +289,7 @@ class ReportQueries:
 
     async def report_possible_duplicates(self, batch: str | None = None) -> list[dict[str, Any]]:
         """Jobs a lost POST of ``batch`` (or any) may have made, or another client; oldest first."""
-        if not await self._has_table("unattributed"):
+        if not await self._has("table", "unattributed"):
             return []
         where, params = self._batch_where(batch, "kind = 'possible_duplicate'")
         sql = (
@@ -258,17 +305,17 @@ class ReportQueries:
         with no batch (another client's jobs belong to no batch, so each batch shows them).
         """
         counts = {"foreign": 0, "possible_duplicate": 0}
-        if not await self._has_table("unattributed"):
+        if not await self._has("table", "unattributed"):
             return counts
         where = "" if batch is None else f" WHERE {self._UNATTRIBUTED_OF_BATCH}"
         sql = f"SELECT kind, count(*) AS n FROM unattributed{where} GROUP BY kind"
         rows = await self._dicts(sql, [] if batch is None else [batch])
         return counts | {row["kind"]: row["n"] for row in rows}
 
-    async def _has_table(self, name: str) -> bool:
-        """Whether the file has table ``name`` (a reader never migrates an older ledger)."""
-        sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
-        return bool(await self._dicts(sql, [name]))
+    async def _has(self, kind: str, name: str) -> bool:
+        """Whether the file has table (or index) ``name`` (a reader never migrates a ledger)."""
+        sql = "SELECT 1 FROM sqlite_master WHERE type = ? AND name = ?"
+        return bool(await self._dicts(sql, [kind, name]))
 
     async def _pages(
         self, sql: str, params: Sequence[Any] = ()

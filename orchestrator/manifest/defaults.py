@@ -22,14 +22,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestrator.manifest.entries import (
-    KEYWORDS,
-    Problems,
-    entry_params,
-    misspelt_keywords,
-    resolve_model,
-)
+from orchestrator.manifest.entries import KEYWORDS, Problems, entry_params, misspelt_keywords
 from orchestrator.manifest.yaml_safe import YamlMap, line_of
+from orchestrator.spec import resolve_model
 
 KEY = "defaults_by_model"
 

@@ -13,35 +13,34 @@ from the top level (manifest.py). Its rules are documented in manifest.py's docs
 * an entry without ``id`` is named after its prompt: ``<first 6 words>-<6 hex of sha256>``.
 
 Problems are reported into a :class:`Problems` list, so one load reports them all.
+
+A valid entry's unrolled form (:class:`_Shape`) is kept under all of the entry but its ``id``
+and text ``prompt``: the next entries of that shape (100,000 entries have a handful) check only
+their id. Any entry with a problem takes the full path, so the same problems are reported.
 """
 
 from __future__ import annotations
 
-import difflib
-import hashlib
 import itertools
 import math
-import re
 import unicodedata
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
-from functools import cache
+from functools import lru_cache
 from typing import Any
 
 from orchestrator.errors import ManifestError, ManifestErrors
-from orchestrator.manifest.output_paths import DEFAULT_TEMPLATE, slug, template_fields
+from orchestrator.manifest.ids import check_id, derived_id, tag
+from orchestrator.manifest.output_paths import DEFAULT_TEMPLATE, template_fields
 from orchestrator.manifest.yaml_safe import YamlList, YamlMap, line_of
-from orchestrator.spec import VIDEO_PREFIX, close_match, load_spec
+from orchestrator.spec import close_match, request_fields, resolve_model
 
 KEYWORDS = frozenset({"id", "model", "expand", "takes", "output", "params"})
 _SORTED_KEYWORDS = tuple(sorted(KEYWORDS))
 MAX_TAKES = 1000
 MAX_JOBS = 1_000_000
-MAX_ID_CHARS = 100
-_TAG_CHARS = 24
-_SIMPLE_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
-
-
+#: Shapes kept per manifest: enough for any real one, bounded for a hostile one.
+_MAX_SHAPES = 1024
 #: An entry's ``params:`` when it has none (read only).
 _NO_PARAMS = YamlMap(0)
 
@@ -97,23 +96,9 @@ class Draft:
     template_line: int | None
     entry: YamlMap  #: where its fields' lines are looked up
     line: int
-
-
-def resolve_model(value: Any) -> str:
-    """The endpoint for a manifest's model name; ValueError with a did-you-mean otherwise."""
-    if not isinstance(value, str):
-        raise ValueError(f"model must be a name like 'kling/kling-2.5' (got {value!r})")
-    name = value.strip()
-    for prefix in (VIDEO_PREFIX, VIDEO_PREFIX.lstrip("/"), "/video/", "video/"):
-        name = name.removeprefix(prefix)
-    name = name.strip("/")
-    endpoints = load_spec().endpoints
-    if name in endpoints:
-        return name
-    tails = [m for m in endpoints if m.rsplit("/", 1)[-1] == name]
-    close = tails or difflib.get_close_matches(name, endpoints, n=1)
-    hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(sorted(endpoints))}"
-    raise ValueError(f"unknown model {value!r}; {hint}")
+    #: Drafts with the same shape have the same model and request but for the prompt: the
+    #: planner checks and prices a shape once.
+    shape: object = None
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
@@ -126,22 +111,22 @@ def misspelt_keywords(mapping: YamlMap, keywords: Iterable[str]) -> dict[str, st
     """The keys of ``mapping`` that misspell one of ``keywords`` it lacks -> that keyword.
 
     A key that is a request field of any model is a field (``mode`` is Kling's, not a misspelt
-    ``model``): the schema check reports it if the job's model has no such field.
+    ``model``): the schema check reports it if the job's model has no such field. Decided once
+    per set of keys: 100,000 entries have a handful.
     """
-    missing = [keyword for keyword in keywords if keyword not in mapping]
-    found: dict[str, str] = {}
-    for key in mapping:
+    return dict(_misspelt(tuple(mapping), tuple(keywords)))
+
+
+@lru_cache(maxsize=256)
+def _misspelt(keys: tuple[Any, ...], keywords: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    missing = [keyword for keyword in keywords if keyword not in keys]
+    found = []
+    for key in keys:
         if isinstance(key, str) and key not in KEYWORDS and key not in request_fields():
             close = close_match(key, missing)
             if close:
-                found[key] = close
-    return found
-
-
-@cache
-def request_fields() -> frozenset[str]:
-    """Every field of every video endpoint's request schema."""
-    return frozenset(name for e in load_spec().endpoints.values() for name in e.fields)
+                found.append((key, close))
+    return tuple(found)
 
 
 def _plain(value: Any) -> Any:
@@ -167,41 +152,6 @@ def merged_request(*layers: dict[str, Any]) -> dict[str, Any]:
     return request
 
 
-def _check_id(text: str) -> str | None:
-    """Why ``text`` (NFC) is not a valid id, or None."""
-    if _SIMPLE_ID.fullmatch(text):
-        return None  # the common case, without a walk over the characters
-    if not text:
-        return "must not be empty"
-    if len(text) > MAX_ID_CHARS:
-        return f"is longer than {MAX_ID_CHARS} characters"
-    if text.startswith("."):
-        return "must not start with a dot"
-    if not all(c.isalnum() or c in "._-" for c in text):
-        return "may contain only letters, digits, '.', '_' and '-'"
-    return None
-
-
-def derived_id(prompt: Any, index: int) -> str:
-    """The id of an entry without one: its prompt's first words and a hash of the prompt."""
-    if not isinstance(prompt, str) or not prompt.strip():
-        return f"entry-{index + 1}"
-    words = " ".join(prompt.replace(":", " ").replace("/", " ").split()[:6]).casefold()
-    head = slug(words)[:60].strip("-.") or "job"
-    return f"{head}-{hashlib.sha256(prompt.encode()).hexdigest()[:6]}"
-
-
-def _tag(value: Any, position: int) -> str:
-    """The id suffix of one expanded value (see the module docstring)."""
-    if isinstance(value, dict | list):
-        return str(position)
-    text = slug(value)
-    if len(text) <= _TAG_CHARS:
-        return text
-    digest = hashlib.sha256(str(value).encode()).hexdigest()[:6]
-    return f"{text[: _TAG_CHARS - 7].rstrip('-.')}-{digest}"
-
-
 def expand_entries(jobs: YamlList, defaults: Defaults, problems: Problems) -> Iterator[Draft]:
     """Every entry's drafts, in order; broken entries are reported and skipped.
 
@@ -209,17 +159,83 @@ def expand_entries(jobs: YamlList, defaults: Defaults, problems: Problems) -> It
     the parsed tree of a 100,000-entry manifest shrinks while its JobSpecs grow.
     """
     total = 0
+    shapes: dict[Any, _Shape] = {}
     for index, entry in enumerate(jobs):
         if not isinstance(entry, YamlMap):
             problems.add("each job must be a mapping with at least `prompt:`", line_of(jobs, index))
             continue
         jobs[index] = None
-        drafts = _Entry(entry, index, defaults, problems).drafts()
+        drafts = _drafts(entry, index, defaults, problems, shapes)
         total += len(drafts)
         if total > MAX_JOBS:
             problems.add(f"the manifest expands to more than {MAX_JOBS:,} jobs", entry.line)
             return
         yield from drafts
+
+
+def _drafts(
+    entry: YamlMap, index: int, defaults: Defaults, problems: Problems, shapes: dict[Any, _Shape]
+) -> list[Draft]:
+    """One entry's drafts: from the shape of an earlier valid entry when it has one."""
+    key, prompt = _shape_key(entry), entry.get("prompt")
+    prompt = prompt if type(prompt) is str else None  # the entry's own; else part of the shape
+    shape = shapes.get(key)
+    if shape is not None:
+        base_id, problem = _base_id(entry, shape.prompt if prompt is None else prompt, index)
+        if problem is None:
+            return shape.drafts(entry, base_id, defaults.template_line, prompt)
+    reported = len(problems.errors) + problems.dropped
+    found = _Entry(entry, index, defaults, problems).shape()
+    if found is None:
+        return []
+    if len(problems.errors) + problems.dropped == reported and len(shapes) < _MAX_SHAPES:
+        shapes[key] = found[0]
+    return found[0].drafts(entry, found[1], defaults.template_line)
+
+
+def _shape_key(entry: YamlMap) -> Hashable:
+    """Everything about ``entry`` but the values of its ``id`` and of its prompt (when text)."""
+    return tuple(
+        key if key == "id" or (key == "prompt" and type(value) is str) else _frozen((key, value))
+        for key, value in entry.items()
+    )
+
+
+def _frozen(value: Any) -> Hashable:
+    """A YAML value as a hashable key that tells 5, 5.0, True and -0.0, 0.0 apart."""
+    if isinstance(value, dict):
+        return (dict, tuple((_frozen(key), _frozen(item)) for key, item in value.items()))
+    if isinstance(value, list | tuple):
+        return (type(value), tuple(_frozen(item) for item in value))
+    return (type(value), repr(value) if type(value) is float else value)
+
+
+@dataclass(frozen=True, slots=True)
+class _Shape:
+    """What a valid entry unrolls to but its id, prompt and lines: (id suffix, model, request,
+    shape) per combination of ``expand`` values, each ``takes`` times."""
+
+    combos: tuple[tuple[str, str, dict[str, Any], object], ...]
+    takes: int
+    template: str
+    prompt: Any  #: the requests' prompt when the entry sets none (as text) itself
+
+    def drafts(
+        self, entry: YamlMap, base_id: str, template_line: int | None, prompt: str | None = None
+    ) -> list[Draft]:
+        """The drafts of ``entry`` (``prompt``: its own, put in each request)."""
+        template_line = line_of(entry, "output") if "output" in entry else template_line
+        drafts = []
+        for suffix, model, shared, shape in self.combos:
+            request = dict(shared)
+            if prompt is not None:
+                request["prompt"] = prompt
+            for take in range(1, self.takes + 1):
+                entry_id = f"{base_id}{suffix}_t{take}" if self.takes > 1 else base_id + suffix
+                draft = Draft(entry_id, base_id, take, model, request, self.template,
+                              template_line, entry, entry.line, shape)  # fmt: skip
+                drafts.append(draft)
+        return drafts
 
 
 def entry_params(
@@ -255,51 +271,36 @@ class _Entry:
         self.entry, self.index, self.defaults, self.problems = entry, index, defaults, problems
         self.job: str | None = str(entry["id"]) if "id" in entry else None
 
-    def drafts(self) -> list[Draft]:
+    def shape(self) -> tuple[_Shape, str] | None:
+        """The entry's shape and base id; None when it has a problem (reported)."""
         typos = self._misspelt_keywords()
         own = entry_params(self.entry, self.problems, self.job, skip=typos)
         params = {**self.defaults.params, **own}
-        base_id, model = self._base_id(params), self._model(typos)
-        takes, axes = self._takes(), self._axes()
-        template, template_line = self._template()
-        if base_id is None or model is None or takes is None or axes is None or template is None:
-            return []
+        base_id, id_problem = _base_id(self.entry, params.get("prompt"), self.index)
+        if id_problem:
+            self._add(id_problem, "id", "id")
+        model, takes, axes = self._model(typos), self._takes(), self._axes()
+        template = self._template()
+        if id_problem or model is None or takes is None or axes is None or template is None:
+            return None
         if typos:  # what the entry means is unclear: its requests are not checked
-            return []
+            return None
         if takes * math.prod(len(axis) for axis in axes) > MAX_JOBS:
             self._add(f"this entry expands to more than {MAX_JOBS:,} jobs", "expand", "expand")
-            return []
-        drafts = []
+            return None
+        combos = []
         for combo in itertools.product(*axes):
             values = {name: value for name, value, _ in combo}
             chosen = values.get("model", model)
             by_model = self.defaults.by_model.get(chosen, {})
             expanded = {k: v for k, v in values.items() if k != "model"}
             request = merged_request(self.defaults.params, by_model, own, expanded)
-            combo_id = base_id + "".join(f"_{t}" for _, _, t in combo)
-            for take in range(1, takes + 1):
-                entry_id = f"{combo_id}_t{take}" if takes > 1 else combo_id
-                draft = Draft(entry_id, base_id, take, chosen, request, template,
-                              template_line, self.entry, self.entry.line)  # fmt: skip
-                drafts.append(draft)
-        return drafts
+            combos.append(("".join(f"_{t}" for _, _, t in combo), chosen, request, object()))
+        return _Shape(tuple(combos), takes, template, params.get("prompt")), base_id
 
     def _add(self, message: str, key: str | None = None, field: str | None = None) -> None:
         line = line_of(self.entry, key) if key else self.entry.line
         self.problems.add(message, line, job=self.job, field=field)
-
-    def _base_id(self, params: dict[str, Any]) -> str | None:
-        if "id" not in self.entry:
-            return derived_id(params.get("prompt"), self.index)
-        value = self.entry["id"]
-        is_text = isinstance(value, str | int) and not isinstance(value, bool)
-        text = str(value) if is_text else ""
-        text = text if text.isascii() else unicodedata.normalize("NFC", text)  # ASCII is NFC
-        problem = _check_id(text) if is_text else "must be text"
-        if problem:
-            self._add(f"id {value!r} {problem}", "id", "id")
-            return None
-        return text
 
     def _misspelt_keywords(self) -> dict[str, str]:
         typos = misspelt_keywords(self.entry, _SORTED_KEYWORDS)
@@ -361,18 +362,29 @@ class _Entry:
             except ValueError as error:
                 self.problems.add(str(error), item_line, job=self.job, field=name)
                 return None
-            axis.append((name, item, _tag(item, position)))
+            axis.append((name, item, tag(item, position)))
         return axis
 
-    def _template(self) -> tuple[str | None, int | None]:
+    def _template(self) -> str | None:
         if "output" not in self.entry:
-            return self.defaults.template, self.defaults.template_line
-        line = line_of(self.entry, "output")
+            return self.defaults.template
         problem = template_problem(self.entry["output"])
         if problem:
-            self.problems.add(problem, line, job=self.job, field="output")
-            return None, line
-        return self.entry["output"], line
+            self.problems.add(problem, line_of(self.entry, "output"), job=self.job, field="output")
+            return None
+        return str(self.entry["output"])
+
+
+def _base_id(entry: YamlMap, prompt: Any, index: int) -> tuple[str, str | None]:
+    """The entry's id (named after ``prompt`` when it has none), or why its ``id:`` is not one."""
+    if "id" not in entry:
+        return derived_id(prompt, index), None
+    value = entry["id"]
+    is_text = isinstance(value, str | int) and not isinstance(value, bool)
+    text = str(value) if is_text else ""
+    text = text if text.isascii() else unicodedata.normalize("NFC", text)  # ASCII is NFC
+    problem = check_id(text) if is_text else "must be text"
+    return text, (f"id {value!r} {problem}" if problem else None)
 
 
 def template_problem(value: Any) -> str | None:

@@ -80,14 +80,13 @@ from orchestrator.manifest.entries import (
     entry_params,
     expand_entries,
     misspelt_keywords,
-    resolve_model,
     template_problem,
 )
 from orchestrator.manifest.output_paths import DEFAULT_TEMPLATE
 from orchestrator.manifest.planning import Planner
 from orchestrator.manifest.yaml_safe import YamlList, YamlMap, line_of, parse_yaml, read_capped
 from orchestrator.money.prices import PriceOverrides, micro_from_usd, parse_override
-from orchestrator.spec import close_match
+from orchestrator.spec import close_match, resolve_model
 
 TOP_LEVEL = (
     "batch", "defaults", "defaults_by_model", "jobs", "output", "limits", "budget_usd", "prices",
@@ -97,9 +96,10 @@ TOP_LEVEL = (
 PRIORITY_RANGE = (-100, 100)
 #: What decides the jobs a manifest becomes (see planner_fingerprint).
 PLANNER_FILES = (
-    "manifest/manifest.py", "manifest/entries.py", "manifest/defaults.py", "manifest/planning.py",
-    "manifest/yaml_safe.py", "manifest/output_paths.py", "manifest/local_files.py",
-    "money/prices.py", "spec.py", "jobs.py", "data/krea-openapi.json", "data/prices.json",
+    "manifest/manifest.py", "manifest/entries.py", "manifest/ids.py", "manifest/defaults.py",
+    "manifest/planning.py", "manifest/yaml_safe.py", "manifest/output_paths.py",
+    "manifest/local_files.py", "money/prices.py", "spec.py", "jobs.py", "data/krea-openapi.json",
+    "data/prices.json",
 )  # fmt: skip
 LIMITS = ("max_in_flight", "requests_per_second")
 MAX_PROBLEMS = 50
@@ -160,8 +160,12 @@ class Manifest:
         )  # fmt: skip
 
 
-def load_manifest(path: str | os.PathLike[str]) -> Manifest:
-    """Load and check a manifest; raises ManifestErrors (every problem) or ManifestError."""
+def load_manifest(path: str | os.PathLike[str], *, keyed: bool = True) -> Manifest:
+    """Load and check a manifest; raises ManifestErrors (every problem) or ManifestError.
+
+    ``keyed=False`` leaves every ``JobSpec.key`` empty: for the commands that only check and
+    price a manifest (validate, estimate), never for one whose jobs go to a ledger.
+    """
     shown = os.fspath(path)
     data = read_capped(path)
     with _collector_paused():
@@ -169,7 +173,7 @@ def load_manifest(path: str | os.PathLike[str]) -> Manifest:
         if not isinstance(document, YamlMap):
             message = "a manifest must be a mapping with `batch:` and `jobs:`"
             raise ManifestError(message, path=shown)
-        return _TopLevel(shown, document).manifest(hashlib.sha256(data).hexdigest())
+        return _TopLevel(shown, document).manifest(hashlib.sha256(data).hexdigest(), keyed)
 
 
 @contextmanager
@@ -220,7 +224,7 @@ class _TopLevel:
         self.problems = Problems(path, MAX_PROBLEMS)
         self.misspelt: set[str] = set()  #: missing keys an unknown key is close to (reported)
 
-    def manifest(self, sha256: str) -> Manifest:
+    def manifest(self, sha256: str, keyed: bool = True) -> Manifest:
         self._unknown_keys()
         batch, overrides = self._batch(), self._overrides()
         defaults = self._defaults()
@@ -230,7 +234,7 @@ class _TopLevel:
         base_dir = os.path.dirname(os.path.abspath(self.path))
         raw_defaults = self.doc.get("defaults")
         source = raw_defaults if isinstance(raw_defaults, YamlMap) else None
-        planner = Planner(batch, overrides, self.problems, base_dir, source, by_model)
+        planner = Planner(batch, overrides, self.problems, base_dir, source, by_model, keyed=keyed)
         drafts = expand_entries(self._jobs(), defaults, self.problems)
         planned = [planner.plan(draft, seq) for seq, draft in enumerate(drafts)]
         specs = [spec for spec in planned if spec is not None]

@@ -10,6 +10,10 @@ Validation is the expensive part, so its verdict is cached by (model, request wi
 maxLength). A 100,000-job manifest whose jobs differ only in their prompts therefore costs one
 schema validation, not 100,000. This relies on no request schema tying ``prompt`` to another
 field (true of every endpoint in the spec; ``tests/unit/test_manifest.py`` keeps it so).
+
+Drafts of one shape (entries.py) differ only in their prompt, so once one of them passes every
+check, the next reuse its results whole (:class:`_Passed`): each then costs its prompt check,
+its output path and its key, whose request JSON is the shape's with the prompt spliced in.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Hashable
+from dataclasses import dataclass
 from functools import cache
 from typing import Any, Literal
 
@@ -24,12 +29,20 @@ from orchestrator.errors import PriceUnknown
 from orchestrator.jobs import JobSpec, canonical_json, job_key
 from orchestrator.manifest import local_files, output_paths
 from orchestrator.manifest.defaults import ByModel, lacking_message, sets_itself
-from orchestrator.manifest.entries import Draft, Problems, request_fields
+from orchestrator.manifest.entries import Draft, Problems
 from orchestrator.manifest.yaml_safe import YamlMap
 from orchestrator.money.prices import PriceOverrides, price_micro
-from orchestrator.spec import REQUIRED, Problem, load_spec, request_problems, without_suggested
+from orchestrator.spec import (
+    REQUIRED,
+    Problem,
+    load_spec,
+    request_fields,
+    request_problems,
+    without_suggested,
+)
 
 _SCALARS = frozenset({str, int, float, bool, type(None)})
+_encode_text = json.encoder.encode_basestring  #: canonical_json's text (ensure_ascii=False)
 #: (request to send, price, files, the request's canonical JSON when known) of one draft.
 _Checked = tuple[dict[str, Any], int, dict[str, str], str | None]
 
@@ -45,8 +58,11 @@ class Planner:
         base_dir: str,
         defaults: YamlMap | None = None,
         by_model: ByModel | None = None,
+        *,
+        keyed: bool = True,
     ) -> None:
         self.batch, self.overrides, self.problems = batch, overrides, problems
+        self.keyed = keyed  #: False: every JobSpec.key is "" (see manifest.load_manifest)
         self.defaults = defaults  #: the manifest's ``defaults:``, for the lines of its fields
         self.by_model = by_model or ByModel()  #: ``defaults_by_model:``, likewise
         self.hasher = local_files.FileHasher(base_dir)
@@ -57,8 +73,7 @@ class Planner:
         self.ids: dict[str, int] = {}
         self.paths: dict[str, tuple[str, int]] = {}
         self.template_problems: set[tuple[int | None, str]] = set()
-        #: The last valid draft's (request as drafted, model, its results): see _combination.
-        self.last: tuple[dict[str, Any], str, _Checked] | None = None
+        self.passed: dict[object, _Passed] = {}  #: by the drafts' shape (entries.py)
 
     def plan(self, draft: Draft, seq: int) -> JobSpec | None:
         """The JobSpec for ``draft`` at position ``seq``, or None after reporting why not."""
@@ -71,10 +86,13 @@ class Planner:
         if combination is None or path is None:
             return None
         request, price, files, request_json = combination
-        return JobSpec(
-            key=job_key(
+        key = ""
+        if self.keyed:
+            key = job_key(
                 self.batch, draft.entry_id, draft.model, request, request_json=request_json
-            ),
+            )
+        return JobSpec(
+            key=key,
             batch=self.batch,
             entry_id=draft.entry_id,
             model=draft.model,
@@ -88,18 +106,10 @@ class Planner:
 
     def _combination(self, draft: Draft) -> _Checked | Literal[False] | None:
         """(request to send, price, files, its canonical JSON or None) of a valid draft; False
-        when its request is invalid, None when it cannot be sent or priced (both reported).
-
-        The takes of one combination share one request (entries.py): once one of them passes
-        every check, the next takes reuse its results, with copies of the request and files.
-        """
-        last = self.last
-        if last is not None and last[0] is draft.request and last[1] == draft.model:
-            sent, cost, shared, request_json = last[2]
-            if request_json is None:
-                request_json = canonical_json(sent)
-                self.last = (last[0], last[1], (sent, cost, shared, request_json))
-            return dict(sent), cost, dict(shared), request_json
+        when its request is invalid, None when it cannot be sent or priced (both reported)."""
+        passed = self.passed.get(draft.shape)
+        if passed is not None and not _prompt_problems(draft.model, draft.request):
+            return passed.results(draft.request)
         request, checked, files = self._local_files(draft)
         cache_key = (draft.model, _shape(checked))
         if not self._valid(draft, checked, cache_key):
@@ -111,8 +121,9 @@ class Planner:
                 self.prices[cache_key] = price
         if request is None or price is None:
             return None
-        self.last = (draft.request, draft.model, (request, price, files, None))
-        return request, price, files, None
+        if draft.shape is not None:
+            self.passed[draft.shape] = _Passed(request, price, files, *_json_around_prompt(request))
+        return dict(request), price, dict(files), None
 
     def _report(self, draft: Draft, message: str, field: str | None = None) -> None:
         line = self._field_line(draft, field)
@@ -247,6 +258,43 @@ class Planner:
             known = "batch, id, base_id, take, index, model, or a request field"
             raise ValueError(f"unknown placeholder {{{name}}} in the output template ({known})")
         return default
+
+
+@dataclass(frozen=True, slots=True)
+class _Passed:
+    """A shape whose draft passed every check: what each of its jobs sends, costs and uploads."""
+
+    request: dict[str, Any]  #: to send, with the prompt of the draft that passed
+    price: int
+    files: dict[str, str]
+    json_head: str | None  #: the request's canonical JSON up to its prompt's text (or all of it)
+    json_tail: str | None  #: and after it; None: the prompt is not spliced (see below)
+
+    def results(self, drafted: dict[str, Any]) -> _Checked:
+        """The results of a draft of this shape whose prompt passed its checks."""
+        request = dict(self.request)
+        head, tail = self.json_head, self.json_tail
+        if "prompt" not in request:
+            return request, self.price, dict(self.files), head
+        prompt = request["prompt"] = drafted["prompt"]
+        text = None if head is None or tail is None else head + _encode_text(prompt) + tail
+        return request, self.price, dict(self.files), text
+
+
+def _json_around_prompt(request: dict[str, Any]) -> tuple[str | None, str | None]:
+    """``canonical_json(request)`` around the text of its prompt: (before, after); the whole
+    text and None without a prompt; (None, None) when the splice would not give that text."""
+    whole = canonical_json(request)
+    if "prompt" not in request:
+        return whole, None
+    prompt, items = request["prompt"], sorted(request.items())
+    before = [f"{_encode_text(k)}:{canonical_json(v)}" for k, v in items if k < "prompt"]
+    after = [f"{_encode_text(k)}:{canonical_json(v)}" for k, v in items if k > "prompt"]
+    head = "{" + "".join(f"{item}," for item in before) + '"prompt":'
+    tail = "".join(f",{item}" for item in after) + "}"
+    if not isinstance(prompt, str) or head + _encode_text(prompt) + tail != whole:
+        return None, None
+    return head, tail
 
 
 def _shape(request: dict[str, Any]) -> Hashable:

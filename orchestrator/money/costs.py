@@ -101,8 +101,16 @@ class Estimate:
         return None if self.budget_micro is None else self.total_micro <= self.budget_micro
 
 
-def estimate(planned: _Planned | Sequence[JobSpec], budget_micro: int | None = None) -> Estimate:
-    """Add up the jobs' prices; ``budget_micro`` defaults to the manifest's own budget."""
+def estimate(
+    planned: _Planned | Sequence[JobSpec],
+    budget_micro: int | None = None,
+    *,
+    itemized: bool = True,
+) -> Estimate:
+    """Add up the jobs' prices; ``budget_micro`` defaults to the manifest's own budget.
+
+    Without ``itemized``, ``jobs`` is left empty: the totals of 100,000 jobs need no list of them.
+    """
     if isinstance(planned, Sequence):
         specs, batch = list(planned), (planned[0].batch if planned else "")
     else:
@@ -110,14 +118,16 @@ def estimate(planned: _Planned | Sequence[JobSpec], budget_micro: int | None = N
         budget_micro = planned.budget_micro if budget_micro is None else budget_micro
     by_model: dict[str, ModelCost] = {}
     for spec in specs:
-        total = by_model.setdefault(spec.model, ModelCost())
+        total = by_model.get(spec.model)
+        if total is None:
+            total = by_model[spec.model] = ModelCost()
         total.jobs += 1
         total.micro += spec.price_micro
-    jobs = [JobCost(spec.entry_id, spec.model, spec.price_micro) for spec in specs]
+    jobs = [JobCost(spec.entry_id, spec.model, spec.price_micro) for spec in specs if itemized]
     return Estimate(
         batch=batch,
-        total_micro=sum(job.micro for job in jobs),
-        jobs_count=len(jobs),
+        total_micro=sum(cost.micro for cost in by_model.values()),
+        jobs_count=len(specs),
         by_model=dict(sorted(by_model.items())),
         jobs=jobs,
         budget_micro=budget_micro,

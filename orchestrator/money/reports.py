@@ -86,6 +86,7 @@ from orchestrator.ledger import Ledger
 from orchestrator.money.accounting import (
     Bucket,
     Figures,
+    Tally,
     account,
     account_groups,
     bucket,
@@ -116,7 +117,10 @@ from orchestrator.money.rows import (
 from orchestrator.money.spend_history import CURRENT_REMOTE, FREE_ATTEMPT, Charge, chart_every
 
 FORMATS = ("table", "csv", "json", "html")
-__all__ = ["FORMATS", "batch_summary", "export", "export_to", "figures", "figures_by_row", "render"]
+__all__ = [
+    "FORMATS", "batch_summary", "export", "export_to", "figures", "figures_by_row", "render",
+    "totals",
+]  # fmt: skip
 #: The states and events the ledger's sums are told about (``spend_history``'s rules).
 _CURRENT, _FREE = sorted(map(str, CURRENT_REMOTE)), sorted(FREE_ATTEMPT)
 # fmt: off
@@ -179,6 +183,16 @@ async def figures(ledger: Ledger, batch: str | None, *, chart: bool = False) -> 
     )
 
 
+async def totals(ledger: Ledger, batch: str | None) -> Tally:
+    """:func:`figures`' totals alone, the same to the micro-USD: from the job sums and the free
+    attempts, without the days, orphans and unattributed jobs (for the view's batches page)."""
+    await _check_batch(ledger, batch)
+    async with ledger.report_snapshot():
+        jobs = [JobGroup.of(row) for row in await ledger.report_groups(batch)]
+        free = await ledger.report_free_attempts(batch, _FREE)
+    return account_groups(jobs, [AttemptGroup.of(row) for row in free], [], []).totals
+
+
 async def figures_by_row(ledger: Ledger, batch: str | None) -> Figures:
     """:func:`figures` from every job row and money event, added up in Python (the reference)."""
     await _check_batch(ledger, batch)
@@ -201,7 +215,7 @@ async def _chart(ledger: Ledger, batch: str | None, billed: list[DayGroup]) -> l
     total = sum(day.jobs for day in billed)
     every = chart_every(total)
     kinds = sorted({day.kind for day in billed}, key=repr)
-    rows = await ledger.report_chart(batch, _CURRENT, kinds, every)
+    rows = await ledger.report_chart(batch, _CURRENT, kinds, every, total)
     points = [
         Charge(r["at"], r["key"], r["batch"], r["model"], r["price_micro"], r["cumulative_micro"])
         for r in rows

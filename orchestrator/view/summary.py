@@ -1,6 +1,6 @@
 """One line of the batches page: a batch's jobs per state, its money, its pace and its ETA.
 
-Money is the report's: :func:`orchestrator.money.reports.figures` adds up billed, in flight and
+Money is the report's: :func:`orchestrator.money.reports.totals` adds up billed, in flight and
 not sent exactly as ``orchestrator report`` does (SQLite sums, a few dozen rows however large
 the batch), so the page and the report can never disagree. Pace is the clips verified in the
 last :data:`RATE_WINDOW_S` seconds; the ETA is the jobs still to finish at that pace (none
@@ -33,7 +33,7 @@ async def summary(ledger: Ledger, batch: dict[str, Any], now: datetime) -> dict[
     name = str(batch["name"])
     counts = {s.value: n for s, n in (await ledger.state_counts(name, current_only=True)).items()}
     counts.pop(JobState.ORPHAN.value, None)
-    totals = (await reports.figures(ledger, name)).totals
+    totals = await reports.totals(ledger, name)
     since = format_utc(now - timedelta(seconds=RATE_WINDOW_S))
     last, recent = await ledger.view_activity(name, since)
     per_minute = recent * 60 / RATE_WINDOW_S

@@ -118,7 +118,15 @@ async def test_older_ledgers_get_their_timestamps_rewritten_in_one_form(tmp_path
             "'2026-02-13T03:20:58.2654+01:00', 'not a date', 'test', 'x', 'x')",
             (JobState.SUBMITTED.value,),
         )
-        db.execute("DROP TABLE unattributed")  # undo migrations 6 to 9 too
+        # migration 10's billing times first: its triggers read billed_first (migration 8)
+        db.execute("DROP TRIGGER billed_first_job")
+        db.execute("DROP TRIGGER jobs_billed_at_inserted")
+        db.execute("DROP TRIGGER jobs_billed_at_moved")
+        db.execute("DROP INDEX jobs_billed_days")
+        db.execute("DROP INDEX jobs_billed_order")
+        db.execute("DROP INDEX events_free")
+        db.execute("ALTER TABLE jobs DROP COLUMN billed_at")
+        db.execute("DROP TABLE unattributed")  # undo migrations 6 to 10 too
         db.execute("ALTER TABLE batches DROP COLUMN api_base")
         db.execute("ALTER TABLE batches DROP COLUMN cancelled_at")
         db.execute("DROP TRIGGER events_billed_first")  # and 8

@@ -286,7 +286,15 @@ async def test_migrations_upgrade_an_older_ledger_in_place(tmp_path: Path) -> No
     path = tmp_path / "l.db"
     await planned(path)
     db = sqlite3.connect(path)
-    db.execute("DROP INDEX events_batch")  # undo migrations 2 to 9
+    # migration 10's billing times first: its triggers read billed_first (migration 8)
+    db.execute("DROP TRIGGER billed_first_job")
+    db.execute("DROP TRIGGER jobs_billed_at_inserted")
+    db.execute("DROP TRIGGER jobs_billed_at_moved")
+    db.execute("DROP INDEX jobs_billed_days")
+    db.execute("DROP INDEX jobs_billed_order")
+    db.execute("DROP INDEX events_free")
+    db.execute("ALTER TABLE jobs DROP COLUMN billed_at")
+    db.execute("DROP INDEX events_batch")  # undo migrations 2 to 10
     db.execute("DROP TABLE unattributed")
     db.execute("ALTER TABLE batches DROP COLUMN api_base")
     db.execute("ALTER TABLE batches DROP COLUMN cancelled_at")
