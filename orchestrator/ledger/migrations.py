@@ -208,8 +208,13 @@ CREATE INDEX jobs_report ON jobs (batch, model, state, planned, remote_status, s
 BILLING_TIME = "coalesce(billed_at, nullif(completed_at, ''), nullif(updated_at, ''))"
 BILLING_DAY = f"CASE WHEN {BILLING_TIME} GLOB {_WELL_FORMED} THEN substr({BILLING_TIME}, 1, 10) END"
 BILLING_OTHER = f"CASE WHEN {BILLING_TIME} GLOB {_WELL_FORMED} THEN NULL ELSE {BILLING_TIME} END"
-#: The jobs the billing indexes hold (a partial index serves a query that says so literally).
-BILLED_ROWS = f"state IN ({_BILLED_IN})"
+#: The jobs the billing indexes hold: the billed ones, as accounting.bucket says (a partial
+#: index serves a query that says so literally). A job in flight is not in them, so the status
+#: changes Krea reports while it runs (most of a run's transitions) leave the indexes alone.
+BILLED_ROWS = (
+    "(state IN ('completed', 'downloading', 'done') "
+    "OR (state IN ('orphan', 'submitted') AND remote_status = 'completed'))"
+)
 #: The events the free-attempts index holds: Krea failed or cancelled a remote job.
 FREE_STATES = ("cancelled", "failed")
 FREE_EVENTS = "to_state IN ({})".format(", ".join(f"'{state}'" for state in FREE_STATES))

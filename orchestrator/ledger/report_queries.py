@@ -149,7 +149,8 @@ class ReportQueries:
     async def report_billed_days(
         self, batch: str | None, current: Sequence[str]
     ) -> list[dict[str, Any]]:
-        """Jobs in ``current`` states (a superset of the billed), by billing day.
+        """Jobs in ``current`` states (a superset of the billed; from migration 10's index, the
+        billed ones alone), by billing day.
 
         A job's billing time is when an event first showed its remote job completed (an event
         into one of ``current`` with remote status ``completed``, matched by remote id, else by
