@@ -35,18 +35,18 @@ MAX_PATH_CHARS = 240
 MAX_SEGMENT_BYTES = 255
 EXTENSION = ".mp4"
 
-_DEVICES = frozenset(
+DEVICES = frozenset(
     {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"}
     | {f"{name}{n}" for name in ("COM", "LPT") for n in range(1, 10)}
 )
 _FORBIDDEN = frozenset('\\<>:"|?*')
 _BAD_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
-_PLAIN = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9._-]*[A-Za-z0-9_])?")
+PLAIN = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9._-]*[A-Za-z0-9_])?")
 _SAFE_ASCII = re.compile(r"[ !#-)+-.0-9;=@-\[\]-{}~/]*")  # printable ASCII except \\ < > : " | ? *
 #: A printable-ASCII path, ``.mp4`` appended, that the full checks accept: non-empty segments
 #: of _SAFE_ASCII characters but ``/``, none ending in a dot or a space (so never ``.`` or
 #: ``..``) nor a device name (its text up to the first dot, spaces stripped, in any case).
-#: _DEVICE spells _DEVICES out, by prefix: one alternative per name is half as fast.
+#: _DEVICE spells DEVICES out, by prefix: one alternative per name is half as fast.
 _DEVICE = r" *(?i:AUX|COM[1-9]|CON(?:IN\$|OUT\$)?|LPT[1-9]|NUL|PRN) *(?:[./]|\Z)"
 _SEGMENT = rf"(?!{_DEVICE})[ !#-)+-.0-9;=@-\[\]-{{}}~]*[!#-)+-\-0-9;=@-\[\]-{{}}~]"
 _ACCEPTED = re.compile(rf"{_SEGMENT}(?:/{_SEGMENT})*", re.ASCII)
@@ -55,8 +55,8 @@ _BIDI = frozenset("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\
 
 def slug(value: Any) -> str:
     """A value as safe path/id text: ``16:9`` -> ``16x9``, ``a/b`` -> ``a_b``, 5.0 -> ``5``."""
-    text: str = value if type(value) is str else _text(value)  # exactly str: its own text
-    if (text.isascii() and text.isalnum()) or (_PLAIN.fullmatch(text) and "--" not in text):
+    text: str = value if type(value) is str else value_text(value)  # exactly str: its own text
+    if (text.isascii() and text.isalnum()) or (PLAIN.fullmatch(text) and "--" not in text):
         return text  # the common case (ids, numbers): nothing to change
     text = unicodedata.normalize("NFC", text).replace(":", "x").replace("/", "_")
     kept = "".join(c if c.isalnum() or c in "._-" else "-" for c in text)
@@ -65,7 +65,8 @@ def slug(value: Any) -> str:
     return kept.strip("-.") or "_"
 
 
-def _text(value: Any) -> str:
+def value_text(value: Any) -> str:
+    """A placeholder's value as text, before slugging: YAML's spelling of booleans and null."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if value is None:
@@ -129,10 +130,12 @@ def check_path(path: str) -> str:
         text = path if path[-4:].lower() == EXTENSION else path + EXTENSION  # lower: casefold
         if len(text) <= MAX_PATH_CHARS and _ACCEPTED.fullmatch(text):
             return text  # ASCII is NFC; no segment of <= 240 ASCII characters exceeds 255 bytes
-    return _checked_fully(path)
+    return checked_fully(path)
 
 
-def _checked_fully(path: str) -> str:
+def checked_fully(path: str) -> str:
+    """:func:`check_path` by every rule, one at a time: the reference its fast match is tested
+    against, and the source of every refusal and its message."""
     text = path if path.isascii() else unicodedata.normalize("NFC", path)  # ASCII is NFC
     _check_characters(text)
     segments = text.split("/")
@@ -164,7 +167,7 @@ def _check_characters(text: str) -> None:
 def _check_segment(segment: str) -> None:
     if segment in (".", "..") or segment.endswith((".", " ")):
         raise ValueError(f"output path segment {segment!r} must not be '..' or end in a dot/space")
-    if segment.split(".")[0].strip().upper() in _DEVICES:
+    if segment.split(".")[0].strip().upper() in DEVICES:
         raise ValueError(f"output path segment {segment!r} is a reserved device name on Windows")
     if len(segment.encode()) > MAX_SEGMENT_BYTES:
         raise ValueError(f"output path segment is longer than {MAX_SEGMENT_BYTES} bytes")

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from orchestrator.manifest import output_paths
-from orchestrator.manifest.output_paths import _DEVICES, check_path, render, slug
+from orchestrator.manifest.output_paths import DEVICES, check_path, render, slug
 
 NAMES = ("batch", "id", "model", "take", "index", "duration", "aspect_ratio")
 #: Characters that each take some branch of the checks or of ``slug``.
@@ -33,8 +33,8 @@ HOSTILE = (
 
 
 def _reference_slug(value: Any) -> str:
-    text = output_paths._text(value)
-    if output_paths._PLAIN.fullmatch(text) and "--" not in text:
+    text = output_paths.value_text(value)
+    if output_paths.PLAIN.fullmatch(text) and "--" not in text:
         return text
     text = unicodedata.normalize("NFC", text).replace(":", "x").replace("/", "_")
     kept = "".join(c if c.isalnum() or c in "._-" else "-" for c in text)
@@ -69,7 +69,7 @@ def _any_case(text: str, upper: list[bool]) -> str:
 devices = st.builds(
     lambda lead, name, upper, trail, rest: " " * lead + _any_case(name, upper) + " " * trail + rest,
     st.integers(0, 2),
-    st.sampled_from(sorted(_DEVICES | {"COM0", "LPT10", "CONIN", "CONOUT", "CONX", "AU", "NULL"})),
+    st.sampled_from(sorted(DEVICES | {"COM0", "LPT10", "CONIN", "CONOUT", "CONX", "AU", "NULL"})),
     st.lists(st.booleans(), max_size=7),
     st.integers(0, 2),
     st.sampled_from(["", ".", ".mp4", ".MP4", ".txt", "..", "x", ".tar.gz", " .a", "$"]),
@@ -134,7 +134,7 @@ def test_render_is_the_full_render(template: str, job: dict[str, Any]) -> None:
 @fast
 @given(paths)
 def test_check_path_is_the_full_check(path: str) -> None:
-    assert _outcome(check_path, path) == _outcome(output_paths._checked_fully, path)
+    assert _outcome(check_path, path) == _outcome(output_paths.checked_fully, path)
 
 
 @fast
@@ -143,28 +143,28 @@ def test_rendered_and_checked_as_before(template: str, job: dict[str, Any]) -> N
     """What planning does per job: the same path or the same message as the full code."""
 
     def before() -> str:
-        return output_paths._checked_fully(_reference_render(template, job))
+        return output_paths.checked_fully(_reference_render(template, job))
 
     assert _outcome(lambda: check_path(render(template, job))) == _outcome(before)
 
 
-@pytest.mark.parametrize("name", sorted(_DEVICES))
+@pytest.mark.parametrize("name", sorted(DEVICES))
 @pytest.mark.parametrize("form", ["{}", "{}.mp4", " {} .txt", "x/{}", "{}/x", "{}.", "a/{} /b"])
 def test_every_device_name_is_refused_in_any_case(name: str, form: str) -> None:
     for variant in (name, name.lower(), name.capitalize(), name.swapcase().capitalize()):
         path = form.format(variant)
         outcome = _outcome(check_path, path)
         assert outcome[0] == "refused"
-        assert outcome == _outcome(output_paths._checked_fully, path)
+        assert outcome == _outcome(output_paths.checked_fully, path)
 
 
 @pytest.mark.parametrize(
     "path", ["a /b", "a./b", "./a", "../a", "a/..", "a/. /b", "a/", "/a", "a//b", "", " ", "."]
 )
 def test_dots_spaces_and_empty_segments_as_before(path: str) -> None:
-    assert _outcome(check_path, path) == _outcome(output_paths._checked_fully, path)
+    assert _outcome(check_path, path) == _outcome(output_paths.checked_fully, path)
 
 
 @pytest.mark.parametrize("path", ["COM0", "LPT10", "CONX", "xCON", "NULL.mp4", "a/AUXx", "CONIN"])
 def test_near_device_names_are_accepted_as_before(path: str) -> None:
-    assert check_path(path) == output_paths._checked_fully(path)
+    assert check_path(path) == output_paths.checked_fully(path)
