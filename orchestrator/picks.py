@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import csv
-import hashlib
 import io
 import json
 import os
@@ -43,12 +42,11 @@ from orchestrator.jobs import JobState
 from orchestrator.ledger import Ledger
 from orchestrator.ledger.review_queries import Picked
 from orchestrator.money.report_sections import usd_text
-from orchestrator.transfer import verified_on_disk
+from orchestrator.transfer import sha256_of, verified_on_disk
 
 #: The list of the deliverable set, in DIR.
 LIST_NAME = "picks.csv"
 COLUMNS = ("id", "prompt", "model", "params", "price", "file", "sha256")
-_CHUNK = 1 << 20
 #: ``click.echo``'s shape, for the command's lines (this module does not import click).
 Echo = Callable[..., object]
 
@@ -157,7 +155,7 @@ def _same_file(source: Path, target: Path, pick: Picked) -> bool:
         return False
     if os.path.samefile(source, target):
         return True
-    return target.stat().st_size == pick.bytes and _sha256(target) == pick.sha256
+    return target.stat().st_size == pick.bytes and sha256_of(target) == pick.sha256
 
 
 def _refuse_conflicts(deliveries: list[Delivery], folder: Path) -> None:
@@ -246,11 +244,3 @@ def _copy_atomically(source: Path, target: Path) -> None:
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -321,7 +321,8 @@ def room_for(directory: Path, size: int) -> bool:
     return True
 
 
-def _sha256_of(path: Path) -> str:
+def sha256_of(path: Path) -> str:
+    """The sha256 of a file, read in chunks (a clip may be gigabytes)."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         while chunk := handle.read(FLUSH_BYTES):
@@ -372,4 +373,4 @@ def verified_on_disk(
         return False
     if not full and (mtime_ns is None or stat.st_mtime_ns == mtime_ns):
         return True
-    return sha256 is not None and _sha256_of(path) == sha256
+    return sha256 is not None and sha256_of(path) == sha256
