@@ -33,6 +33,7 @@ from orchestrator.cli.cli_options import (
     check_run_options,
     debug_option,
     ledger_option,
+    reroll_options,
     run_options,
     run_settings,
     view_options,
@@ -155,7 +156,7 @@ def retry(manifests: tuple[str, ...], attempts: int, **options: Any) -> None:
 
 @main.command()
 @click.option("--batch", required=True, help="The batch whose rejected clips are taken again.")
-@run_options
+@reroll_options
 def reroll(batch: str, **options: Any) -> None:
     """Send a new take of every clip of BATCH rejected in `orchestrator view`, then finish it.
 
@@ -163,8 +164,7 @@ def reroll(batch: str, **options: Any) -> None:
     file lands beside the first (hero.mp4 -> hero~r2.mp4). The batch's manifest sends it, and
     only the new takes are sent. Run it again after a kill: no clip is taken twice.
     """
-    if options["only"] or options["limit"] is not None:
-        raise click.UsageError("reroll sends every new take: --only and --limit are run's")
+    options |= {"out_dir": None, "only": None, "limit": None, "resume_cancelled": True}
     progress = check_run_options(options)
     settings = run_settings(retry_failed=0, **options)
     takes = importlib.import_module("orchestrator.cli.reroll_command")
@@ -173,7 +173,7 @@ def reroll(batch: str, **options: Any) -> None:
     click.echo(text, err=True)
     if dry_run:
         sys.exit(errors.EXIT_OK)
-    settings = takes.reroll_settings(settings, record, options["out_dir"])
+    settings = takes.reroll_settings(settings, record)
     running = importlib.import_module("orchestrator.cli.run_command")
     run = running.run(
         [record.manifest_path],

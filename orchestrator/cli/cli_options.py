@@ -292,18 +292,22 @@ def _output_options() -> list[Decorator]:
 def run_options(f: F) -> F:
     """The options `run` and `retry` share, in the order `--help` lists them."""
     out = click.option(
-        "--out",
-        "out_dir",
-        type=click.Path(file_okay=False, path_type=Path),
-        default=None,
-        show_default=f"out; {SIMULATED_OUT} with --simulate",
-        envvar="ORCHESTRATOR_OUT",
-        show_envvar=True,
-        help="Folder the MP4s are written under.",
-    )
+        "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+        show_default=f"out; {SIMULATED_OUT} with --simulate", envvar="ORCHESTRATOR_OUT",
+        show_envvar=True, help="Folder the MP4s are written under.",
+    )  # fmt: skip
+    return _with(f, [out, *_limit_options(), *_trial_options()])
+
+
+def reroll_options(f: F) -> F:
+    """`run`'s options but those the batch decides for a reroll: its folder and its jobs."""
+    return _with(f, _limit_options())
+
+
+def _with(f: F, options: list[Decorator]) -> F:
+    """``f`` with the API options, then ``options``, then the mode and output ones."""
     f = api_options(f)
-    options = [out, *_limit_options(), *_trial_options(), *_mode_options(), *_output_options()]
-    for option in reversed(options):
+    for option in reversed([*options, *_mode_options(), *_output_options()]):
         f = option(f)
     return f
 

@@ -76,11 +76,7 @@ def _clips(n: int) -> str:
     return f"{n} rejected clip" + ("" if n == 1 else "s")
 
 
-def reroll_settings(settings: Settings, record: Batch, out_dir: Path | None) -> Settings:
-    """The run that sends the takes: the batch's own output folder, only the new takes."""
-    if out_dir is not None and Path(out_dir).resolve() != Path(record.out_dir).resolve():
-        raise errors.ConfigError(
-            f"--out: batch {record.name!r} writes under {record.out_dir}; its new takes go there "
-            "too (leave --out out)"
-        )
+def reroll_settings(settings: Settings, record: Batch) -> Settings:
+    """The run that sends the takes: the batch's own output folder, only the new takes (a
+    batch `cancel` stopped is resumed: asking for takes is asking for them to be sent)."""
     return settings.with_(out_dir=Path(record.out_dir), rerolls_only=True, resume_cancelled=True)
