@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from orchestrator import errors
+from orchestrator.cli.commands import require_ledger
 from orchestrator.config import Settings
 from orchestrator.ledger import Batch, Ledger, LedgerLock
 from orchestrator.ledger.review_queries import Reroll
@@ -22,8 +23,7 @@ from orchestrator.money.report_sections import dollars
 
 async def prepare_takes(settings: Settings, batch: str, *, dry_run: bool) -> tuple[Batch, str]:
     """Make the new takes of ``batch`` (none with ``dry_run``); the batch and what was done."""
-    if not settings.ledger_path.exists():  # a writable open would create an empty ledger
-        raise errors.LedgerError(f"no ledger at {settings.ledger_path}")
+    require_ledger(settings.ledger_path)  # a writable open would create an empty one
     lock = LedgerLock(settings.ledger_path)
     if not dry_run:
         lock.acquire()  # no run may sync or send this batch while its takes are added

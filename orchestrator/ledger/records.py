@@ -203,3 +203,8 @@ def record(row: sqlite3.Row | tuple[Any, ...]) -> JobRecord:
         updated_at=updated_at,
         planned=bool(planned),
     )
+
+
+def like_escaped(text: str) -> str:
+    """``text`` with LIKE's wildcards escaped (for ``LIKE ? ESCAPE '\\'``): searched as text."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

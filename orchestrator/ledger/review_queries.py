@@ -28,6 +28,7 @@ import aiosqlite
 
 from orchestrator.clock import now_utc
 from orchestrator.errors import ConfigError
+from orchestrator.ledger.records import like_escaped
 
 Mark = Literal["pick", "reject"]
 MARKS: tuple[Mark, ...] = ("pick", "reject")
@@ -104,11 +105,14 @@ class ReviewQueries:
         done: list[Reroll] = []
         async with self._write() as db:
             rejected = list(await db.execute_fetchall(_REJECTED_UNTAKEN, (batch,)))
+            paths: set[str] = set()  # the batch's paths, casefolded: read once, takes added
+            if any(state == "done" for _, _, state, _ in rejected):
+                paths = {str(p).casefold() for (p,) in await db.execute_fetchall(_PATHS, (batch,))}
             for key, entry_id, state, price_micro in rejected:
                 if state != "done":
                     done.append(Reroll(entry_id, None, _not_a_clip(state), price_micro))
                     continue
-                take = await _new_take(db, batch, str(key), str(entry_id))
+                take = await _new_take(db, batch, str(key), str(entry_id), paths)
                 done.append(Reroll(entry_id, take, "", price_micro))
         return done
 
@@ -141,23 +145,26 @@ class ReviewQueries:
         return [Picked(*row) for row in rows]
 
 
-async def _new_take(db: aiosqlite.Connection, batch: str, key: str, entry_id: str) -> str:
-    """Insert the next take of ``entry_id``'s entry, beside its first file; its id."""
+async def _new_take(
+    db: aiosqlite.Connection, batch: str, key: str, entry_id: str, paths: set[str]
+) -> str:
+    """Insert the next take of ``entry_id``'s entry, beside its first file, on a path not in
+    ``paths`` (the batch's, casefolded; the take's is added); its id."""
     root = entry_id.split(TAKE_MARK, 1)[0]
     rows = list(
         await db.execute_fetchall(
             "SELECT entry_id, output_path FROM jobs WHERE batch = ? "
             "AND (entry_id = ? OR entry_id LIKE ? ESCAPE '\\')",
-            (batch, root, _like_prefix(root + TAKE_MARK)),
+            (batch, root, like_escaped(root + TAKE_MARK) + "%"),
         )
     )
     first_path = next((str(p) for e, p in rows if e == root and p), None)
     taken = {str(e) for e, _ in rows}
-    paths = {str(p).casefold() for (p,) in await db.execute_fetchall(_PATHS, (batch,))}
     n = FIRST_REROLL
     while f"{root}{TAKE_MARK}{n}" in taken or _take_path(first_path, n).casefold() in paths:
         n += 1
     take_id, path, now = f"{root}{TAKE_MARK}{n}", _take_path(first_path, n), now_utc()
+    paths.add(path.casefold())
     take_key = hashlib.sha256(f"reroll\0{key}\0{n}".encode()).hexdigest()[:32]
     detail = f"takes {entry_id} again"
     await db.execute(_INSERT_TAKE, (take_key, take_id, path, detail, now, now, key))
@@ -179,12 +186,6 @@ def _take_path(first: str | None, n: int) -> str:
     stem = first or "take.mp4"
     stem = stem[: -len(".mp4")] if stem.casefold().endswith(".mp4") else stem
     return f"{stem}{TAKE_MARK}{n}.mp4"
-
-
-def _like_prefix(text: str) -> str:
-    """A LIKE pattern matching what starts with ``text`` (its wildcards escaped)."""
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return escaped + "%"
 
 
 @dataclass(frozen=True)

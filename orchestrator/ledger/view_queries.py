@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from orchestrator.ledger.records import like_escaped
+
 if TYPE_CHECKING:
     import sqlite3
 
@@ -139,7 +141,7 @@ class ViewQueries:
             "SELECT j.key, j.entry_id, j.state, m.mark FROM jobs AS j "
             "LEFT JOIN marks AS m ON m.job_key = j.key "
             "WHERE j.batch = ? AND j.entry_id LIKE ? ESCAPE '\\' ORDER BY j.seq, j.key LIMIT 200",
-            (batch, _like(prefix)[1:]),
+            (batch, like_escaped(prefix) + "%"),
         )
         return [dict(zip(("key", "entry_id", "state", "mark"), r, strict=True)) for r in rows]
 
@@ -175,7 +177,7 @@ def _filters(query: PageQuery) -> tuple[str, list[Any]]:
         where.append(f"({' OR '.join(either)})")
         params += named
     if query.search:
-        like = _like(query.search)
+        like = f"%{like_escaped(query.search)}%"
         where.append(
             "(json_extract(j.request, '$.prompt') LIKE ? ESCAPE '\\' "
             "OR j.entry_id LIKE ? ESCAPE '\\')"
@@ -192,9 +194,3 @@ def _keyset(order: Sequence[tuple[str, bool]], after: Sequence[Any]) -> tuple[st
         ors.append("(" + " AND ".join([*equal, f"{column} {'<' if desc else '>'} ?"]) + ")")
         params += [*after[:depth], after[depth]]
     return "(" + " OR ".join(ors) + ")", params
-
-
-def _like(text: str) -> str:
-    """A LIKE pattern for rows containing ``text`` (its wildcards escaped)."""
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"

@@ -28,6 +28,7 @@ from tests.integration.pipeline_support import (
     manifest_text,
     run_manifest,
 )
+from tests.integration.test_ledger import undo_migrations_6_to_10
 
 ONE_FORM = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 MOMENTS = st.datetimes(
@@ -118,23 +119,7 @@ async def test_older_ledgers_get_their_timestamps_rewritten_in_one_form(tmp_path
             "'2026-02-13T03:20:58.2654+01:00', 'not a date', 'test', 'x', 'x')",
             (JobState.SUBMITTED.value,),
         )
-        # migration 10's billing times first: its triggers read billed_first (migration 8)
-        db.execute("DROP TRIGGER billed_first_job")
-        db.execute("DROP TRIGGER jobs_billed_at_inserted")
-        db.execute("DROP TRIGGER jobs_billed_at_moved")
-        db.execute("DROP INDEX jobs_billed_days")
-        db.execute("DROP INDEX jobs_billed_order")
-        db.execute("DROP INDEX events_free")
-        db.execute("ALTER TABLE jobs DROP COLUMN billed_at")
-        db.execute("DROP TABLE unattributed")  # undo migrations 6 to 10 too
-        db.execute("ALTER TABLE batches DROP COLUMN api_base")
-        db.execute("ALTER TABLE batches DROP COLUMN cancelled_at")
-        db.execute("DROP TRIGGER events_billed_first")  # and 8
-        db.execute("DROP TABLE billed_first")
-        db.execute("DROP INDEX jobs_report")
-        db.execute("DROP TABLE marks")  # and 9
-        db.execute("DROP INDEX jobs_reroll_of")
-        db.execute("ALTER TABLE jobs DROP COLUMN reroll_of")
+        undo_migrations_6_to_10(db)
         db.execute("DELETE FROM migrations WHERE version >= 5")
         db.execute("PRAGMA user_version = 4")
     async with Ledger.open(path) as ledger:

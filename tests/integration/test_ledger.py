@@ -33,6 +33,25 @@ def spec(i: int, batch: str = "b", prompt: str = "p") -> JobSpec:
     )
 
 
+def undo_migrations_6_to_10(db: sqlite3.Connection) -> None:
+    """Drop what migrations 6 to 10 made (not their records): a ledger as version 5 left it."""
+    # migration 10's billing times first: its triggers read billed_first (migration 8)
+    for trigger in ("billed_first_job", "jobs_billed_at_inserted", "jobs_billed_at_moved"):
+        db.execute(f"DROP TRIGGER {trigger}")
+    for index in ("jobs_billed_days", "jobs_billed_order", "events_free"):
+        db.execute(f"DROP INDEX {index}")
+    db.execute("ALTER TABLE jobs DROP COLUMN billed_at")
+    db.execute("DROP TABLE marks")  # 9
+    db.execute("DROP INDEX jobs_reroll_of")
+    db.execute("ALTER TABLE jobs DROP COLUMN reroll_of")
+    db.execute("DROP TRIGGER events_billed_first")  # 8
+    db.execute("DROP TABLE billed_first")
+    db.execute("DROP INDEX jobs_report")
+    db.execute("ALTER TABLE batches DROP COLUMN api_base")  # 7
+    db.execute("ALTER TABLE batches DROP COLUMN cancelled_at")
+    db.execute("DROP TABLE unattributed")  # 6
+
+
 async def planned(path: Path, count: int = 3) -> list[JobSpec]:
     specs = [spec(i) for i in range(count)]
     async with Ledger.open(path) as ledger:
@@ -286,24 +305,8 @@ async def test_migrations_upgrade_an_older_ledger_in_place(tmp_path: Path) -> No
     path = tmp_path / "l.db"
     await planned(path)
     db = sqlite3.connect(path)
-    # migration 10's billing times first: its triggers read billed_first (migration 8)
-    db.execute("DROP TRIGGER billed_first_job")
-    db.execute("DROP TRIGGER jobs_billed_at_inserted")
-    db.execute("DROP TRIGGER jobs_billed_at_moved")
-    db.execute("DROP INDEX jobs_billed_days")
-    db.execute("DROP INDEX jobs_billed_order")
-    db.execute("DROP INDEX events_free")
-    db.execute("ALTER TABLE jobs DROP COLUMN billed_at")
-    db.execute("DROP INDEX events_batch")  # undo migrations 2 to 10
-    db.execute("DROP TABLE unattributed")
-    db.execute("ALTER TABLE batches DROP COLUMN api_base")
-    db.execute("ALTER TABLE batches DROP COLUMN cancelled_at")
-    db.execute("DROP TRIGGER events_billed_first")  # and 8
-    db.execute("DROP TABLE billed_first")
-    db.execute("DROP INDEX jobs_report")
-    db.execute("DROP TABLE marks")  # and 9
-    db.execute("DROP INDEX jobs_reroll_of")
-    db.execute("ALTER TABLE jobs DROP COLUMN reroll_of")
+    undo_migrations_6_to_10(db)
+    db.execute("DROP INDEX events_batch")  # and 2 to 4
     db.execute("ALTER TABLE batches DROP COLUMN synced_plan")
     db.execute("ALTER TABLE jobs DROP COLUMN file_mtime_ns")
     db.execute("DELETE FROM migrations WHERE version > 1")
