@@ -73,7 +73,8 @@ Modules (a package's line names every module in it)::
       client        Krea's HTTP API as typed calls, each answer parsed or made an error
       answers       Krea's answers read tolerantly: jobs, pages, errors, Retry-After, times
       registry/     what every run of one account on this machine sent: account (a run's
-                    handle), store (the shared SQLite file), processes (liveness, POST turn)
+                    handle), store (the shared SQLite file), turn (the POST turn that makes a
+                    lost POST provably one run's), processes (liveness, the turn's lock)
       attribution   which job a lost POST made, by windows of Krea's clock (pure)
       ledger/       SQLite, the only SQL: store, commits (group commit), plan_queries,
                     records, report_queries, review_queries (marks, rerolls), view_queries

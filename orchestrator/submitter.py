@@ -212,14 +212,15 @@ class Submitter:
         return _Outcome.SENT, None
 
     async def _intend(self, job: JobRecord) -> None:
-        """Commit the intent, and register the POST on the account, before the POST.
+        """Commit the intent, and (alone on the account) register the POST there, before it.
 
         Krea has no idempotency key, so a crash after the intent must find the row and reconcile
         it rather than send a second, billed job; other runs count the registered POST in as a
         possible owner. The two writes go side by side (two fsyncs in the time of one): the POST
         waits for both, and a crash between them is recovered either way (an intent with no
         registered POST was never sent; a registered POST whose row is still pending is
-        forgotten by the next run on the ledger: ``startup``).
+        forgotten by the next run on the ledger: ``startup``). With company, the POST is
+        registered later, in its turn (``registry.turn``), and the same holds.
         """
         pipe, registry = self.pipe, self.pipe.registry
         intent = pipe.ledger.transition(

@@ -20,13 +20,15 @@ account writes here, before the remote call it describes:
   attempt and no claim was never sent (the next run sends it again without reconciling).
 * ``clock``: what the runs learnt of Krea's clock, so a restarted run's windows are narrow.
 
-While two or more runs of an account are alive, one POST of the account is on the wire at a time
-on the machine (an ``flock``, the *POST turn*): two runs' windows then never overlap in time, so
-their lost answers rarely contest each other. A run alone takes no turn: its POSTs overlap, as
-one run's always may.
+One POST of the account's runs is on the wire at a time on the machine (an ``flock``, the
+*POST turn*, ``turn``): two runs' windows then never overlap in time. With company a POST is
+registered only in its turn and the turn is given back only once its job is claimed, so a run
+killed while waiting sent nothing, and one killed with a POST on the wire died in its turn,
+where the next holder closes that POST's window. A run alone shares one hold of the turn among
+its own overlapping POSTs.
 
 Modules: ``account`` (a run's async handle), ``store`` (the file, on the run's registry thread),
-``processes`` (liveness, the POST turn). The file is
+``turn`` (the POST turn), ``processes`` (liveness, the turn's lock and file). The file is
 ``$XDG_STATE_HOME/orchestrator/accounts/<fingerprint>.db``, named by a one-way
 fingerprint of the API base and key, never the key. Several processes write it: a rollback
 journal (SQLite 3.40's WAL mode has a bug with concurrent writers), short ``BEGIN IMMEDIATE``

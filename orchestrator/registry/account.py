@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from orchestrator.errors import LedgerError
-from orchestrator.registry.processes import enter_turn, hold_until, leave_turn, try_lock
+from orchestrator.registry.processes import hold_until
 from orchestrator.registry.store import DOUBT_KEY, HEARTBEAT_S, RegistryFile, Snapshot
+from orchestrator.registry.turn import PostTurn
 
 T = TypeVar("T")
 
-TURN_POLL_S = 0.001  #: real seconds between tries for the account's POST turn
 #: What runs learnt of Krea's clock is trusted this long (real seconds) by the next run.
 CLOCK_FRESH_S = 3600.0
 
@@ -41,8 +41,9 @@ def fingerprint(api_base: str, api_key: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
-class AccountRegistry:
-    """One run's handle on its account's registry file (see the package docstring)."""
+class AccountRegistry(PostTurn):
+    """One run's handle on its account's registry file (see the package docstring); its POST
+    turn is :class:`~orchestrator.registry.turn.PostTurn`'s."""
 
     def __init__(self, path: Path, ledger: Path) -> None:
         self.path = path
@@ -51,7 +52,7 @@ class AccountRegistry:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="registry")
         self._file = RegistryFile(path, self.ledger, self.run_id)
         self.alone = False  #: no other run of the account alive at the last look (a heartbeat)
-        self._own_turns = 0  #: POSTs of this run holding the turn while it is alone
+        self._start_turns()
         self._claims: set[asyncio.Future[None]] = set()  #: claims not yet landed (claim_soon)
         self._marks: set[asyncio.Future[None]] = set()  #: "written" marks on their way
 
@@ -75,108 +76,21 @@ class AccountRegistry:
             registry._pool.shutdown(wait=False)
 
     # -- what a submitter writes around each POST -------------------------------------------------
-    @asynccontextmanager
-    async def posting(
-        self, key: str = "", margin_s: float = 0.0, grace_s: float = 0.0
-    ) -> AsyncIterator[None]:
-        """Hold the account's POST turn on this machine while the POST is on the wire: one POST
-        of the account's runs there at a time.
-
-        Two runs' POSTs then never overlap in time, so their windows barely touch and two lost
-        answers at once cannot make each other's jobs unattributable. An ``flock``: the kernel
-        gives it back when a run dies holding it. A run alone takes the turn only if it is free
-        and none of its own POSTs holds it, so its own POSTs overlap as they always did (its own
-        windows never need telling apart from another run's) and it never waits; finding the
-        turn held by another process tells it that it has company after all (a run started
-        since its last look), and it waits like any. Whether the run is alone is looked up
-        beside each POST's intent (:meth:`look_around`, while the ledger's fsync runs anyway)
-        and at every heartbeat.
-
-        With company, a POST also waits out :meth:`_others_settled` in its turn. A POST that
-        waited has its registered send time (``key``'s attempt) moved to when it leaves: its
-        window then starts there, not at its intent, and does not reach back over the POSTs it
-        waited for.
-        """
-        turn = self.path.with_suffix(".posting")
-        if self.alone:
-            if self._own_turns:  # another POST of ours holds the turn: ours may overlap
-                yield
-                return
-            handle = try_lock(turn)
-            if handle is not None:
-                self._own_turns += 1
-                try:
-                    if await _quiet(turn, self.run_id, grace_s + margin_s):
-                        await self._leaving(key)
-                    yield
-                finally:
-                    self._own_turns -= 1
-                    leave_turn(turn)
-                    handle.close()  # closing the file releases the lock
-                return
-            self.alone = False  # another run holds the turn
-        # Polled, never a blocking call in a thread: a cancelled wait must not take it later.
-        while (handle := try_lock(turn)) is None:  # noqa: ASYNC110
-            await asyncio.sleep(TURN_POLL_S)
-        try:
-            await _quiet(turn, self.run_id, grace_s + margin_s)
-            await self._others_settled(margin_s, grace_s)
-            await self._leaving(key)
-            yield
-        finally:
-            leave_turn(turn)
-            handle.close()
-
-    async def _leaving(self, key: str) -> None:
-        """``key``'s POST leaves now: its registered send time moves here (see posting).
-
-        Not fsynced: a lost update leaves the earlier time, a wider window, the safe side.
-        """
-        if key:
-            await self._write(
-                "UPDATE attempts SET sent_at = ? WHERE ledger = ? AND key = ? AND run_id = ? "
-                "AND state = 'wire'",
-                (time.time(), self.ledger, key, self.run_id),
-                durable=False,
-            )
-
-    async def _others_settled(self, margin_s: float, grace_s: float) -> None:
-        """Wait until no other run's POST whose answer was lost can still make a job.
-
-        Such a POST's job is found by its window of Krea's clock: a POST sent while that window
-        is open could make a job inside it, and two lost answers would then leave two jobs that
-        fit both windows (each resent: two clips billed twice). Sent once it has closed, a job
-        cannot fit the other's window, nor the other's job this one's: each lost POST is then
-        settled alone. A window closes at the POST's end, plus ``grace_s`` (real seconds) when
-        no HTTP answer came (Krea may create the job a little later), plus ``margin_s`` (what
-        is not known of Krea's clock). A dead run's POSTs end at its last heartbeat. Lost
-        answers are rare, so this costs the account a few seconds now and then.
-        """
-        while True:
-            attempts = (await self.snapshot(None, claims=False)).attempts
-            closes = [
-                a.answered_at + (grace_s if a.no_answer else 0.0) + margin_s
-                for a in attempts
-                if a.ledger != self.ledger and a.state == "ambiguous" and a.answered_at
-            ]
-            wait = max(closes, default=0.0) - time.time()
-            if wait <= 0:
-                return
-            await asyncio.sleep(wait)
-
     async def before_post(self, key: str, floor: str | None) -> None:
-        """All the registry needs before a POST leaves: the POST registered (``post_started``),
-        a fresh look at whether another run is alive (``posting`` then takes the turn or not),
-        and the claims of earlier POSTs landed. Side by side; raises the first failure once
-        all have ended."""
+        """All the registry needs before a POST leaves: a fresh look at whether another run is
+        alive and the claims of earlier POSTs landed, then the POST registered
+        (``post_started``) if this run is alone; with company it is registered in its turn
+        (see ``turn``). Raises the first failure once all have ended."""
         claims = list(self._claims)
         self._claims.clear()
-        done = await asyncio.gather(
-            self.post_started(key, floor), self.look_around(), *claims, return_exceptions=True
-        )
+        done = await asyncio.gather(self.look_around(), *claims, return_exceptions=True)
         for outcome in done:
             if isinstance(outcome, BaseException):
                 raise outcome
+        if self.alone:
+            await self.post_started(key, floor)
+        else:
+            self._deferred[key] = floor
 
     async def post_started(self, key: str, floor: str | None) -> None:
         """Before the POST leaves: other runs now wait for it or count it as an owner."""
@@ -246,6 +160,7 @@ class AccountRegistry:
 
     async def not_created(self, key: str) -> None:
         """The POST created nothing (refused, or reconciliation found no job): forget it."""
+        self._deferred.pop(key, None)
         await self._write("DELETE FROM attempts WHERE ledger = ? AND key = ?", (self.ledger, key))
 
     async def doubted(self, keys: Iterable[str], jobs: Iterable[tuple[str, str]]) -> None:
@@ -282,7 +197,7 @@ class AccountRegistry:
             "WHERE ledger = ? AND key = ?",
             (answered, self.run_id, int(no_answer), self.ledger, key),
         )
-        # Said in the turn file too, for a run whose last look missed us (see _quiet).
+        # Said in the turn file too, for a run whose last look missed us (see PostTurn._enter).
         closes = answered + (grace_s if no_answer else 0.0) + margin_s
         hold_until(self.path.with_suffix(".posting"), closes)
 
@@ -378,21 +293,3 @@ class AccountRegistry:
                     durable=False,  # a lost beat is covered: see store.forget_dead_runs
                 )
                 await self.look_around()
-
-
-async def _quiet(turn: Path, holder: str, died_s: float) -> bool:
-    """Note ``holder`` in the turn file and wait out what the file says; True if it waited.
-
-    The file says when a lost POST's window closes (written in its turn by its run), or, if
-    the last holder died in its turn, ``died_s`` from now (``processes.enter_turn``). The
-    registry says the former too (:meth:`AccountRegistry._others_settled`), but a run that
-    believes it is alone (its last look came before another run started) does not read it, and
-    a killed run's process can look alive for a while: the turn file, which the POST holds
-    anyway, costs a small read and write per POST instead.
-    """
-    until = enter_turn(turn, holder, died_s)
-    waited = False
-    while (wait := until - time.time()) > 0:
-        await asyncio.sleep(wait)
-        waited = True
-    return waited

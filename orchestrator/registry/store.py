@@ -186,6 +186,24 @@ class RegistryFile:
         if statements:
             self.transaction(statements)
 
+    def ended_by(self, run_id: str, at: float) -> None:
+        """``run_id`` died holding the POST turn (the next holder found its mark at ``at``):
+        each of its POSTs had ended by then. Kept only if tighter than what is known, and only
+        if that run is truly gone (a mark a full disk kept from being cleared proves nothing).
+        Not fsynced: lost, the window closes at the run's last heartbeat, the safe side."""
+        if self.runs().get(run_id, (False, 0.0))[0]:
+            return
+        self.transaction(
+            [
+                (
+                    "UPDATE attempts SET answered_at = MIN(COALESCE(answered_at, ?1), ?1) "
+                    "WHERE run_id = ?2",
+                    (at, run_id),
+                )
+            ],
+            durable=False,
+        )
+
     def unsent(self, intents: dict[str, float]) -> set[str]:
         rows = self.rows("SELECT since FROM ledgers WHERE ledger = ?", (self.ledger,))
         since = rows[0][0] if rows else time.time()

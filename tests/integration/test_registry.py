@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sqlite3
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -295,7 +296,8 @@ from orchestrator.registry import AccountRegistry
 
 async def main():
     async with AccountRegistry.open(sys.argv[1], sys.argv[2], Path(sys.argv[3])) as registry:
-        async with registry.posting():
+        await registry.post_started("k1", None)
+        async with registry.posting("k1"):
             print("posting", flush=True)
             await asyncio.Event().wait()
 
@@ -323,6 +325,120 @@ async def test_a_run_killed_in_its_turn_holds_the_next_post_for_the_grace(
         async with b.posting("", margin, grace):
             entered = time.time()
         assert entered >= took + grace + margin
+        (dead,) = (await b.snapshot(None)).attempts
+        assert dead.answered_at is not None
+        assert dead.answered_at <= entered, (
+            "the dead holder's POST ended when b found its mark, not at its last heartbeat"
+        )
         started = time.time()
         async with b.posting("", margin, grace):
             assert time.time() - started < grace, "only once: b's own turn ended cleanly"
+
+
+WAITER = """
+import asyncio, sys
+from pathlib import Path
+from orchestrator.registry import AccountRegistry
+
+async def main():
+    async with AccountRegistry.open(sys.argv[1], sys.argv[2], Path(sys.argv[3])) as registry:
+        await registry.before_post("k2", None)
+        print("waiting", flush=True)
+        async with registry.posting("k2"):
+            print("sent", flush=True)
+
+asyncio.run(main())
+"""
+
+
+async def test_a_run_killed_waiting_for_the_turn_never_sent_its_post(tmp_path: Path) -> None:
+    """With company, a POST is registered only once it holds the turn: a run killed while it
+    waited leaves no attempt, so no run counts it as the owner of a job, and the next run on
+    its ledger knows the intent was never sent."""
+    ledger = tmp_path / "waiter.db"
+    async with AccountRegistry.open(BASE, KEY, tmp_path / "a.db") as a:
+        async with a.posting():
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-c", WAITER, BASE, KEY, str(ledger),
+                stdout=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            assert proc.stdout is not None
+            assert (await proc.stdout.readline()).strip() == b"waiting"
+            intent_at = time.time()  # its intent came after its ledger joined the registry
+            proc.send_signal(signal.SIGKILL)
+            await proc.wait()
+        assert (await a.snapshot(None)).attempts == ()
+    async with AccountRegistry.open(BASE, KEY, ledger) as again:
+        assert await again.unsent({"k2": intent_at}) == {"k2"}
+
+
+async def test_the_turn_is_given_back_only_once_its_posts_jobs_are_claimed(
+    tmp_path: Path,
+) -> None:
+    """A run killed after its answer but before its claim landed dies in its turn, where the
+    next holder bounds its POST: so the turn waits for the claim. The registry file is kept
+    busy here, holding a's claim back; b (which believes it is alone, so reads nothing)
+    enters only after the claim could land."""
+    async with (
+        AccountRegistry.open(BASE, KEY, tmp_path / "a.db") as a,
+        AccountRegistry.open(BASE, KEY, tmp_path / "b.db") as b,
+    ):
+        await a.look_around()
+        await a.before_post("k1", None)
+        blocker = sqlite3.connect(a.path, isolation_level=None)
+        entered: list[float] = []
+        answered = asyncio.Event()
+
+        async def post_a() -> None:
+            async with a.posting("k1"):
+                blocker.execute("BEGIN EXCLUSIVE")  # a's claim waits for the file
+                a.claim_soon("k1", "job-1", "2026-01-01T00:00:01.000Z")
+                answered.set()
+
+        async def post_b() -> None:
+            async with b.posting():
+                entered.append(time.time())
+
+        task_a = asyncio.create_task(post_a())
+        await answered.wait()
+        b.alone = True
+        task_b = asyncio.create_task(post_b())
+        await asyncio.sleep(0.2)
+        released = time.time()
+        blocker.execute("COMMIT")
+        blocker.close()
+        await asyncio.gather(task_a, task_b)
+        await a.claims_landed()
+        assert entered[0] >= released, "b entered the turn before a's claim could land"
+        assert (await b.snapshot(None)).attempts == ()
+
+
+async def test_a_run_alone_keeps_the_turn_until_its_last_overlapping_post_ends(
+    tmp_path: Path,
+) -> None:
+    """Alone, POSTs share one hold: a run starting meanwhile never POSTs beside any of them."""
+    async with AccountRegistry.open(BASE, KEY, tmp_path / "a.db") as a:
+        turn = a.path.with_suffix(".posting")
+        first_done, second_in, second_done = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+        async def first() -> None:
+            async with a.posting():
+                await first_done.wait()
+
+        async def second() -> None:
+            async with a.posting():
+                second_in.set()
+                await second_done.wait()
+
+        tasks = [asyncio.create_task(first())]
+        await asyncio.sleep(0)
+        tasks.append(asyncio.create_task(second()))
+        await second_in.wait()
+        first_done.set()
+        await tasks[0]
+        assert try_lock(turn) is None, "the second POST is still on the wire: still held"
+        second_done.set()
+        await tasks[1]
+        free = try_lock(turn)
+        assert free is not None, "given back with the last POST"
+        free.close()
