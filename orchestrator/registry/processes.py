@@ -41,16 +41,11 @@ def _turn_note(path: Path) -> tuple[float, str]:
         return 0.0, ""
 
 
-def enter_turn(path: Path, holder: str, died_s: float) -> tuple[float, str]:
+def enter_turn(path: Path, holder: str) -> tuple[float, str]:
     """Note ``holder`` in the turn just taken; returns the time before which it must not POST,
-    and the run that died holding the turn ("" if none did).
-
-    A holder's mark still there means it died in its turn, its POST maybe sent: Krea may
-    still create that job for ``died_s`` from now, so the new holder waits that long too.
-    """
+    and whose mark was still there ("" if none): that run died holding the turn (see
+    ``turn.PostTurn._enter``)."""
     until, previous = _turn_note(path)
-    if previous:
-        until = max(until, time.time() + died_s)
     _write_note(path, f"{until!r} {holder}")
     return until, previous
 

@@ -186,13 +186,14 @@ class RegistryFile:
         if statements:
             self.transaction(statements)
 
-    def ended_by(self, run_id: str, at: float) -> None:
+    def ended_by(self, run_id: str, at: float) -> bool:
         """``run_id`` died holding the POST turn (the next holder found its mark at ``at``):
         each of its POSTs had ended by then. Kept only if tighter than what is known, and only
         if that run is truly gone (a mark a full disk kept from being cleared proves nothing).
-        Not fsynced: lost, the window closes at the run's last heartbeat, the safe side."""
+        Not fsynced: lost, the window closes at the run's last heartbeat, the safe side.
+        Returns whether a POST of that dead run is still open."""
         if self.runs().get(run_id, (False, 0.0))[0]:
-            return
+            return False
         self.transaction(
             [
                 (
@@ -203,6 +204,7 @@ class RegistryFile:
             ],
             durable=False,
         )
+        return bool(self.rows("SELECT 1 FROM attempts WHERE run_id = ? LIMIT 1", (run_id,)))
 
     def unsent(self, intents: dict[str, float]) -> set[str]:
         rows = self.rows("SELECT since FROM ledgers WHERE ledger = ?", (self.ledger,))

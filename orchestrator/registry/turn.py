@@ -9,8 +9,8 @@ holders write in it and in the registry makes each window a proof rather than a 
   holds the turn and has waited out the others' lost POSTs, just before it leaves. A run killed
   while it waited has no attempt there: its intent was never sent, and no run counts it as the
   possible owner of a job. (Alone, a run registers beside its intent, which costs no time.)
-* **Claimed in the turn.** The turn is given back only once its POSTs' jobs are claimed (or
-  their loss noted): a POST of a run found dead still on the wire died holding the turn.
+* **Claimed in the turn.** With company, the turn is given back only once its POST's job is
+  claimed (or its loss noted): a POST of such a run found dead on the wire died in its turn.
 * **Ended by the next holder.** The next run to take the turn finds the dead holder's mark in
   the turn file, so every POST of that run had ended by then: their windows close there
   instead of at the dead run's last heartbeat (up to seconds later, over other runs' POSTs).
@@ -19,6 +19,10 @@ holders write in it and in the registry makes each window a proof rather than a 
 
 A run alone shares one hold among its own overlapping POSTs (they never need telling apart from
 another run's), so it never waits for itself; a run starting meanwhile waits for the hold to end.
+Alone, it gives the hold back without waiting for its claims, which would delay each POST's
+ledger write: a run killed in that instant leaves a POST bounded by its last heartbeat, which
+only a run started in that same instant, whose own answer is lost within a second, can meet (a
+possible duplicate at worst, never a wrong file).
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
-from orchestrator.registry.processes import enter_turn, leave_turn, try_lock
+from orchestrator.errors import LedgerError
+from orchestrator.registry.processes import enter_turn, hold_until, leave_turn, try_lock
 from orchestrator.registry.store import RegistryFile, Snapshot
 
 T = TypeVar("T")
@@ -90,15 +95,11 @@ class PostTurn:
                 await self._register_or_leave(key, moved=waited)
                 yield
             finally:
-                try:
-                    if self._own_turns == 1:  # the last of the hold: its claims land first
-                        await self._claims_settled()
-                finally:
-                    self._own_turns -= 1
-                    if not self._own_turns and self._own_hold is not None:
-                        leave_turn(turn)
-                        self._own_hold.close()  # closing the file releases the lock
-                        self._own_hold = None
+                self._own_turns -= 1
+                if not self._own_turns and self._own_hold is not None:
+                    leave_turn(turn)
+                    self._own_hold.close()  # closing the file releases the lock
+                    self._own_hold = None
             return
         # Polled, never a blocking call in a thread: a cancelled wait must not take it later.
         while (handle := try_lock(turn)) is None:  # noqa: ASYNC110
@@ -125,20 +126,34 @@ class PostTurn:
         """Note this run in the turn file, end a dead holder's POSTs, and wait out what the
         file says; True if it waited.
 
-        The file says when a lost POST's window closes (written in its turn by its run), or,
-        if the last holder died in its turn, ``died_s`` from now. The registry says the former
-        too (:meth:`_others_settled`), but a run that believes it is alone (its last look came
-        before another run started) does not read it, and a killed run's process can look
-        alive a while: the turn file, which the POST holds anyway, costs a small read and write.
+        The file says when a lost POST's window closes (written in its turn by its run). The
+        registry says it too (:meth:`_others_settled`), but a run that believes it is alone
+        (its last look came before another run started) does not read it: the turn file, which
+        the POST holds anyway, costs a small read and write. A holder's mark still there means
+        it died in its turn: if a POST of it is still open, Krea may make that job for
+        ``died_s`` from now, so this POST waits that long too (and notes it for the next).
         """
-        until, dead = enter_turn(turn, self.run_id, died_s)
-        if dead and dead != self.run_id:
-            await self._call(self._file.ended_by, dead, time.time())
+        until, previous = enter_turn(turn, self.run_id)
+        if previous and await self._died_with_posts(previous):
+            until = max(until, time.time() + died_s)
+            hold_until(turn, until)
         waited = False
         while (wait := until - time.time()) > 0:
             await asyncio.sleep(wait)
             waited = True
         return waited
+
+    async def _died_with_posts(self, holder: str) -> bool:
+        """``holder`` left its mark in the turn: its POSTs ended by now (``store.ended_by``);
+        True if one of them is still open under its name. A run restarted on its ledger has
+        taken them over, and settles them before it POSTs. A registry that cannot be read
+        answers True: waiting is the safe side."""
+        if holder == self.run_id:
+            return False
+        try:
+            return await self._call(self._file.ended_by, holder, time.time())
+        except LedgerError:
+            return True
 
     async def _register_or_leave(self, key: str, *, moved: bool) -> None:
         """``key``'s POST leaves now: registered here if its registration waited for the turn,

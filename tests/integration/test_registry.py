@@ -442,3 +442,24 @@ async def test_a_run_alone_keeps_the_turn_until_its_last_overlapping_post_ends(
         free = try_lock(turn)
         assert free is not None, "given back with the last POST"
         free.close()
+
+
+async def test_a_run_killed_in_its_turn_with_no_post_open_holds_no_one(tmp_path: Path) -> None:
+    """Its mark is there, but every POST of it is settled: nothing of it can still make a job,
+    so the next POST does not wait the grace (a run restarted after a kill would otherwise
+    wait it on every restart, for nothing)."""
+    idle = HOLDER.replace('        await registry.post_started("k1", None)\n', "")
+    assert idle != HOLDER
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", idle, BASE, KEY, str(tmp_path / "dead.db"),
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    assert (await proc.stdout.readline()).strip() == b"posting"
+    proc.send_signal(signal.SIGKILL)
+    await proc.wait()
+    grace = 5.0
+    async with AccountRegistry.open(BASE, KEY, tmp_path / "b.db") as b:
+        took = time.time()
+        async with b.posting("", 0.1, grace):
+            assert time.time() - took < grace
