@@ -38,15 +38,20 @@ asyncio.run(main())
 """
 
 
-async def killed_while_posting(ledger: Path) -> None:
-    """A run that registers a POST for key ``k1`` of ``ledger`` and dies with it on the wire."""
+async def killed_after(script: str, ledger: Path, said: bytes) -> None:
+    """Run ``script`` as a run of ``ledger`` and SIGKILL it once it has printed ``said``."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", CHILD, BASE, KEY, str(ledger), stdout=asyncio.subprocess.PIPE
+        sys.executable, "-c", script, BASE, KEY, str(ledger), stdout=asyncio.subprocess.PIPE
     )
     assert proc.stdout is not None
-    assert (await proc.stdout.readline()).strip() == b"sent"
+    assert (await proc.stdout.readline()).strip() == said
     proc.send_signal(signal.SIGKILL)
     await proc.wait()
+
+
+async def killed_while_posting(ledger: Path) -> None:
+    """A run that registers a POST for key ``k1`` of ``ledger`` and dies with it on the wire."""
+    await killed_after(CHILD, ledger, b"sent")
 
 
 def test_the_file_is_named_by_a_fingerprint_never_the_key(tmp_path: Path) -> None:
@@ -312,14 +317,7 @@ async def test_a_run_killed_in_its_turn_holds_the_next_post_for_the_grace(
     process may look alive a while longer: the mark it left in the turn file makes the next
     POST of the account wait the grace, so no later job fits the dead POST's window."""
     grace, margin = 0.3, 0.1
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", HOLDER, BASE, KEY, str(tmp_path / "dead.db"),
-        stdout=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    assert proc.stdout is not None
-    assert (await proc.stdout.readline()).strip() == b"posting"
-    proc.send_signal(signal.SIGKILL)
-    await proc.wait()
+    await killed_after(HOLDER, tmp_path / "dead.db", b"posting")
     async with AccountRegistry.open(BASE, KEY, tmp_path / "b.db") as b:
         took = time.time()
         async with b.posting("", margin, grace):
@@ -450,14 +448,7 @@ async def test_a_run_killed_in_its_turn_with_no_post_open_holds_no_one(tmp_path:
     wait it on every restart, for nothing)."""
     idle = HOLDER.replace('        await registry.post_started("k1", None)\n', "")
     assert idle != HOLDER
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", idle, BASE, KEY, str(tmp_path / "dead.db"),
-        stdout=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    assert proc.stdout is not None
-    assert (await proc.stdout.readline()).strip() == b"posting"
-    proc.send_signal(signal.SIGKILL)
-    await proc.wait()
+    await killed_after(idle, tmp_path / "dead.db", b"posting")
     grace = 5.0
     async with AccountRegistry.open(BASE, KEY, tmp_path / "b.db") as b:
         took = time.time()
