@@ -10,8 +10,8 @@ three outcomes (completed, failed, cancelled), so one unfiltered page bounded by
 in flight costs less than three filtered ones.
 
 When to sweep again is decided by :mod:`sweep_schedule` (pure): every ``poll_min_s`` while a
-running job's end is unknown, else just after the ends :mod:`forecast` predicts (within a
-per-job allowance of requests), else on a completion-rate timer.
+running job's end is unknown, else just after the ends :mod:`forecast` predicts (spaced to keep
+within a per-job allowance of requests), else on a completion-rate timer.
 
 The poller returns the moment nothing is left in flight: no wait after the last sweep.
 
@@ -42,7 +42,7 @@ from orchestrator.jobs import (
 from orchestrator.ledger import Move
 from orchestrator.pipeline import Pipeline
 from orchestrator.retry import Action, Backoff, classify_read
-from orchestrator.sweep_schedule import Pace, next_delay
+from orchestrator.sweep_schedule import Pace, aimed_gap, next_delay
 
 S = JobState
 log = logging.getLogger(__name__)
@@ -163,14 +163,13 @@ class Poller:
         self.forecast.keep_only(job.remote_id for job in tracked if job.remote_id)
 
     def _plan(self, started: float) -> None:
-        """Aim the next sweep just after predicted ends, while the allowance lasts.
+        """Aim the next sweep just after predicted ends, spaced as the allowance affords.
 
         ``started`` is when the sweep just done began: intervals run from one start to the next.
         """
-        tuning, end = self.pipe.tuning, None
-        if self.allowance.left >= 1:
-            soonest = started + tuning.poll_min_s - SWEEP_LAG_S
-            end = plan_sweep(self.forecast.ends(), tuning.poll_min_s, not_before=soonest)
+        tuning = self.pipe.tuning
+        gap = aimed_gap(self.allowance.left, self.pace, tuning)
+        end = plan_sweep(self.forecast.ends(), gap, not_before=started + gap - SWEEP_LAG_S)
         self.pace.next_end_in_s = None if end is None else end + SWEEP_LAG_S - started
         unpredicted = self.forecast.unpredicted()
         self.pace.unknown = unpredicted > 0 or self.forecast.skew_s is None

@@ -7,9 +7,13 @@ costs the account almost nothing whether the batch has 5 jobs or 50,000. So:
   yet), every ``poll_min_s``: a completion is noticed within that plus one sweep's duration,
   at any batch size;
 * otherwise just after the next end :mod:`forecast` predicts from the durations of the same
-  model's jobs, while the :class:`~orchestrator.forecast.Allowance` of status requests per job
-  lasts (a large batch's ends are dense: that keeps its sweeps to a few per hundred jobs).
-  Finished jobs are then noticed within about ``poller.SWEEP_LAG_S``;
+  model's jobs. Finished jobs are then noticed within about ``poller.SWEEP_LAG_S``. These
+  sweeps are paid from the :class:`~orchestrator.forecast.Allowance` of status requests per
+  job (a large batch's ends are dense: that keeps its sweeps to a few per hundred jobs): while
+  it lasts they may come every ``poll_min_s``; once it is spent they still come at predicted
+  ends, but no closer together than the rate timer's interval (:func:`aimed_gap`), so ends
+  spread evenly are swept several at a time while a batch's waves are swept as they end (the
+  timer alone would drift off the waves and sleep through the next one);
 * otherwise on a timer: several completions per sweep at the completion rate observed so far,
   sooner while Krea's backlog for us could run dry; with only backlogged jobs and no completion
   yet, the interval grows geometrically. When every running job has a predicted end, the timer
@@ -60,3 +64,13 @@ def next_delay(pace: Pace, *, backlogged: int, tuning: Tuning) -> float:
     if pace.next_end_in_s is not None:
         delay = min(delay, pace.next_end_in_s)
     return min(tuning.poll_max_s, max(tuning.poll_min_s, delay))
+
+
+def aimed_gap(left: float, pace: Pace, tuning: Tuning) -> float:
+    """The shortest time between sweeps aimed at predicted ends: ``poll_min_s`` while the
+    allowance has a request ``left``; once it is spent, the rate timer's interval (several
+    completions per sweep at the observed rate), at most ``poll_max_s``."""
+    if left >= 1 or pace.completion_rate <= 0:
+        return tuning.poll_min_s
+    economy = tuning.completions_per_sweep / pace.completion_rate
+    return min(tuning.poll_max_s, max(tuning.poll_min_s, economy))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from orchestrator.pipeline import Tuning
-from orchestrator.sweep_schedule import Pace, next_delay
+from orchestrator.sweep_schedule import Pace, aimed_gap, next_delay
 
 TUNING = Tuning(poll_min_s=2.0, poll_max_s=30.0, completions_per_sweep=8.0)
 
@@ -53,3 +53,17 @@ def test_before_any_completion_the_interval_grows_geometrically() -> None:
     """Only backlogged jobs, nothing finished yet: poll_min, then 1.5 times longer after each
     empty sweep (a backlogged job cannot end before a running one frees its slot)."""
     assert next_delay(Pace(empty_sweeps=2), backlogged=0, tuning=TUNING) == pytest.approx(4.5)
+
+
+def test_aimed_sweeps_come_every_poll_min_while_the_allowance_lasts() -> None:
+    assert aimed_gap(1.0, Pace(completion_rate=0.1), TUNING) == pytest.approx(2.0)
+
+
+def test_once_the_allowance_is_spent_aimed_sweeps_are_spaced_like_the_rate_timer() -> None:
+    """Spent, sweeps still land where jobs should end (a timer drifts off a batch's waves and
+    sleeps through the next one: issue 13's weak spot), but no closer together than the rate
+    timer's interval: ends spread evenly (one every 2 s) are swept 8 at a time, as before."""
+    assert aimed_gap(0.5, Pace(completion_rate=0.5), TUNING) == pytest.approx(16.0)
+    assert aimed_gap(-4.0, Pace(completion_rate=10.0), TUNING) == pytest.approx(2.0), "a wave"
+    assert aimed_gap(0.0, Pace(completion_rate=0.01), TUNING) == pytest.approx(30.0)
+    assert aimed_gap(0.0, Pace(), TUNING) == pytest.approx(2.0), "no rate yet: poll_min"
