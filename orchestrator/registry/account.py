@@ -199,7 +199,7 @@ class AccountRegistry(PostTurn):
         )
         # Said in the turn file too, for a run whose last look missed us (see PostTurn._enter).
         closes = answered + (grace_s if no_answer else 0.0) + margin_s
-        hold_until(self.path.with_suffix(".posting"), closes)
+        hold_until(self.turn_file, closes)
 
     # -- what start-up and reconciliation read ----------------------------------------------------
     async def left_behind(self) -> dict[str, float | None]:

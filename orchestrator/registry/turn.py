@@ -65,6 +65,11 @@ class PostTurn:
             self, sql: str, params: tuple[Any, ...], *, durable: bool = True
         ) -> None: ...
 
+    @property
+    def turn_file(self) -> Path:
+        """The turn's lock and note file, beside the registry file."""
+        return self.path.with_suffix(".posting")
+
     def _start_turns(self) -> None:
         self._own_turns = 0  #: this run's POSTs sharing its hold of the turn while alone
         self._own_hold: IO[bytes] | None = None
@@ -84,7 +89,7 @@ class PostTurn:
         claimed. ``margin_s``: what is not known of Krea's clock; ``grace_s``: how long after
         an unanswered POST Krea may still make its job (both real seconds).
         """
-        turn = self.path.with_suffix(".posting")
+        turn = self.turn_file
         if self.alone and (self._own_turns or self._take_own_hold(turn)):
             self._own_turns += 1
             try:

@@ -157,7 +157,7 @@ async def test_a_run_alone_holds_the_free_turn_but_never_waits_for_its_own_posts
     """Alone, a POST holds the turn if it is free (so a run starting meanwhile waits for it),
     and a second POST of the same run goes out beside it without waiting."""
     async with AccountRegistry.open(BASE, KEY, tmp_path / "a.db") as a:
-        turn = a.path.with_suffix(".posting")
+        turn = a.turn_file
         async with a.posting():
             assert try_lock(turn) is None, "alone: the POST on the wire holds the turn"
             async with asyncio.timeout(1):  # a second POST of a's, at once
@@ -375,16 +375,15 @@ async def test_the_turn_is_given_back_only_once_its_posts_jobs_are_claimed(
 ) -> None:
     """A run killed after its answer but before its claim landed dies in its turn, where the
     next holder bounds its POST: so the turn waits for the claim. The registry file is kept
-    busy here, holding a's claim back; b (which believes it is alone, so reads nothing)
-    enters only after the claim could land."""
+    busy here, holding a's claim back: the turn stays held until the claim lands."""
     async with (
         AccountRegistry.open(BASE, KEY, tmp_path / "a.db") as a,
-        AccountRegistry.open(BASE, KEY, tmp_path / "b.db") as b,
+        AccountRegistry.open(BASE, KEY, tmp_path / "b.db"),
     ):
         await a.look_around()
         await a.before_post("k1", None)
+        turn = a.turn_file
         blocker = sqlite3.connect(a.path, isolation_level=None)
-        entered: list[float] = []
         answered = asyncio.Event()
 
         async def post_a() -> None:
@@ -393,22 +392,16 @@ async def test_the_turn_is_given_back_only_once_its_posts_jobs_are_claimed(
                 a.claim_soon("k1", "job-1", "2026-01-01T00:00:01.000Z")
                 answered.set()
 
-        async def post_b() -> None:
-            async with b.posting():
-                entered.append(time.time())
-
         task_a = asyncio.create_task(post_a())
-        await answered.wait()
-        b.alone = True
-        task_b = asyncio.create_task(post_b())
-        await asyncio.sleep(0.2)
-        released = time.time()
+        await answered.wait()  # a ran on until it waited for its claim, leaving the POST
+        assert try_lock(turn) is None, "a gave the turn back before its claim could land"
         blocker.execute("COMMIT")
         blocker.close()
-        await asyncio.gather(task_a, task_b)
-        await a.claims_landed()
-        assert entered[0] >= released, "b entered the turn before a's claim could land"
-        assert (await b.snapshot(None)).attempts == ()
+        await task_a
+        free = try_lock(turn)
+        assert free is not None, "given back once the claim landed"
+        free.close()
+        assert (await a.snapshot(None)).attempts == ()
 
 
 async def test_a_run_alone_keeps_the_turn_until_its_last_overlapping_post_ends(
@@ -416,11 +409,14 @@ async def test_a_run_alone_keeps_the_turn_until_its_last_overlapping_post_ends(
 ) -> None:
     """Alone, POSTs share one hold: a run starting meanwhile never POSTs beside any of them."""
     async with AccountRegistry.open(BASE, KEY, tmp_path / "a.db") as a:
-        turn = a.path.with_suffix(".posting")
+        turn = a.turn_file
         first_done, second_in, second_done = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+        first_in = asyncio.Event()
 
         async def first() -> None:
             async with a.posting():
+                first_in.set()
                 await first_done.wait()
 
         async def second() -> None:
@@ -429,7 +425,7 @@ async def test_a_run_alone_keeps_the_turn_until_its_last_overlapping_post_ends(
                 await second_done.wait()
 
         tasks = [asyncio.create_task(first())]
-        await asyncio.sleep(0)
+        await first_in.wait()
         tasks.append(asyncio.create_task(second()))
         await second_in.wait()
         first_done.set()
