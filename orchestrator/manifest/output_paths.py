@@ -99,13 +99,22 @@ def template_fields(template: str) -> tuple[str, ...]:
 
 def render(template: str, values: Mapping[str, Any]) -> str:
     """The template with each placeholder replaced by its slugged value (names must be known)."""
-    form, names = _form(template)
+    try:
+        form, names = _form(template)
+    except ValueError:  # malformed: refuse with what a reading from the left meets first
+        for _, name, _, _ in string.Formatter().parse(template):  # raises at the fault
+            _known(name, values)
+        raise
     texts = []
     for name in names:
-        if name not in values:
-            raise ValueError(f"unknown placeholder {{{name}}} in the output template")
+        _known(name, values)
         texts.append(slug(values[name]))
     return form % tuple(texts)
+
+
+def _known(name: str | None, values: Mapping[str, Any]) -> None:
+    if name is not None and name not in values:
+        raise ValueError(f"unknown placeholder {{{name}}} in the output template")
 
 
 @cache

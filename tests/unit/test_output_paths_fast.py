@@ -168,3 +168,11 @@ def test_dots_spaces_and_empty_segments_as_before(path: str) -> None:
 @pytest.mark.parametrize("path", ["COM0", "LPT10", "CONX", "xCON", "NULL.mp4", "a/AUXx", "CONIN"])
 def test_near_device_names_are_accepted_as_before(path: str) -> None:
     assert check_path(path) == output_paths.checked_fully(path)
+
+
+def test_a_malformed_template_is_refused_for_what_comes_first() -> None:
+    """An unknown placeholder before the fault is named, as the full code names it (found by
+    hypothesis: ``{}{``)."""
+    job = {"id": "a"}
+    for template in ("{}{", "{x}{", "{id}{"):
+        assert _outcome(render, template, job) == _outcome(_reference_render, template, job)
