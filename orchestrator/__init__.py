@@ -82,12 +82,14 @@ Modules (a package's line names every module in it)::
       limits        the request pacer (asyncio-throttle) and the in-flight window
       retry         what a failed request means and how long to wait (pure)
       mp4           is this file a complete MP4: a walk over its top-level boxes
+      image_file    is this file a complete PNG, JPEG or WebP: a walk over its chunks
+      still_names   a still's file is named by its verified format: planned x.{ext}, saved x.png
       posters       a clip's first frame as a small JPEG, made once, lazily, off the loop
     simulator
       simulator/    the Krea-compatible server, which never imports the client side: app,
                     admission, gate, control, cdn, service, accounts, lifecycle, job,
                     outcomes, billing, assets, media, webhooks, faults, responses, clock,
-                    counters, stats, options, runner
+                    counters, stats, options, runner, images, inputs, results
     base
       errors        every error, under one root, with the fields a caller acts on
       jobs          the state machine: local states, Krea's statuses, the legal moves

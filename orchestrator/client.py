@@ -38,8 +38,12 @@ from orchestrator.answers import (
 )
 from orchestrator.config import key_source
 from orchestrator.errors import ApiError, BadResponse, ConnectionLost, NotSent
+from orchestrator.spec import generate_path, is_image_model
 
 USER_AGENT = "orchestrator/0.1 (+https://github.com/krea-orchestrator)"
+#: The names requests are counted under (``counts``): one per kind of generate POST.
+POST_ROUTE = "POST /generate/video"
+POST_ROUTE_IMAGE = "POST /generate/image"
 Pace = Callable[[], Awaitable[None]]
 
 
@@ -96,16 +100,18 @@ class KreaClient:
         webhook_url: str | None = None,
         on_written: Callable[[], None] | None = None,
     ) -> RemoteJob:
-        """POST /generate/video/{model}. A 2xx with an unreadable body raises BadResponse.
+        """POST /generate/video/{model} (or /generate/image/…, see ``spec.generate_path``). A 2xx
+        with an unreadable body raises BadResponse.
 
         ``on_written`` is called once the request's body has been handed to the socket: a run
         killed after that has sent the POST (the kernel delivers what it was given).
         """
         headers = {"X-Webhook-URL": webhook_url} if webhook_url else None
+        path = generate_path(model)
         data = await self._json(
             "POST",
-            f"/generate/video/{model}",
-            "POST /generate/video",
+            path,
+            POST_ROUTE_IMAGE if is_image_model(model) else POST_ROUTE,
             json_body=body,
             headers=headers,
             on_written=on_written,
@@ -260,4 +266,4 @@ UNREACHABLE_AFTER = 6  #: refused connections (or unreadable answers), with no g
 #: Statuses that mean "no such route" (or method) rather than anything about a job.
 NO_SUCH_ROUTE = frozenset({404, 405, 501})
 #: Routes every Krea server has: "no such route" there means the API base is wrong.
-EVERY_KREA_HAS = frozenset({"POST /generate/video", "GET /jobs", "POST /assets"})
+EVERY_KREA_HAS = frozenset({POST_ROUTE, POST_ROUTE_IMAGE, "GET /jobs", "POST /assets"})

@@ -140,6 +140,9 @@ class Downloader:
         return remote.urls[0]
 
     async def _done(self, job: JobRecord, fetched: Fetched, url: str | None, cause: str) -> None:
+        named = {}  # a still's file is named after its verified format (transfer)
+        if fetched.path is not None:
+            named["output_path"] = fetched.path.relative_to(self.pipe.out_dir.resolve()).as_posix()
         await self.pipe.ledger.transition(
             job.key,
             S.DONE,
@@ -151,6 +154,7 @@ class Downloader:
             result_url=url,
             done_at=now_utc(),
             last_error=None,
+            **named,
         )
         self.pipe.reporter.job_changed(job.entry_id, S.COMPLETED, S.DONE)
 

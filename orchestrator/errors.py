@@ -30,6 +30,7 @@ The CLI has a single handler: it prints ``Error: <message>`` and exits with the 
     ├── DownloadError(url)
     │   ├── Truncated(expected,got)
     │   ├── NotMp4
+    │   ├── NotImage                       not a complete PNG, JPEG or WebP
     │   ├── UrlExpired                     the media host refused a once-good URL
     │   └── DiskFull(path,needed)
     ├── StoppedByBudget / StoppedByFunds   exit 3
@@ -308,6 +309,10 @@ class Truncated(DownloadError):
 
 class NotMp4(DownloadError):
     """The downloaded file is not a complete MP4."""
+
+
+class NotImage(DownloadError):
+    """The downloaded file is not a complete PNG, JPEG or WebP image."""
 
 
 class UrlExpired(DownloadError):

@@ -1,4 +1,4 @@
-"""Krea's published OpenAPI document, read once: video endpoints, request schemas, price tables.
+"""Krea's published OpenAPI document, read once: generate endpoints, request schemas, prices.
 
 The document (``orchestrator/data/krea-openapi.json``, a snapshot of api.krea.ai/openapi.json) is
 the single source of truth for what a request may contain. This module only *reads* it: the
@@ -24,7 +24,13 @@ from typing import Any, cast
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
+GENERATE_PREFIX = "/generate/"
 VIDEO_PREFIX = "/generate/video/"
+IMAGE_PREFIX = "/generate/image/"
+#: An image model's name starts with this (``image/google/nano-banana-pro``); a video model's
+#: name is its path under /generate/video/ (``kling/kling-2.5``), as it always was, so the
+#: ledgers, price overrides and reports of earlier runs keep their names.
+IMAGE_MODEL = "image/"
 #: The snapshot's date, from our digest of it (shared/krea-api.md): the spec carries none.
 SPEC_DATE = "2026-05"
 #: Krea's published USD prices are compute units times this factor (see krea-api.md §2).
@@ -43,9 +49,21 @@ class PriceTable:
     rows: tuple[tuple[str, ...], ...]
 
 
+def generate_path(model: str) -> str:
+    """The POST path of a model name: ``/generate/video/kling/kling-2.5``, ``/generate/image/…``."""
+    return GENERATE_PREFIX + (model if is_image_model(model) else "video/" + model)
+
+
+def is_image_model(model: str) -> bool:
+    """Whether ``model`` (a resolved name) makes stills, not clips."""
+    return model.startswith(IMAGE_MODEL)
+
+
 @dataclass(frozen=True)
 class Endpoint:
-    """One video endpoint: ``model`` is its path under /generate/video/ (``kling/kling-2.5``)."""
+    """One generate endpoint. ``model`` is its name: the path under /generate/video/ for a video
+    model (``kling/kling-2.5``), ``image/`` and the path under /generate/image/ for an image one.
+    """
 
     model: str
     summary: str
@@ -57,7 +75,12 @@ class Endpoint:
 
     @property
     def path(self) -> str:
-        return VIDEO_PREFIX + self.model
+        return generate_path(self.model)
+
+    @property
+    def kind(self) -> str:
+        """``image`` or ``video``: what a job of this endpoint makes."""
+        return kind_of(self.model)
 
     @property
     def fields(self) -> tuple[str, ...]:
@@ -91,9 +114,9 @@ class Spec:
         self.document = document
         self.sha256 = sha256
         self.endpoints: dict[str, Endpoint] = {
-            path.removeprefix(VIDEO_PREFIX): _endpoint(path, item["post"])
+            model: _endpoint(model, item["post"])
             for path, item in document["paths"].items()
-            if path.startswith(VIDEO_PREFIX) and "post" in item
+            if (model := model_of_path(path)) is not None and "post" in item
         }
 
     def endpoint(self, model: str) -> Endpoint | None:
@@ -107,6 +130,15 @@ class Spec:
         return schema
 
 
+def model_of_path(path: str) -> str | None:
+    """The model name of a generate path (see :class:`Endpoint`); None for any other path."""
+    if path.startswith(VIDEO_PREFIX):
+        return path.removeprefix(VIDEO_PREFIX)
+    if path.startswith(IMAGE_PREFIX):
+        return IMAGE_MODEL + path.removeprefix(IMAGE_PREFIX)
+    return None
+
+
 @cache
 def load_spec() -> Spec:
     """The packaged OpenAPI document, parsed once per process."""
@@ -115,33 +147,49 @@ def load_spec() -> Spec:
 
 
 def resolve_model(value: Any) -> str:
-    """The endpoint for a manifest's model name; ValueError with a did-you-mean otherwise."""
+    """The endpoint for a manifest's model name; ValueError with a did-you-mean otherwise.
+
+    A name is the endpoint's path under ``/generate/`` (``image/google/nano-banana-pro``,
+    ``video/kling/kling-2.5``); a video model may leave out ``video/`` (``kling/kling-2.5``).
+    """
     if not isinstance(value, str):
         raise ValueError(f"model must be a name like 'kling/kling-2.5' (got {value!r})")
-    name = value.strip()
-    for prefix in (VIDEO_PREFIX, VIDEO_PREFIX.lstrip("/"), "/video/", "video/"):
-        name = name.removeprefix(prefix)
-    name = name.strip("/")
+    name = value.strip().strip("/")
+    name = name.removeprefix(GENERATE_PREFIX.strip("/") + "/")
+    name = name.removeprefix("video/").strip("/")
     endpoints = load_spec().endpoints
     if name in endpoints:
         return name
-    tails = [m for m in endpoints if m.rsplit("/", 1)[-1] == name]
+    tails = [m for m in endpoints if m.rsplit("/", 1)[-1] == name.rsplit("/", 1)[-1]]
     close = tails or difflib.get_close_matches(name, endpoints, n=1)
     hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(sorted(endpoints))}"
     raise ValueError(f"unknown model {value!r}; {hint}")
 
 
 @cache
-def request_fields() -> frozenset[str]:
-    """Every field of every video endpoint's request schema."""
-    return frozenset(name for e in load_spec().endpoints.values() for name in e.fields)
+def request_fields(kind: str | None = None) -> frozenset[str]:
+    """Every field of every endpoint's request schema; with ``kind``, of that kind's only."""
+    endpoints = load_spec().endpoints.values()
+    return frozenset(name for e in endpoints if kind is None or e.kind == kind for name in e.fields)
 
 
-def _endpoint(path: str, operation: dict[str, Any]) -> Endpoint:
+@cache
+def other_kind_fields(model: str) -> frozenset[str]:
+    """Fields only the other kind of model has: a default of one (a clip's ``duration``) is
+    not given to a job of ``model`` (a still's)."""
+    return request_fields() - request_fields(kind_of(model))
+
+
+def kind_of(model: str) -> str:
+    """``image`` or ``video``: what a job of ``model`` (a resolved name) makes."""
+    return "image" if is_image_model(model) else "video"
+
+
+def _endpoint(model: str, operation: dict[str, Any]) -> Endpoint:
     schema = operation["requestBody"]["content"]["application/json"]["schema"]
     aliases = operation.get("x-krea-deprecated-field-aliases", [])
     return Endpoint(
-        model=path.removeprefix(VIDEO_PREFIX),
+        model=model,
         summary=operation.get("summary", ""),
         request_schema=schema,
         price_table=_parse_price_table(operation.get("description", "")),

@@ -5,10 +5,13 @@ Every file goes through the same sequence (RELIABILITY P4.1-P4.6):
 1. Stream into ``.<name>.part`` beside the target (same filesystem, so the rename is atomic),
    resuming a partial file with ``Range`` + ``If-Range`` (its ETag is in ``.<name>.part.json``);
    a ``200`` to a range request restarts from zero, a ``206`` must start where the file ends.
-2. Count the bytes against the announced length, walk the MP4 boxes (``mp4.check_boxes``), and
-   hash the bytes as they are written (a 32 MiB file is not read back just to hash it).
+2. Count the bytes against the announced length, walk the MP4 boxes (``mp4.check_boxes``), or
+   for a still the image's structure (``image_file.check_handle``), and hash the bytes as they
+   are written (a 32 MiB file is not read back just to hash it).
 3. ``fsync`` the file, ``os.replace`` it onto the target, ``fsync`` the directory; only then does
-   the caller record the job as ``done``, with the size and sha256 returned here.
+   the caller record the job as ``done``, with the size, sha256 and path returned here. A
+   still's target ends with ``.{ext}`` (``still_names``): its file is named after the format
+   its bytes were verified to be (``x.png``, ``x.jpg``, ``x.webp``).
 
 Blocking file work (every open, write, hash, fsync and disk-space probe) runs in threads, never on
 the event loop, where a 2 GB re-hash would stall polling and the progress panel; only a stat or a
@@ -41,7 +44,9 @@ from typing import BinaryIO
 import aiohttp
 
 from orchestrator import errors
+from orchestrator.image_file import EXTENSIONS, check_handle
 from orchestrator.mp4 import check_boxes
+from orchestrator.still_names import final_path, is_still
 
 FLUSH_BYTES = 1 << 20  #: bytes gathered before a write to the temp file
 SMALL_FILE = 1 << 20  #: files up to this size are written in one go, not resumed
@@ -57,6 +62,7 @@ class Fetched:
     size: int
     sha256: str
     mtime_ns: int | None = None
+    path: Path | None = None  #: its final name, when it differs from the target's (a still)
 
 
 def part_paths(target: Path) -> tuple[Path, Path]:
@@ -153,8 +159,8 @@ class _PartWriter:
             if size != self.total:
                 raise errors.Truncated(self.total, size, url=_safe(url))
             try:
-                check_boxes(handle, size, name=self.part.name)
-            except errors.NotMp4:
+                target = self._verified(handle, size)
+            except (errors.NotMp4, errors.NotImage):
                 self.close()
                 self.part.unlink(missing_ok=True)
                 self.meta.unlink(missing_ok=True)
@@ -162,10 +168,19 @@ class _PartWriter:
             self._fsync(handle)
         finally:
             self.close()
-        os.replace(self.part, self.target)
-        _fsync_dir(self.target.parent)
+        os.replace(self.part, target)
+        _fsync_dir(target.parent)
         self.meta.unlink(missing_ok=True)
-        return Fetched(size, self._digest.hexdigest(), self.target.stat().st_mtime_ns)
+        renamed = None if target == self.target else target
+        return Fetched(size, self._digest.hexdigest(), target.stat().st_mtime_ns, renamed)
+
+    def _verified(self, handle: BinaryIO, size: int) -> Path:
+        """Check the whole file is what it should be; the name it goes under."""
+        if not is_still(self.target.name):
+            check_boxes(handle, size, name=self.part.name)
+            return self.target
+        extension = EXTENSIONS[check_handle(handle, size, name=self.part.name)]
+        return self.target.with_name(final_path(self.target.name, extension))
 
     def _open(self) -> BinaryIO:
         if self._handle is None:

@@ -37,13 +37,19 @@ COLUMNS = {
     "Audio": "generate_audio",
     "Video Reference": "video_reference",
     "LoRA": "has_lora",
+    "Character Reference": "character_reference_images",
+    "Reference Images": "style_images",
 }
 #: columns that say nothing about the price
 IGNORED = frozenset({"Average Completion Time"})
-#: fields matched on whether the request carries them at all, not on their value
-PRESENCE = frozenset({"video_reference"})
+#: columns with one value in every row and no request field (imagen-3's "Model: Standard")
+CONSTANT = frozenset({"Model"})
+#: fields matched on whether the request carries them at all (a non-empty value), not on it
+PRESENCE = frozenset({"video_reference", "character_reference_images"})
+#: fields matched on how many items the request's list has (none: 0)
+COUNTED = frozenset({"style_images"})
 #: fields whose rows say Yes/No
-BOOLEAN = frozenset({"generate_audio", "video_reference", "has_lora"})
+BOOLEAN = frozenset({"generate_audio", "video_reference", "has_lora", "character_reference_images"})
 MICRO_PER_USD = Decimal(1_000_000)
 
 
@@ -62,12 +68,16 @@ def model_prices(endpoint: Endpoint) -> dict[str, Any]:
     """One model's normalised table; no rows when Krea publishes none."""
     table = endpoint.price_table
     if table is None:
-        return {"keys": [], "defaults": {}, "presence": [], "rows": []}
-    unknown = set(table.columns) - set(COLUMNS) - IGNORED - {"Compute Units"}
+        return {"keys": [], "defaults": {}, "presence": [], "counted": [], "rows": []}
+    unknown = set(table.columns) - set(COLUMNS) - IGNORED - CONSTANT - {"Compute Units"}
     if unknown:
         sys.exit(
             f"{endpoint.model}: unknown price column(s) {sorted(unknown)}; map them in COLUMNS"
         )
+    for column in CONSTANT & set(table.columns):
+        index = table.columns.index(column)
+        if len({cells[index] for cells in table.rows}) > 1:
+            sys.exit(f"{endpoint.model}: column {column!r} varies; map it in COLUMNS")
     keys = [COLUMNS[c] for c in table.columns if c in COLUMNS and _is_key(endpoint, COLUMNS[c])]
     rows = [
         _row(endpoint, dict(zip(table.columns, cells, strict=True)), keys) for cells in table.rows
@@ -76,6 +86,7 @@ def model_prices(endpoint: Endpoint) -> dict[str, Any]:
         "keys": keys,
         "defaults": {key: _default(endpoint, key) for key in keys},
         "presence": [key for key in keys if key in PRESENCE],
+        "counted": [key for key in keys if key in COUNTED],
         "rows": rows,
     }
 
@@ -91,6 +102,8 @@ def _is_key(endpoint: Endpoint, field: str) -> bool:
 def _default(endpoint: Endpoint, field: str) -> Any:
     if field in PRESENCE:
         return False
+    if field in COUNTED:
+        return 0
     value = endpoint.default(field)
     return False if value is None and field in BOOLEAN else value
 
@@ -122,6 +135,10 @@ def _cell_value(field: str, cell: str) -> Any:
         if cell not in ("Yes", "No"):
             sys.exit(f"unexpected {field} cell {cell!r} (expected Yes or No)")
         return cell == "Yes"
+    if field in COUNTED:
+        if not cell.isdigit():
+            sys.exit(f"unexpected {field} cell {cell!r} (expected a count)")
+        return int(cell)
     return cell
 
 

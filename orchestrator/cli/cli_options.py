@@ -294,7 +294,7 @@ def run_options(f: F) -> F:
     out = click.option(
         "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
         show_default=f"out; {SIMULATED_OUT} with --simulate", envvar="ORCHESTRATOR_OUT",
-        show_envvar=True, help="Folder the MP4s are written under.",
+        show_envvar=True, help="Folder the files (clips and stills) are written under.",
     )  # fmt: skip
     return _with(f, [out, *_limit_options(), *_trial_options()])
 

@@ -267,7 +267,7 @@ class LivePanel(LineLog):
         eta_text = f"ETA {int(eta // 60)}m{int(eta % 60):02d}s" if eta is not None else "ETA -"
         cap = f" (budget {_usd(self.budget_micro)})" if self.budget_micro is not None else ""
         return Group(
-            _Fields(f"batch {self.batch}: {done}/{t.total} verified MP4s", eta_text, style="bold"),
+            _Fields(f"batch {self.batch}: {done}/{t.total} verified files", eta_text, style="bold"),
             _bar(done, t.total),
             _Fields(*_counts(t)),
             _Fields(

@@ -153,7 +153,7 @@ async def _ending(summary: RunSummary, settings: Settings) -> Ending:
     done = summary.counts.get(S.DONE, 0)
     counts = sorted(summary.counts.items())
     others = ", ".join(f"{n} {s}" for s, n in counts if s is not S.DONE and n)
-    lines = [f"{done} of {summary.planned} jobs have verified MP4s under {summary.out_dir}/"]
+    lines = [f"{done} of {summary.planned} jobs have verified files under {summary.out_dir}/"]
     lines += [f"not done: {others}"] if others else []
     if summary.not_selected and summary.cancelled_at:
         lines.append(
@@ -224,8 +224,9 @@ def _requests_line(summary: RunSummary) -> str:
     """What the run asked of Krea; job lists per second is what sweeping costs the account."""
     asked = summary.api_requests
     lists = asked.get("GET /jobs", 0)
+    posts = asked.get("POST /generate/video", 0) + asked.get("POST /generate/image", 0)
     return (
-        f"requests to Krea: {asked.get('POST /generate/video', 0)} POST, {lists} job lists "
+        f"requests to Krea: {posts} POST, {lists} job lists "
         f"({_list_rate(summary):.2f}/s), {asked.get('GET /jobs/{id}', 0)} single-job reads"
         " (every batch of this run)"
     )

@@ -34,6 +34,7 @@ from orchestrator.jobs import (
     canonical_json,
 )
 from orchestrator.ledger.records import Batch, DoneFile, Move, PlanSync, filters, update_sql
+from orchestrator.still_names import same_file
 
 #: Rows per executemany of a sync: bounded memory, few thread hops.
 SYNC_CHUNK = 5_000
@@ -125,9 +126,7 @@ class PlanQueries:
             for chunk in _chunks(specs, SYNC_CHUNK):
                 rows = [_job_row(batch, spec, seconds_of(spec), now) for spec in chunk]
                 await db.executemany(_UPSERT_JOB, rows)
-                moves += [
-                    _moved(s) for s in chunk if done.get(s.key, s.output_path) != s.output_path
-                ]
+                moves += [_moved(s) for s in chunk if not _in_place(done.get(s.key), s)]
                 planned += len(chunk)
             await db.execute(_KEEP_REROLLS, (batch,))
             await _apply(db, moves, now)
@@ -265,6 +264,11 @@ def _batch_row(batch: Batch, synced_plan: str | None, now: str) -> tuple[Any, ..
         batch.name, batch.manifest_path, batch.manifest_sha256, batch.out_dir,
         batch.budget_micro, synced_plan, batch.api_base, now, now,
     )  # fmt: skip
+
+
+def _in_place(saved: str | None, spec: JobSpec) -> bool:
+    """Not done, or done where the manifest now plans it (a still as its verified x.png)."""
+    return saved is None or same_file(saved, spec.output_path)
 
 
 def _moved(spec: JobSpec) -> Move:

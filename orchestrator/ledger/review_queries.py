@@ -29,6 +29,7 @@ import aiosqlite
 from orchestrator.clock import now_utc
 from orchestrator.errors import ConfigError
 from orchestrator.ledger.records import like_escaped
+from orchestrator.still_names import IMAGE_SUFFIX, still_stem
 
 Mark = Literal["pick", "reject"]
 MARKS: tuple[Mark, ...] = ("pick", "reject")
@@ -182,8 +183,12 @@ _PATHS = "SELECT output_path FROM jobs WHERE batch = ? AND output_path IS NOT NU
 
 
 def _take_path(first: str | None, n: int) -> str:
-    """``clips/hero.mp4`` -> ``clips/hero~r2.mp4``: the new take beside the first."""
+    """``clips/hero.mp4`` -> ``clips/hero~r2.mp4``: the new take beside the first; a still's
+    (``frames/keeper.png``) -> ``frames/keeper~r2.{ext}``, named once its format is known."""
     stem = first or "take.mp4"
+    still = still_stem(stem)
+    if still is not None:
+        return f"{still}{TAKE_MARK}{n}{IMAGE_SUFFIX}"
     stem = stem[: -len(".mp4")] if stem.casefold().endswith(".mp4") else stem
     return f"{stem}{TAKE_MARK}{n}.mp4"
 

@@ -33,7 +33,7 @@ from orchestrator.errors import ManifestError, ManifestErrors
 from orchestrator.manifest.ids import check_id, derived_id, tag
 from orchestrator.manifest.output_paths import DEFAULT_TEMPLATE, template_fields
 from orchestrator.manifest.yaml_safe import YamlList, YamlMap, line_of
-from orchestrator.spec import close_match, request_fields, resolve_model
+from orchestrator.spec import close_match, other_kind_fields, request_fields, resolve_model
 
 KEYWORDS = frozenset({"id", "model", "expand", "takes", "output", "params"})
 _SORTED_KEYWORDS = tuple(sorted(KEYWORDS))
@@ -294,7 +294,9 @@ class _Entry:
             chosen = values.get("model", model)
             by_model = self.defaults.by_model.get(chosen, {})
             expanded = {k: v for k, v in values.items() if k != "model"}
-            request = merged_request(self.defaults.params, by_model, own, expanded)
+            skip = other_kind_fields(chosen)  # a clip's duration is no default of a still's
+            shared = {k: v for k, v in self.defaults.params.items() if k not in skip}
+            request = merged_request(shared, by_model, own, expanded)
             combos.append(("".join(f"_{t}" for _, _, t in combo), chosen, request, object()))
         return _Shape(tuple(combos), takes, template, params.get("prompt")), base_id
 

@@ -4,7 +4,7 @@ Everything that can be wrong with a manifest is found here, before anything is s
 together (up to 50 problems), each naming the file, line, job and field::
 
     batch: demo                      # required: letters, digits, . _ -; no leading dot; <= 64
-    output: "{batch}/{id}.mp4"       # path template (the default); see output_paths.py
+    output: "{batch}/{id}.{ext}"     # path template (the default); see output_paths.py
     limits: {max_in_flight: 4, requests_per_second: 2}
     budget_usd: 5                    # the batch's spending cap, in USD (>= 0)
     priority: 0                      # with other manifests in one run: higher is sent first
@@ -21,8 +21,9 @@ A job entry's own keywords are ``id``, ``model``, ``expand``, ``takes``, ``outpu
 unsets a default for that job or model: it is not sent; see defaults.py), so a new Krea
 parameter needs no code change here. ``params`` is a mapping of parameters whose names clash
 with a keyword (Hailuo's own ``model`` field).
-``model`` is the path under /generate/video/ (a leading ``/generate/video/`` or ``video/`` is
-dropped); it may also be expanded over.
+``model`` is the endpoint's path under /generate/: ``image/...`` makes a still, ``video/...`` a
+clip, and a video model may leave out ``video/`` (``kling/kling-2.5``); it may be expanded
+over. A default only the other kind of model has (a clip's ``duration``) is not given to a job.
 
 Expansion and ids:
 
@@ -41,8 +42,9 @@ Other decisions: ``defaults`` holds ``model``, ``params`` and request parameters
 ``expand``, ``takes`` and ``output`` belong to entries; ``output`` also at the top level).
 Values are YAML 1.2 (yaml_safe.py): ``16:9`` is text, ``05`` stays text. A local media path is
 relative to the manifest's folder (absolute paths are allowed) and becomes
-``asset:sha256:<hex>`` (local_files.py). An output path gets ``.mp4`` appended when it does
-not end with it (output_paths.py). A manifest expanding to more than 1,000,000 jobs is refused.
+``asset:sha256:<hex>`` (local_files.py). A clip's output path gets ``.mp4`` appended when it
+does not end with it; a still's ends with the extension of its verified format (output_paths.py).
+A manifest expanding to more than 1,000,000 jobs is refused.
 
 The work is split by concept: yaml_safe.py parses (hostile input), entries.py expands entries
 into drafts, planning.py checks each job (schema, price, local files, output path, key), with

@@ -13,6 +13,13 @@ a plain relative POSIX path that stays inside the output directory on every OS w
 * normalised to Unicode NFC, and ``.mp4`` is appended when the path does not already end with
   it (any case), so ``{batch}/{id}`` works and ``x.mov`` becomes ``x.mov.mp4``.
 
+A still (an image model's job) is saved under the extension of the format its bytes are
+verified to be (PNG, JPEG or WebP), which is known only once it is downloaded. So its planned
+path ends with the literal ``.{ext}`` (``still_names``: ``{ext}`` renders as itself for a
+still, as ``mp4`` for a clip, and a still's path gets ``.{ext}`` in place of any media
+extension its template gives), and the file is named once its format is known. Two stills
+whose paths differ only in that extension collide.
+
 Two jobs collide when their paths are equal after NFC + casefold (:func:`collision_key`): on a
 case-insensitive filesystem one would overwrite the other, so the manifest refuses both.
 
@@ -30,10 +37,19 @@ from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
-DEFAULT_TEMPLATE = "{batch}/{id}.mp4"
+from orchestrator.still_names import IMAGE_EXTENSIONS, IMAGE_SUFFIX, still_stem
+
+DEFAULT_TEMPLATE = "{batch}/{id}.{ext}"
 MAX_PATH_CHARS = 240
 MAX_SEGMENT_BYTES = 255
 EXTENSION = ".mp4"
+#: Media extensions a still's rendered path gives up for ``.{ext}``.
+_REPLACED = (*IMAGE_EXTENSIONS, ".jpeg", EXTENSION)
+
+
+class Verbatim(str):
+    """A placeholder value rendered as it is, not slugged: ``{ext}`` of a still."""
+
 
 DEVICES = frozenset(
     {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"}
@@ -108,7 +124,8 @@ def render(template: str, values: Mapping[str, Any]) -> str:
     texts = []
     for name in names:
         _known(name, values)
-        texts.append(slug(values[name]))
+        value = values[name]
+        texts.append(value if type(value) is Verbatim else slug(value))
     return form % tuple(texts)
 
 
@@ -127,30 +144,36 @@ def _form(template: str) -> tuple[str, tuple[str, ...]]:
     return form, tuple(name for _, name, _, _ in parts if name is not None)
 
 
-def check_path(path: str) -> str:
+def check_path(path: str, *, image: bool = False) -> str:
     """The safe, NFC-normalised form of a rendered path; ValueError says why it is refused.
+
+    ``image``: the path of a still, which ends with :data:`IMAGE_SUFFIX` (see the docstring).
 
     A printable-ASCII path (the common case) is accepted by one match of :data:`_ACCEPTED`,
     which holds each rule such a path can break; anything it does not accept goes through the
     full checks, so every refusal and its message comes from them (test_output_paths_fast.py
     compares the two).
     """
+    if image:
+        path = _image_form(path)
     if path.isascii() and path[-1:] not in ("", "/"):  # else an empty last segment: refused
-        text = path if path[-4:].lower() == EXTENSION else path + EXTENSION  # lower: casefold
+        text = path if image or path[-4:].lower() == EXTENSION else path + EXTENSION
         if len(text) <= MAX_PATH_CHARS and _ACCEPTED.fullmatch(text):
             return text  # ASCII is NFC; no segment of <= 240 ASCII characters exceeds 255 bytes
-    return checked_fully(path)
+    return checked_fully(path, image=image)
 
 
-def checked_fully(path: str) -> str:
+def checked_fully(path: str, *, image: bool = False) -> str:
     """:func:`check_path` by every rule, one at a time: the reference its fast match is tested
     against, and the source of every refusal and its message."""
     text = path if path.isascii() else unicodedata.normalize("NFC", path)  # ASCII is NFC
+    if image:
+        text = _image_form(text)
     _check_characters(text)
     segments = text.split("/")
     if not all(segments):
         raise ValueError(f"output path {text!r} must be relative, without empty segments")
-    if not text.casefold().endswith(EXTENSION):
+    if not image and not text.casefold().endswith(EXTENSION):
         text += EXTENSION
         segments[-1] += EXTENSION
     for segment in segments:
@@ -161,8 +184,22 @@ def checked_fully(path: str) -> str:
 
 
 def collision_key(path: str) -> str:
-    """Paths equal under this key would overwrite each other on some filesystem."""
-    return (path if path.isascii() else unicodedata.normalize("NFC", path)).casefold()
+    """Paths equal under this key would overwrite each other on some filesystem; a still's
+    path and its file's (``x.{ext}``, ``x.png``) have one key."""
+    key = (path if path.isascii() else unicodedata.normalize("NFC", path)).casefold()
+    stem = still_stem(key)
+    return key if stem is None else stem + IMAGE_SUFFIX
+
+
+def _image_form(path: str) -> str:
+    """A still's rendered path with ``.{ext}`` in place of a media extension, or added."""
+    if path.endswith(IMAGE_SUFFIX):
+        return path
+    folded = path.casefold()
+    for extension in _REPLACED:
+        if folded.endswith(extension) and len(path) > len(extension):
+            return path[: -len(extension)] + IMAGE_SUFFIX
+    return path + IMAGE_SUFFIX
 
 
 def _check_characters(text: str) -> None:

@@ -35,6 +35,7 @@ from orchestrator.money.prices import PriceOverrides, price_micro
 from orchestrator.spec import (
     REQUIRED,
     Problem,
+    is_image_model,
     load_spec,
     request_fields,
     request_problems,
@@ -220,7 +221,9 @@ class Planner:
         try:
             names = output_paths.template_fields(draft.template)
             values = {name: self._placeholder(name, draft, request, seq) for name in names}
-            path = output_paths.check_path(output_paths.render(draft.template, values))
+            still = is_image_model(draft.model)
+            rendered = output_paths.render(draft.template, values)
+            path = output_paths.check_path(rendered, image=still)
         except ValueError as error:
             if (draft.template_line, str(error)) not in self.template_problems:
                 self.template_problems.add((draft.template_line, str(error)))  # once per template
@@ -251,11 +254,13 @@ class Planner:
             return seq + 1
         if name == "model":
             return draft.model
+        if name == "ext":  # a still's is known once its file is verified (output_paths)
+            return output_paths.Verbatim("{ext}") if is_image_model(draft.model) else "mp4"
         if name in request:
             return request[name]
         default = load_spec().endpoints[draft.model].default(name)
         if default is None:
-            known = "batch, id, base_id, take, index, model, or a request field"
+            known = "batch, id, base_id, take, index, model, ext, or a request field"
             raise ValueError(f"unknown placeholder {{{name}}} in the output template ({known})")
         return default
 

@@ -10,9 +10,11 @@ How a request is priced (:func:`price_micro`):
    (``model: 0.75``) or USD per second of the request's duration (``model: {per_second: 0.05}``).
    Users may know a newer price than the spec snapshot, or need one the table lacks.
 2. Otherwise fields the model's table is keyed on (``duration``, ``mode``, ``resolution``,
-   ``generate_audio``, presence of ``video_reference``, ``has_lora``) take the schema default
-   when the request leaves them out, and the row whose values all match is the price. Numbers
-   match numerically (5 == 5.0).
+   ``generate_audio``, presence of ``video_reference`` or ``character_reference_images``,
+   ``has_lora``, the number of ``style_images``) take the schema default when the request
+   leaves them out, and the row whose values all match is the price. Numbers match
+   numerically (5 == 5.0). Image models are priced the same way, from their own tables; a
+   ``~3`` cell (Krea's "about 3") is priced as 3.
 3. No row (``runway/aleph`` has no table; ``google/veo-3`` lists 5-8 s but accepts 4 s) and no
    override: :class:`PriceUnknown` names the model and the parameters, never a silent zero.
 
@@ -52,15 +54,19 @@ class ModelPrices:
     model: str
     keys: tuple[str, ...]
     defaults: dict[str, Any]
-    presence: frozenset[str]  #: fields matched on being present, not on their value
+    presence: frozenset[str]  #: fields matched on being present (non-empty), not on their value
     rows: dict[tuple[Any, ...], Row]
+    counted: frozenset[str] = frozenset()  #: list fields matched on their number of items
 
     def key_values(self, request: Mapping[str, Any]) -> dict[str, Any]:
         """The keyed fields of ``request``, with schema defaults filled in."""
-        values = {}
+        values: dict[str, Any] = {}
         for name in self.keys:
             if name in self.presence:
-                values[name] = request.get(name) is not None
+                values[name] = request.get(name) not in (None, [], "")
+            elif name in self.counted:
+                items = request.get(name)
+                values[name] = len(items) if isinstance(items, list) else 0
             else:
                 values[name] = request.get(name, self.defaults.get(name))
         return values
@@ -155,7 +161,14 @@ def _model(name: str, entry: dict[str, Any]) -> ModelPrices:
         )
         for row in entry["rows"]
     }
-    return ModelPrices(name, keys, dict(entry["defaults"]), frozenset(entry["presence"]), rows)
+    return ModelPrices(
+        name,
+        keys,
+        dict(entry["defaults"]),
+        frozenset(entry["presence"]),
+        rows,
+        frozenset(entry.get("counted", ())),
+    )
 
 
 def _normal(value: Any) -> tuple[str, Any]:

@@ -1,4 +1,4 @@
-"""A local server that speaks Krea's video API, including its unpleasant parts, for tests.
+"""A local server that speaks Krea's generate API (video and image), unpleasant parts included.
 
 It is a real aiohttp server on loopback: the client under test talks HTTP to it exactly as it
 would to api.krea.ai, and tests read the ground truth (what was created, billed, faulted) from
@@ -9,10 +9,17 @@ cannot share a bug with the code it checks.
     async with running_simulator(concurrency=2, time_scale=0) as sim:
         ...  # POST to f"{sim.url}/generate/video/kling/kling-2.5", then sim.advance(120)
 
+Image endpoints (``POST /generate/image/{provider}/{model}``, the spec's model
+``image/{provider}/{model}``) go through the same admission, faults, slots, backlog, money,
+webhooks and listing as video ones; only their length (``image_duration_s``) and their result
+(a real PNG, or a baseline JPEG for ``output_format: "jpeg"``) differ.
+
 Modules: ``options`` (every knob), ``clock`` (virtual time), ``accounts`` (per-token state),
 ``lifecycle`` (the job walk), ``outcomes`` (fates and durations), ``billing`` (prices),
-``admission`` (POST checks), ``gate`` (auth, faults, counting), ``app``/``cdn``/``control``
-(routes), ``media`` (MP4 bytes), ``webhooks``, ``assets``, ``counters``, ``stats``, ``runner``.
+``admission`` (POST checks), ``inputs`` (own result URLs sent as inputs), ``gate`` (auth,
+faults, counting), ``app``/``cdn``/``control`` (routes), ``results`` (result paths), ``media``
+(MP4 bytes), ``images`` (PNG/JPEG bytes), ``webhooks``, ``assets``, ``counters``, ``stats``,
+``runner``.
 The ``orchestrator simulate`` command is ``orchestrator.cli.simulate``. The names below load on
 first use, so reading ``options`` (the CLI builds its flags from them) costs no aiohttp.
 
@@ -37,7 +44,8 @@ from the other reading where that matters:
 * **Timestamps** are ISO-8601 UTC with milliseconds and ``Z``, from the simulated clock;
   ``created_at`` is strictly increasing per account (1 ms apart at least) so the list cursor
   ("created before T") can never skip or repeat a job.
-* **type** is ``"video"`` for every job; ``GET /jobs?types=`` filters on it.
+* **type** is the job's kind, ``"video"`` or ``"image"`` (Krea's docs show names such as
+  ``externalImage`` for image jobs); ``GET /jobs?types=`` filters on it.
 * **Unfinished jobs in GET**: the GET schema types ``completed_at`` as a string and ``result`` as
   an object, while Krea's examples show nulls. Default (``pending_shape="spec"``): no
   ``completed_at`` and ``result: {}`` until the job ends; ``"null"`` gives both as null. The POST
@@ -50,6 +58,11 @@ from the other reading where that matters:
   ``{error, detail: [{loc: ["body", field], msg}]}``. camelCase aliases work only until their
   sunset date on the simulated clock (``start_time`` sets it).
 * **Media URLs** are public (no token) and never expire unless ``url_ttl_s`` is set.
+* **Own result URLs as inputs**: a string anywhere in a POST body that is one of this
+  simulator's result URLs must be one its CDN serves now (valid signature, unexpired, file
+  there), else 400 ``{error}`` naming the field; the job records the jobs it came from in
+  ``inputs_from`` (``/_sim/jobs``). Whether Krea checks this at POST time or fails the job
+  later is UNCONFIRMED; the simulator refuses at POST time.
 * **Workspace tokens**: each token is its own account unless ``shared_tokens`` groups it with
   others; a group shares jobs (GET and the list), concurrency slots, backlog, request rate and
   money, like tokens of one Krea workspace may.
@@ -70,12 +83,14 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from orchestrator.simulator.images import image_bytes_for
     from orchestrator.simulator.media import media_bytes_for, media_file, media_sha256_for
     from orchestrator.simulator.options import SimulatorOptions
     from orchestrator.simulator.runner import RunningSimulator, running_simulator, serve
 
 #: Where each public name lives; imported on first use.
 _HOMES = {
+    "image_bytes_for": "orchestrator.simulator.images",
     "media_bytes_for": "orchestrator.simulator.media",
     "media_file": "orchestrator.simulator.media",
     "media_sha256_for": "orchestrator.simulator.media",
@@ -100,6 +115,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "RunningSimulator",
     "SimulatorOptions",
+    "image_bytes_for",
     "media_bytes_for",
     "media_file",
     "media_sha256_for",

@@ -135,25 +135,33 @@ class Account:
 
     # -- listing --------------------------------------------------------------------------------
     def page(
-        self, before_ms: int | None, limit: int, status: str | None
+        self,
+        before_ms: int | None,
+        limit: int,
+        status: str | None,
+        kinds: frozenset[str] | None = None,
     ) -> tuple[list[SimJob], SimJob | None]:
-        """Up to ``limit`` jobs created before ``before_ms``, newest first, and the last item
-        when more matching jobs exist (its ``created_at`` is the next cursor)."""
+        """Up to ``limit`` jobs created before ``before_ms``, newest first, of ``status`` and of
+        one of ``kinds`` (``video``, ``image``) when given, and the last item when more matching
+        jobs exist (its ``created_at`` is the next cursor)."""
         end = len(self.jobs) if before_ms is None else bisect_left(self._created_ms, before_ms)
-        if status is None:
+        if status is None and kinds is None:
             start = max(0, end - limit)
             items = self.jobs[start:end][::-1]
             return items, (items[-1] if start > 0 and items else None)
-        matches = self._matching(end, status)
+        matches = self._matching(end, status, kinds)
         items = [job for _, job in zip(range(limit), matches, strict=False)]
         more = len(items) == limit and next(matches, None) is not None
         return items, (items[-1] if more else None)
 
-    def _matching(self, end: int, status: str) -> Iterator[SimJob]:
+    def _matching(
+        self, end: int, status: str | None, kinds: frozenset[str] | None
+    ) -> Iterator[SimJob]:
         jobs = self.jobs
         for index in range(end - 1, -1, -1):
-            if jobs[index].status == status:
-                yield jobs[index]
+            job = jobs[index]
+            if (status is None or job.status == status) and (kinds is None or job.kind in kinds):
+                yield job
 
 
 class Accounts:

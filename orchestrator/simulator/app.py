@@ -4,8 +4,10 @@ Routes only: each handler parses the request, asks ``admission``/``service`` for
 renders it. Authentication, faults and counting happen in ``gate``; media files in ``cdn``.
 
 * ``POST /generate/video/{provider}/{model}`` → 200 pending job (``admission`` has the checks)
+* ``POST /generate/image/{provider}/{model}`` → the same for the model ``image/{provider}/{model}``
 * ``GET /jobs/{id}`` → the job; 404 when unknown or another token's
-* ``GET /jobs?cursor=&limit=&types=&status=`` → ``{items, next_cursor}``, newest first
+* ``GET /jobs?cursor=&limit=&types=&status=`` → ``{items, next_cursor}``, newest first; ``types``
+  keeps the listed job types (``video``, ``image``; unknown names match nothing)
 * ``DELETE /jobs/{id}`` → 200 with the cancelled job; 409 once it is past ``processing``
 * ``POST /assets`` → multipart ``file`` (+ ``description``), ≤ 75 MB, known types only
 """
@@ -19,9 +21,10 @@ from orchestrator.simulator.admission import admit
 from orchestrator.simulator.assets import ALLOWED, MAX_ASSET_BYTES, new_asset
 from orchestrator.simulator.clock import iso_ms, parse_iso_us, to_ms
 from orchestrator.simulator.gate import ACCOUNT, SERVICE, Dropped, gate
-from orchestrator.simulator.job import JOB_TYPE, STATUSES, creation_json
+from orchestrator.simulator.job import JOB_TYPES, STATUSES, creation_json
 from orchestrator.simulator.responses import Refusal, error, json_response
 from orchestrator.simulator.service import Service
+from orchestrator.spec import model_of_path
 
 _NOT_FOUND = "The job was not found or you are not authorized to see it."
 
@@ -31,6 +34,7 @@ def build_app(service: Service) -> web.Application:
     app = web.Application(middlewares=[gate], client_max_size=MAX_ASSET_BYTES + (1 << 20))
     app[SERVICE] = service
     app.router.add_post("/generate/video/{provider}/{model}", _generate, name="generate")
+    app.router.add_post("/generate/image/{provider}/{model}", _generate, name="generate_image")
     app.router.add_get("/jobs", _list_jobs, name="list_jobs", allow_head=False)
     app.router.add_get("/jobs/{id}", _get_job, name="get_job", allow_head=False)
     app.router.add_delete("/jobs/{id}", _delete_job, name="delete_job")
@@ -41,9 +45,11 @@ def build_app(service: Service) -> web.Application:
 
 
 async def _generate(request: web.Request) -> web.StreamResponse:
-    """Create a video job."""
+    """Create a video or image job (the model's name tells which: see ``spec.model_of_path``)."""
     service = request.app[SERVICE]
-    model = f"{request.match_info['provider']}/{request.match_info['model']}"
+    model = model_of_path(request.path)
+    if model is None:  # only the two generate routes come here
+        return error(404, "Not found.").response()
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
@@ -90,9 +96,10 @@ async def _list_jobs(request: web.Request) -> web.StreamResponse:
     query = _list_query(request)
     if isinstance(query, Refusal):
         return query.response()
-    before_ms, limit, status, video = query
+    before_ms, limit, status, kinds = query
     account = service.accounts.get(request[ACCOUNT])
-    items, last = account.page(before_ms, limit, status) if video else ([], None)
+    wanted = kinds is None or bool(kinds)  # ``types`` naming no kind we have matches nothing
+    items, last = account.page(before_ms, limit, status, kinds) if wanted else ([], None)
     now = service.clock.now()
     return json_response(
         {
@@ -102,8 +109,10 @@ async def _list_jobs(request: web.Request) -> web.StreamResponse:
     )
 
 
-def _list_query(request: web.Request) -> tuple[int | None, int, str | None, bool] | Refusal:
-    """(cursor in ms, limit, status, whether video jobs are wanted) or a 400."""
+def _list_query(
+    request: web.Request,
+) -> tuple[int | None, int, str | None, frozenset[str] | None] | Refusal:
+    """(cursor in ms, limit, status, the job types wanted or None for all) or a 400."""
     query = request.query
     try:
         limit = int(query.get("limit", "100"))
@@ -121,7 +130,7 @@ def _list_query(request: web.Request) -> tuple[int | None, int, str | None, bool
         except ValueError:
             return error(400, "cursor must be an ISO 8601 timestamp.")
     types = {t.strip() for t in query.get("types", "").split(",") if t.strip()}
-    return before_ms, limit, status, not types or JOB_TYPE in types
+    return before_ms, limit, status, frozenset(types) & frozenset(JOB_TYPES) if types else None
 
 
 async def _upload_asset(request: web.Request) -> web.StreamResponse:

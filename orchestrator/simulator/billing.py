@@ -7,19 +7,24 @@ client's pricing code could never catch a pricing bug. Only the raw table cells 
 =================== ================================================================
 column              matched against (request value, else the schema default)
 =================== ================================================================
-Mode                ``mode``
+Mode                ``mode`` (video modes; Luma Uni-1's ``standard``/``max``)
 Audio               ``generate_audio`` (Yes/No)
 Duration            ``duration`` as ``"5s"``; ``-`` or a model without ``duration``
                     means the duration is fixed and any row matches
-Resolution          ``resolution`` (case-insensitive: ``4K``)
+Resolution          ``resolution`` (case-insensitive: ``4K``, an image's ``1K``)
 Video Reference     whether ``video_reference`` is present (Yes/No)
 LoRA                ``has_lora`` (Yes/No)
-Compute Units       the price; ``~270`` means 270
+Reference Images    the number of items in ``style_images`` (0 when absent; Luma Uni-1)
+Character Reference whether ``character_reference_images`` is a non-empty list (Yes/No;
+                    Ideogram 3)
+Model               ignored: Imagen 3's single row "Standard" names no request field
+Compute Units       the price; ``~270`` (or an image's ``~3``) means that number
 Average Completion  ignored for pricing (``outcomes`` reads it for durations)
 =================== ================================================================
 
-A valid request that matches no row (Veo 3 at 4 s, Seedance Pro at 7 s, Runway Aleph which has
-no table at all) costs ``unpriced_cu``. USD = CU × 0.0018335, so micro-dollars are
+Image endpoints are priced by the same rules from their own tables. A valid request that
+matches no row (Veo 3 at 4 s, Seedance Pro at 7 s) or whose endpoint has no table at all
+(Runway Aleph, SeedEdit) costs ``unpriced_cu``. USD = CU × 0.0018335, so micro-dollars are
 ``round_half_up(CU × 1833.5)``. Jobs are charged only when they complete.
 """
 
@@ -33,7 +38,7 @@ from orchestrator.spec import Endpoint
 
 MICRO_PER_CU = Decimal("1833.5")
 _PRICE_COLUMN = "Compute Units"
-_IGNORED_COLUMNS = frozenset({"Average Completion Time", _PRICE_COLUMN})
+_IGNORED_COLUMNS = frozenset({"Average Completion Time", "Model", _PRICE_COLUMN})
 
 
 def price_micro(cu: Decimal | float | str) -> int:
@@ -122,6 +127,18 @@ def _duration(endpoint: Endpoint, body: Mapping[str, Any], cell: str) -> bool:
     return wanted is not None and Decimal(str(value)) == wanted
 
 
+def _reference_images(endpoint: Endpoint, body: Mapping[str, Any], cell: str) -> bool:
+    images = body.get("style_images")
+    count = len(images) if isinstance(images, list) else 0
+    wanted = cell_number(cell)
+    return wanted is not None and Decimal(count) == wanted
+
+
+def _character_reference(endpoint: Endpoint, body: Mapping[str, Any], cell: str) -> bool:
+    images = body.get("character_reference_images")
+    return _yes_no(isinstance(images, list) and len(images) > 0, cell)
+
+
 _MATCHERS: dict[str, Callable[[Endpoint, Mapping[str, Any], str], bool]] = {
     "Mode": _mode,
     "Audio": _audio,
@@ -129,4 +146,6 @@ _MATCHERS: dict[str, Callable[[Endpoint, Mapping[str, Any], str], bool]] = {
     "Resolution": _resolution,
     "Video Reference": _video_reference,
     "LoRA": _lora,
+    "Reference Images": _reference_images,
+    "Character Reference": _character_reference,
 }

@@ -1,6 +1,8 @@
-"""The public file host: result videos, previews and uploaded assets, with HTTP ranges.
+"""The public file host: result videos and images, previews and uploaded assets, with ranges.
 
-Like Krea's CDN these URLs need no token. Videos are served with ``Content-Length``, a strong
+Like Krea's CDN these URLs need no token. Which path names which job's file, and whether it
+exists yet, is ``results``'s decision; the bytes come from ``media`` (MP4) and ``images`` (PNG,
+JPEG). Job files are served with ``Content-Length``, a strong
 ``ETag``, ``Accept-Ranges: bytes``; a single ``Range`` gets 206 + ``Content-Range`` (416 when it
 selects nothing), and an ``If-Range`` that does not match the current ETag gets the full 200.
 With ``url_ttl_s`` an expired or tampered URL gets 403 ``{error}``.
@@ -8,43 +10,46 @@ With ``url_ttl_s`` an expired or tampered URL gets 403 ``{error}``.
 Faults here are download faults: ``fault_truncate_rate`` announces the full length, sends part
 of it and drops the connection; ``media_chunk_bytes``/``media_chunk_delay_s`` make slow or
 slicing transfers; ``range_mode=ignore`` answers every Range with the whole file; changing
-``media_bytes`` live changes every file and its ETag (the "file changed between attempts" case).
+``media_bytes`` live changes every MP4 and its ETag (the "file changed between attempts" case;
+images keep their natural size).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from typing import Protocol
 
 from aiohttp import web
 
 from orchestrator.simulator.gate import SERVICE
-from orchestrator.simulator.media import (
-    MediaFile,
-    Unsatisfiable,
-    byte_range,
-    if_range_allows,
-    media_file,
-)
+from orchestrator.simulator.images import image_file
+from orchestrator.simulator.media import Unsatisfiable, byte_range, if_range_allows, media_file
 from orchestrator.simulator.options import SimulatorOptions
 from orchestrator.simulator.responses import error, json_response
+from orchestrator.simulator.results import ResultFile, parse_result_path, servable
 from orchestrator.simulator.service import Service
 
 
+class Served(Protocol):
+    """What the CDN needs of a file: an MP4 (``media``) or an image (``images``)."""
+
+    @property
+    def size(self) -> int: ...
+    @property
+    def etag(self) -> str: ...
+    @property
+    def content_type(self) -> str: ...
+    def chunks(self, start: int, end: int, chunk_bytes: int) -> Iterator[bytes]: ...
+
+
 def add_routes(app: web.Application) -> None:
-    """Register GET and HEAD for videos, previews and asset files."""
-    app.router.add_get("/videos/{job_id}.mp4", _video, name="video")
-    app.router.add_get("/previews/{job_id}.mp4", _preview, name="preview")
+    """Register GET and HEAD for videos, images, previews and asset files."""
+    app.router.add_get("/videos/{job_id}.mp4", _job_file, name="video")
+    app.router.add_get("/previews/{job_id}.mp4", _job_file, name="preview")
+    app.router.add_get("/images/{job_id}.{ext:png|jpg}", _job_file, name="image")
+    app.router.add_get("/previews/{job_id}.{ext:png|jpg}", _job_file, name="image_preview")
     app.router.add_get("/asset-files/{asset_id}", _asset_file, name="asset_file")
-
-
-async def _video(request: web.Request) -> web.StreamResponse:
-    """A completed job's MP4."""
-    return await _serve_job_media(request, "completed", "")
-
-
-async def _preview(request: web.Request) -> web.StreamResponse:
-    """The preview of a job that has (or had) an intermediate result."""
-    return await _serve_job_media(request, "intermediate-complete", "preview:")
 
 
 async def _asset_file(request: web.Request) -> web.StreamResponse:
@@ -55,28 +60,30 @@ async def _asset_file(request: web.Request) -> web.StreamResponse:
     return web.Response(body=asset.data, content_type=asset.mime_type)
 
 
-async def _serve_job_media(request: web.Request, needs: str, prefix: str) -> web.StreamResponse:
+async def _job_file(request: web.Request) -> web.StreamResponse:
+    """A job's result (once completed) or preview (from intermediate-complete on)."""
     service = request.app[SERVICE]
-    job_id = request.match_info["job_id"]
     problem = service.url_problem(
         request.path, request.query.get("expires"), request.query.get("sig")
     )
     if problem is not None:
         return json_response({"error": problem}, 403)
-    job = service.lifecycle.jobs.get(job_id)
-    available = job is not None and (
-        job.status == "completed"
-        or (needs == "intermediate-complete" and job.plan.intermediate and job.status == needs)
-    )
-    if not available:
+    wanted = parse_result_path(request.path)
+    if wanted is None or not servable(service.lifecycle.jobs.get(wanted.job_id), wanted):
         return error(404, "File not found.").response()
-    media = media_file(prefix + job_id, 0 if prefix else service.options.media_bytes)
-    return await _stream(request, service, media)
+    return await _stream(request, service, _file(wanted, service.options.media_bytes))
 
 
-async def _stream(request: web.Request, service: Service, media: MediaFile) -> web.StreamResponse:
+def _file(wanted: ResultFile, media_bytes: int) -> Served:
+    key = ("preview:" if wanted.preview else "") + wanted.job_id
+    if wanted.ext == "mp4":
+        return media_file(key, 0 if wanted.preview else media_bytes)
+    return image_file(key, wanted.ext)
+
+
+async def _stream(request: web.Request, service: Service, media: Served) -> web.StreamResponse:
     options = service.options
-    headers = {"ETag": media.etag, "Accept-Ranges": "bytes", "Content-Type": "video/mp4"}
+    headers = {"ETag": media.etag, "Accept-Ranges": "bytes", "Content-Type": media.content_type}
     try:
         wanted = _wanted_range(request, media, options.range_mode)
     except Unsatisfiable:
@@ -97,7 +104,7 @@ async def _body(
     request: web.Request,
     response: web.StreamResponse,
     service: Service,
-    media: MediaFile,
+    media: Served,
     span: tuple[int, int],
 ) -> None:
     """Send ``span`` of ``media``, or only part of it then drop the connection (truncate fault)."""
@@ -116,7 +123,7 @@ async def _body(
     await response.write_eof()
 
 
-def _wanted_range(request: web.Request, media: MediaFile, mode: str) -> tuple[int, int] | None:
+def _wanted_range(request: web.Request, media: Served, mode: str) -> tuple[int, int] | None:
     if mode == "ignore" or not if_range_allows(request.headers.get("If-Range"), media.etag):
         return None
     return byte_range(request.headers.get("Range"), media.size)
@@ -124,7 +131,7 @@ def _wanted_range(request: web.Request, media: MediaFile, mode: str) -> tuple[in
 
 async def _send(
     response: web.StreamResponse,
-    media: MediaFile,
+    media: Served,
     span: tuple[int, int],
     options: SimulatorOptions,
 ) -> None:

@@ -4,7 +4,8 @@ Krea has nothing like them; they are never faulted, never authenticated and neve
 API requests, so a test can read the ground truth without disturbing what it measures.
 
 * ``GET /_sim/stats``   counters, faults, bills and per-account usage (``stats.snapshot``)
-* ``GET /_sim/jobs``    every job with its request, price and charge (``?account=&status=``)
+* ``GET /_sim/jobs``    every job with its kind, request as received, ``inputs_from``, price and
+  charge (``?account=&status=``)
 * ``POST /_sim/advance`` ``{"seconds": x}`` moves the virtual clock
 * ``GET|POST /_sim/config`` reads or changes options live (JSON of option names → values)
 * ``GET /_sim/clock``   the simulated time

@@ -12,8 +12,8 @@ Order for an API route (anything but ``/_sim/`` and the public media files):
 4. the per-account request-rate limit → 429 (at most ``ceil(rate_limit_rps)`` requests in any
    sliding second of real time; refused requests do not count);
 5. the route handler; then the ``malformed`` fault may replace a 200 JSON answer (on the routes
-   ``malformed_routes`` names, or all), the ``slow`` fault holds the answer ``slow_delay_s``,
-   and ``latency_s`` is added.
+   ``malformed_routes`` names, or all; ``generate`` names the video and the image POST), the
+   ``slow`` fault holds the answer ``slow_delay_s``, and ``latency_s`` is added.
 
 Unknown paths and methods answer Krea-style JSON (404/405 ``{error}``) instead of aiohttp's text.
 """
@@ -43,7 +43,9 @@ SERVICE = web.AppKey("service", Service)
 #: The authenticated account id of an API request.
 ACCOUNT = web.RequestKey("account", str)
 #: Routes of the public file host: no auth, no API faults (media has its own).
-PUBLIC_ROUTES = frozenset({"video", "preview", "asset_file"})
+PUBLIC_ROUTES = frozenset({"video", "preview", "image", "image_preview", "asset_file"})
+#: Route name -> the name ``malformed_routes`` knows it by: "generate" covers both kinds of POST.
+ROUTE_FAMILY = {"generate_image": "generate"}
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _HTML = (
     "<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head>"
@@ -86,7 +88,8 @@ async def _api(request: web.Request, handler: _Handler, service: Service) -> web
     options = service.options
     malformed = service.faults.draw("malformed", options.fault_malformed_rate)
     routes = options.malformed_route_names
-    if routes and request.match_info.route.name not in routes:
+    name = request.match_info.route.name or ""
+    if routes and ROUTE_FAMILY.get(name, name) not in routes:
         malformed = False
     if malformed and response.status == 200:
         service.faults.count("malformed")

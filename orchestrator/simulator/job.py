@@ -11,7 +11,7 @@ exactly) and float epoch seconds for the rest (they come from the event heap).
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.jobs import canonical_json
@@ -32,8 +32,9 @@ STATUSES = (
 TERMINAL = frozenset({"completed", "failed", "cancelled"})
 #: Statuses DELETE may cancel; later ones answer 409 (see the package docstring).
 CANCELLABLE = frozenset({"backlogged", "queued", "scheduled", "processing"})
-#: The ``type`` of every video job (UNCONFIRMED value; Krea uses job-type names here).
-JOB_TYPE = "video"
+#: The ``type`` of a job is its kind: ``video`` or ``image`` (UNCONFIRMED values; Krea's docs
+#: show job-type names such as ``externalImage`` here). ``GET /jobs?types=`` filters on it.
+JOB_TYPES = ("video", "image")
 
 
 @dataclass(slots=True, eq=False)
@@ -58,6 +59,11 @@ class SimJob:
     step: int = 0  #: index of the current step in ``walk``
     version: int = 0  #: bumped on every change; stale heap events carry an old one
     foreign: bool = False  #: created by the simulated other client (``foreign_jobs_per_s``)
+    kind: str = "video"  #: ``video`` or ``image`` (the endpoint's ``Endpoint.kind``)
+    media_ext: str = "mp4"  #: the result file's extension: mp4, png or jpg (``results``)
+    #: Field path in the request (``start_image``, ``style_images[0].url``) -> the id of the
+    #: simulator's job whose result URL it carried (see ``inputs``).
+    inputs_from: dict[str, str] = field(default_factory=dict)
 
     @property
     def created_at(self) -> str:
@@ -92,7 +98,7 @@ def creation_json(job: SimJob) -> dict[str, Any]:
         "created_at": job.created_at,
         "completed_at": None,
         "result": None,
-        "type": JOB_TYPE,
+        "type": job.kind,
     }
 
 
@@ -112,7 +118,7 @@ def api_json(job: SimJob, urls: list[str] | None, pending_shape: str) -> dict[st
     if error is not None:
         result["error"] = error
     out["result"] = None if not result and pending_shape == "null" and not job.terminal else result
-    out["type"] = JOB_TYPE
+    out["type"] = job.kind
     if error is not None:
         out["error"] = error
     return out
@@ -122,7 +128,8 @@ def drifted(body: dict[str, Any], words: dict[str, str], urls_shape: str) -> dic
     """``body`` (a job's JSON) as a drifted contract shows it: renamed statuses, other urls shapes.
 
     ``words`` maps a status to the unknown word shown instead; ``urls_shape`` "objects" gives
-    ``result.urls`` as ``[{"url": ...}]`` and "map" as ``{"video": ..., "video_2": ...}``.
+    ``result.urls`` as ``[{"url": ...}]`` and "map" as ``{"video": ..., "video_2": ...}`` (or
+    ``image``, ``image_2``, … for an image job).
     """
     word = words.get(body.get("status", ""))
     if word:
@@ -134,7 +141,8 @@ def drifted(body: dict[str, Any], words: dict[str, str], urls_shape: str) -> dic
     if urls_shape == "objects":
         result["urls"] = [{"url": url} for url in urls]
     elif urls_shape == "map":
-        names = ["video", *(f"video_{i}" for i in range(2, len(urls) + 1))]
+        kind = "image" if body.get("type") == "image" else "video"
+        names = [kind, *(f"{kind}_{i}" for i in range(2, len(urls) + 1))]
         result["urls"] = dict(zip(names, urls, strict=True))
     return body
 
@@ -159,7 +167,9 @@ def sim_json(job: SimJob) -> dict[str, Any]:
         "job_id": job.job_id,
         "account": job.account,
         "model": job.model,
+        "kind": job.kind,
         "request": job.request,
+        "inputs_from": dict(job.inputs_from),
         "body_sha256": job.body_sha256,
         "status": job.status,
         "created_at": job.created_at,

@@ -49,6 +49,10 @@ class MediaFile:
     prefix: bytes  #: sample clip + free box header + marker; padding follows
 
     @property
+    def content_type(self) -> str:
+        return "video/mp4"
+
+    @property
     def etag(self) -> str:
         """A strong validator: the content is a pure function of (key, size)."""
         return '"' + hashlib.sha256(f"{self.key}:{self.size}".encode()).hexdigest()[:32] + '"'

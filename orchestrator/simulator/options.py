@@ -117,8 +117,10 @@ class SimulatorOptions:
     )
     # -- job outcomes ---------------------------------------------------------------------------
     duration_s: float | None = _opt(
-        None, "Every job's total duration in simulated seconds (default: per-model durations)."
+        None,
+        "Every video job's total duration in simulated seconds (default: per-model durations).",
     )
+    image_duration_s: float = _opt(8.0, "Every image job's total duration in simulated seconds.")
     moderation_rate: float = _opt(0.0, "Share of jobs failing early with code moderation.")
     provider_error_rate: float = _opt(0.0, "Share of jobs failing with code provider_error.")
     timeout_rate: float = _opt(0.0, "Share of jobs stuck processing until job_timeout_s.")
@@ -148,7 +150,8 @@ class SimulatorOptions:
     malformed_routes: str = _opt(
         "",
         "Comma-separated routes the malformed fault applies to (generate, get_job, list_jobs, "
-        "delete_job, upload_asset); empty = every route.",
+        "delete_job, upload_asset; generate is both the video and the image POST); "
+        "empty = every route.",
     )
     ambiguous_burst: int = _opt(
         0,
@@ -226,9 +229,11 @@ class SimulatorOptions:
                 raise ValueError(f"{name} must be >= 0")
         if self.job_timeout_s <= 0 or self.ambiguous_burst < 0:
             raise ValueError("job_timeout_s must be > 0 and ambiguous_burst >= 0")
-        self._check_port()
+        self._check_port_and_images()
 
-    def _check_port(self) -> None:
+    def _check_port_and_images(self) -> None:
+        if not (math.isfinite(self.image_duration_s) and self.image_duration_s > 0):
+            raise ValueError("image_duration_s must be > 0")
         if not 0 <= self.port <= 65535:
             raise ValueError("port must be between 0 and 65535")
 

@@ -9,7 +9,8 @@ its job arrivals are events on the simulated clock, applied by ``tick`` in time 
 lifecycle's (a job finishing at ``t`` frees a slot for an arrival after ``t``), so they happen on
 ``advance`` with a manual clock and, through the runner's waker, on time with a running one.
 
-Media URLs: ``{base}/videos/{job_id}.mp4`` (and ``/previews/`` for intermediate results). With
+Media URLs: ``{base}/videos/{job_id}.mp4``, ``{base}/images/{job_id}.png`` (``.jpg``), and
+``/previews/`` for intermediate results (``results`` decides the paths). With
 ``url_ttl_s`` each rendering of a job issues a fresh URL carrying ``expires`` (simulated epoch
 seconds) and an HMAC ``sig`` over path and expiry; the key derives from the seed, so runs are
 reproducible.
@@ -46,6 +47,7 @@ from orchestrator.simulator.outcomes import (
     TIMEOUT,
     Planner,
 )
+from orchestrator.simulator.results import result_path
 from orchestrator.simulator.webhooks import WebhookSender
 from orchestrator.spec import Endpoint, load_spec
 
@@ -253,9 +255,9 @@ class Service:
 
     def _urls(self, job: SimJob, now_s: float) -> list[str] | None:
         if job.status == "completed":
-            return [self.media_url(f"/videos/{job.job_id}.mp4", now_s)]
+            return [self.media_url(result_path(job, preview=False), now_s)]
         if job.status == "intermediate-complete":
-            return [self.media_url(f"/previews/{job.job_id}.mp4", now_s)]
+            return [self.media_url(result_path(job, preview=True), now_s)]
         return None
 
     def _on_terminal(self, job: SimJob) -> None:

@@ -20,6 +20,7 @@ from aiohttp import web
 from orchestrator import posters
 from orchestrator.ledger import Ledger
 from orchestrator.ledger.view_queries import ClipFile
+from orchestrator.still_names import STILL_TYPES
 
 #: ``poster(clip, sha256, cache_dir)``: the first frame as an image file, or None.
 PosterMaker = Callable[[Path, str, Path], Awaitable[Path | None]]
@@ -51,18 +52,21 @@ async def verified_clip(ledger: Ledger, key: str) -> tuple[ClipFile, Path] | Non
 
 
 async def clip(request: web.Request, ledger: Ledger) -> web.StreamResponse:
-    """``GET /clips/{key}``: the MP4, with Range support; 404 for anything else."""
+    """``GET /clips/{key}``: the MP4 (or a still), with Range support; 404 for anything else."""
     found = await verified_clip(ledger, request.match_info["key"])
     if found is None:
         raise web.HTTPNotFound(text="no verified clip for that job")
+    kind = STILL_TYPES.get(found[1].suffix.casefold(), "video/mp4")
     return web.FileResponse(
-        found[1], headers={"Content-Type": "video/mp4", "Cache-Control": "private, max-age=60"}
+        found[1], headers={"Content-Type": kind, "Cache-Control": "private, max-age=60"}
     )
 
 
 async def poster(request: web.Request, ledger: Ledger, make: PosterMaker) -> web.StreamResponse:
     """``GET /posters/{key}``: the clip's first frame, or the placeholder."""
     found = await verified_clip(ledger, request.match_info["key"])
+    if found is not None and found[1].suffix.casefold() in STILL_TYPES:  # a still is its own
+        return await clip(request, ledger)
     if found is not None and found[0].sha256:
         record, path = found
         image = await make(path, record.sha256 or "", Path(record.out_dir) / POSTER_DIR)

@@ -21,6 +21,7 @@ from aiohttp import web
 
 from orchestrator.jobs import IN_FLIGHT, JobState
 from orchestrator.ledger.view_queries import SORTS, PageQuery
+from orchestrator.spec import is_image_model
 from orchestrator.view.summary import STATES, usd
 
 PAGE_SIZE = 60
@@ -86,7 +87,7 @@ def card(row: dict[str, Any]) -> dict[str, Any]:
         "reason": reason,
         "remote_status": row["remote_status"] if JobState(state) in _SENT else None,
         "sent_at": row["intent_at"] if JobState(state) in _SENT else None,
-        "playable": state == "done",
+        "playable": state == "done" and not is_image_model(str(row["model"])),  # a still: shown
         "reroll_of": row["reroll_of"],
     }
 

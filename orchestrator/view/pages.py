@@ -12,6 +12,7 @@ import json
 from html import escape as esc
 from typing import Any
 
+from orchestrator.spec import is_image_model
 from orchestrator.view.gallery import MARK_FILTERS
 from orchestrator.view.summary import STATES, cells, duration, usd
 
@@ -143,6 +144,8 @@ def job_page(
         if job["state"] == "done"
         else f'<div class="placeholder s-{esc(job["state"])}">{esc(job["state"])}</div>'
     )
+    if job["state"] == "done" and is_image_model(str(job["model"])):
+        media = f'<img src="/clips/{key}" alt="{esc(job["entry_id"])}">'  # a still
     body = (
         f'<nav class=crumbs><a href="/">Batches</a> / <a href="/batches/{batch}">{batch}</a> / '
         f"<b>{esc(job['entry_id'])}</b></nav>"

@@ -61,7 +61,7 @@ async def test_a_wrong_prefix_stops_the_run_and_rejects_nothing(
     assert {row.state for row in await ledger_rows(tmp_path / "ledger.db", "e2e")} == {S.PENDING}
     right = await _cli(tmp_path, sim.url)
     assert right.code == 0, right.err[-2000:]
-    assert "2 of 2 jobs have verified MP4s" in right.out
+    assert "2 of 2 jobs have verified files" in right.out
 
 
 async def test_a_wrong_prefix_on_a_post_leaves_the_job_pending(
@@ -79,7 +79,7 @@ async def test_a_wrong_prefix_on_a_post_leaves_the_job_pending(
     assert sim.stats()["jobs_created"] == 1
     right = await _cli(tmp_path, sim.url)
     assert right.code == 0, right.err[-2000:]
-    assert "2 of 2 jobs have verified MP4s" in right.out
+    assert "2 of 2 jobs have verified files" in right.out
 
 
 class _Html200(http.server.BaseHTTPRequestHandler):

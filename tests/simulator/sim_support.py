@@ -6,15 +6,18 @@ not our real client's interpretation of them.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import struct
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+from aiohttp import web
 from jsonschema import Draft202012Validator
 
-from orchestrator.spec import Endpoint, load_spec
+from orchestrator.spec import Endpoint, generate_path, load_spec
 
 TOKEN = "sim-test-token-alpha"
 OTHER_TOKEN = "sim-test-token-bravo"
@@ -41,8 +44,9 @@ class Api:
         body: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
     ) -> tuple[int, Any]:
+        """POST to the model's generate path (``image/…`` models go to /generate/image/)."""
         body = {"prompt": "a red fox in fresh snow"} if body is None else body
-        url = f"{self.base}/generate/video/{model}"
+        url = self.base + generate_path(model)
         async with self.http.post(
             url, json=body, headers={**auth(self.token), **(headers or {})}
         ) as r:
@@ -78,21 +82,32 @@ def minimal_body(endpoint: Endpoint) -> dict[str, Any]:
     """``prompt`` plus every other required field with a plausible value."""
     body: dict[str, Any] = {"prompt": "a lighthouse at dusk, slow dolly in"}
     values = {"width": 1280, "height": 720}
+    url = "https://example.com/input." + ("png" if endpoint.kind == "image" else "mp4")
     for name in endpoint.required:
         if name == "prompt":
             continue
         schema = endpoint.request_schema["properties"][name]
-        body[name] = values.get(name, _example(schema))
+        body[name] = values.get(name, _example(schema, url))
     return body
 
 
-def _example(schema: dict[str, Any]) -> Any:
+def _example(schema: dict[str, Any], url: str) -> Any:
+    """A small valid value: the first choice of an enum, one item of an array, a URL string."""
     kind = schema.get("type")
+    if "enum" in schema:
+        return schema["enum"][0]
     if kind == "number" or kind == "integer":
         return 1
     if kind == "boolean":
         return False
-    return "https://example.com/input.mp4"
+    if kind == "array":
+        return [_example(schema["items"], url)]
+    if kind == "object":
+        required = schema.get("required", ())
+        return {k: _example(v, url) for k, v in schema["properties"].items() if k in required}
+    if "pattern" in schema:  # reference tags: ^[a-z][a-z0-9_]+$
+        return "ref"
+    return url
 
 
 def check_schema(path: str, method: str, status: int, body: Any) -> None:
@@ -115,3 +130,24 @@ def mp4_boxes(data: bytes) -> list[tuple[bytes, int]]:
         position += size
     assert position == len(data), "boxes do not tile the file"
     return boxes
+
+
+@dataclass
+class Receiver:
+    """A tiny webhook endpoint recording every delivery (the ``receiver`` fixture serves it)."""
+
+    url: str = ""
+    received: list[dict[str, Any]] = field(default_factory=list)
+    arrived: asyncio.Condition = field(default_factory=asyncio.Condition)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        payload = await request.json()
+        async with self.arrived:
+            self.received.append(payload)
+            self.arrived.notify_all()
+        return web.Response(status=204)
+
+    async def wait_for(self, count: int) -> list[dict[str, Any]]:
+        async with self.arrived:
+            await asyncio.wait_for(self.arrived.wait_for(lambda: len(self.received) >= count), 5)
+        return self.received

@@ -1,4 +1,4 @@
-"""Contract: every video endpoint accepts, prices and refuses like Krea's spec says."""
+"""Contract: every video and image endpoint accepts, prices and refuses like Krea's spec says."""
 
 from __future__ import annotations
 
@@ -46,6 +46,29 @@ DEFAULT_CU = {
     "runway/gen-4.5": "344",
     "xai/grok-video": "241",
     "runway/aleph": "500",  # no table: unpriced_cu
+    # Image endpoints: "~3" is 3 CU; Resolution/Mode fall back to the schema default.
+    "image/bfl/flux-1-dev": "3",
+    "image/bfl/flux-1-kontext-dev": "6",
+    "image/google/nano-banana-pro": "60.1",
+    "image/google/nano-banana-2": "34.4",
+    "image/google/nano-banana": "22.3",
+    "image/bfl/flux-1.1-pro": "22.9",
+    "image/bfl/flux-1.1-pro-ultra": "34.4",
+    "image/ideogram/ideogram-2-turbo": "14.3",
+    "image/ideogram/ideogram-3": "34.4",
+    "image/google/imagen-3": "22.9",  # the "Model" column (Standard) is ignored
+    "image/google/imagen-4": "22.9",
+    "image/google/imagen-4-fast": "11.5",
+    "image/google/imagen-4-ultra": "34.4",
+    "image/runway/gen-4-image": "44",
+    "image/openai/gpt-image": "179",
+    "image/openai/gpt-image-2": "127",
+    "image/luma/uni-1": "23.1",
+    "image/bytedance/seedream-4": "17.2",
+    "image/bytedance/seedream-5-lite": "20.0",
+    "image/qwen/2512": "9",
+    "image/z-image/z-image": "1",
+    "image/bytedance/seededit": "500",  # no table: unpriced_cu
 }
 
 #: Non-default requests: (model, extra fields, expected CU).
@@ -60,6 +83,25 @@ VARIANTS = [
     ("bytedance/seedance-1.0-pro", {"duration": 7}, "500"),  # no 7 s row: unpriced
     ("minimax/hailuo-02", {"resolution": "512p", "duration": 10}, "85.9"),
     ("xai/grok-video", {"resolution": "480p", "duration": 1}, "28.6"),
+    ("image/google/nano-banana-pro", {"resolution": "2K"}, "60.1"),
+    ("image/google/nano-banana-pro", {"resolution": "4K"}, "120"),
+    ("image/google/nano-banana-2", {"resolution": "2K"}, "57.8"),
+    ("image/google/nano-banana-2", {"resolution": "4K"}, "86.5"),
+    ("image/luma/uni-1", {"style_images": []}, "23.1"),
+    (
+        "image/luma/uni-1",
+        {"style_images": [{"strength": 1, "url": "https://e.com/s.png"}] * 9},
+        "38.6",
+    ),
+    ("image/luma/uni-1", {"mode": "max"}, "57.3"),
+    (
+        "image/luma/uni-1",
+        {"mode": "max", "style_images": [{"strength": 0.5, "url": "https://e.com/s.png"}] * 3},
+        "62.4",
+    ),
+    ("image/ideogram/ideogram-3", {"character_reference_images": ["https://e.com/c.png"]}, "85.9"),
+    ("image/ideogram/ideogram-3", {"character_reference_images": []}, "34.4"),
+    ("image/bytedance/seededit", {"seed": 7}, "500"),
 ]
 
 
@@ -68,9 +110,10 @@ def micro(cu: str) -> int:
 
 
 def test_expected_table_covers_every_endpoint() -> None:
-    """The hand-written price list names exactly the spec's 31 video endpoints."""
+    """The hand-written price list names exactly the spec's 31 video and 22 image endpoints."""
     assert sorted(DEFAULT_CU) == ENDPOINTS
-    assert len(ENDPOINTS) == 31
+    kinds = [load_spec().endpoints[model].kind for model in ENDPOINTS]
+    assert (kinds.count("video"), kinds.count("image")) == (31, 22)
 
 
 async def _run_to_completion(sim: Any, api: Api, model: str, body: dict[str, Any]) -> Any:
@@ -87,10 +130,11 @@ async def test_minimal_request_accepted_priced_and_shaped(
     """A minimal valid body is accepted, walks to completed and is charged its table price."""
     sim = await simulator(time_scale=0, duration_s=10, start_time=SPRING, pending_shape="spec")
     api = Api(http, sim.url)
-    status, created = await api.create(model, minimal_body(load_spec().endpoints[model]))
+    endpoint = load_spec().endpoints[model]
+    status, created = await api.create(model, minimal_body(endpoint))
     assert status == 200, created
-    check_schema(f"/generate/video/{model}", "post", 200, created)
-    assert created["type"] == "video"
+    check_schema(endpoint.path, "post", 200, created)
+    assert created["type"] == endpoint.kind
     assert TIMESTAMP.match(created["created_at"])
     status, pending = await api.job(created["job_id"])
     check_schema("/jobs/{id}", "get", 200, pending)
@@ -102,15 +146,22 @@ async def test_minimal_request_accepted_priced_and_shaped(
     status, listed = await api.list()
     check_schema("/jobs", "get", 200, listed)
     (record,) = sim.jobs()
+    assert record["kind"] == endpoint.kind
     assert record["charged_micro"] == record["price_micro"] == micro(DEFAULT_CU[model])
     assert sim.stats()["billed_micro"] == micro(DEFAULT_CU[model])
+    assert sim.stats()["requests"] == {
+        f"POST /generate/{endpoint.kind}/{{provider}}/{{model}}": 1,
+        "GET /jobs/{id}": 2,
+        "GET /jobs": 1,
+    }
 
 
 @pytest.mark.parametrize(("model", "extra", "cu"), VARIANTS)
 async def test_request_variants_priced_from_their_row(
     simulator: Any, http: aiohttp.ClientSession, model: str, extra: dict[str, Any], cu: str
 ) -> None:
-    """Mode, audio, duration, resolution, references and LoRA select the table row."""
+    """Mode, audio, duration, resolution, references, LoRA (and for images: reference and
+    character-reference images) select the table row; no row or no table is unpriced_cu."""
     sim = await simulator(time_scale=0, duration_s=10, start_time=SPRING)
     body = {**minimal_body(load_spec().endpoints[model]), **extra}
     await _run_to_completion(sim, Api(http, sim.url), model, body)
@@ -126,11 +177,12 @@ async def test_unknown_key_refused_naming_it(
     """An unknown key is a 400 naming the key, or a 422 with detail[] in that mode."""
     sim = await simulator(time_scale=0, start_time=SPRING)
     api = Api(http, sim.url)
-    body = {**minimal_body(load_spec().endpoints[model]), "frobnicate": 1}
+    endpoint = load_spec().endpoints[model]
+    body = {**minimal_body(endpoint), "frobnicate": 1}
     status, answer = await api.create(model, body)
     assert status == 400
     assert "frobnicate" in answer["error"]
-    check_schema(f"/generate/video/{model}", "post", 400, answer)
+    check_schema(endpoint.path, "post", 400, answer)
     sim.configure(validation_status=422)
     status, answer = await api.create(model, body)
     assert status == 422

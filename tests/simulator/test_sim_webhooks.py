@@ -2,51 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
-from sim_support import Api, check_schema
-
-
-@dataclass
-class Receiver:
-    """A tiny webhook endpoint recording every delivery."""
-
-    url: str = ""
-    received: list[dict[str, Any]] = field(default_factory=list)
-    arrived: asyncio.Condition = field(default_factory=asyncio.Condition)
-
-    async def handle(self, request: web.Request) -> web.Response:
-        payload = await request.json()
-        async with self.arrived:
-            self.received.append(payload)
-            self.arrived.notify_all()
-        return web.Response(status=204)
-
-    async def wait_for(self, count: int) -> list[dict[str, Any]]:
-        async with self.arrived:
-            await asyncio.wait_for(self.arrived.wait_for(lambda: len(self.received) >= count), 5)
-        return self.received
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    """A webhook receiver on an ephemeral loopback port."""
-    hook = Receiver()
-    app = web.Application()
-    app.router.add_post("/hook", hook.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    hook.url = f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
-    yield hook
-    await runner.cleanup()
+from sim_support import Api, Receiver, check_schema
 
 
 async def test_webhook_on_completion_matches_get(

@@ -119,7 +119,7 @@ BAR = re.compile(r"^[━╸╺\- ]+$")  #: a line of the progress bar only (rich
 #: Each field the README promises, as the fed events (below) must make the panel show it.
 SHOWN = (
     "batch demo",
-    "4/11 verified MP4s",
+    "4/11 verified files",
     "ETA 2m00s",
     "done 4",
     "pending 3",
@@ -209,4 +209,4 @@ def test_before_the_run_starts_the_panel_says_so_and_counts_nothing() -> None:
     assert line.startswith("starting:")
     panel.start("demo", {JobState.PENDING: 3})
     console.print(panel._render())
-    assert "batch demo: 0/3 verified MP4s" in console.export_text(styles=False)
+    assert "batch demo: 0/3 verified files" in console.export_text(styles=False)

@@ -61,7 +61,7 @@ def test_the_minimal_manifest_loads_exactly_as_written(tmp_path: Path) -> None:
     assert manifest.batch == "demo"
     assert manifest.path == str(path)
     assert manifest.sha256 == hashlib.sha256(MINIMAL.encode()).hexdigest()
-    assert manifest.output_template == "{batch}/{id}.mp4"
+    assert manifest.output_template == "{batch}/{id}.{ext}"
     assert manifest.limits == Limits()
     assert manifest.budget_micro is None
     eagle, harbour = manifest.specs

@@ -199,10 +199,14 @@ def test_seconds_for_uses_the_request_or_the_schema_default() -> None:
     assert seconds_for("runway/aleph", {}) is None
 
 
-def test_every_video_endpoint_is_in_the_table() -> None:
-    """prices.json covers the spec's 31 video endpoints, Aleph with no rows."""
+def test_every_endpoint_is_in_the_table() -> None:
+    """prices.json covers the spec's 31 video and 22 image endpoints; Aleph and SeedEdit have
+    no rows."""
+    kinds = [endpoint.kind for endpoint in load_spec().endpoints.values()]
+    assert (kinds.count("video"), kinds.count("image")) == (31, 22)
     assert set(tables().models) == set(load_spec().endpoints)
     assert not tables().models["runway/aleph"].rows
+    assert not tables().models["image/bytedance/seededit"].rows
 
 
 def _build_prices_script() -> ModuleType:
@@ -231,3 +235,37 @@ def test_build_prices_reads_another_spec_file(tmp_path: Path) -> None:
     out = tmp_path / "prices.json"
     assert _build_prices_script().main(["--spec", str(copy), "--out", str(out)]) == 0
     assert out.read_bytes() == (ROOT / "orchestrator/data/prices.json").read_bytes()
+
+
+def test_image_tables_are_keyed_on_resolution() -> None:
+    """Nano Banana Pro: 1K (the default) and 2K are 60.1 CU, 4K is 120 CU."""
+    model = "image/google/nano-banana-pro"
+    assert price(model) == price(model, resolution="1K") == price(model, resolution="2K")
+    assert price(model) == cu("60.1")
+    assert price(model, resolution="4K") == cu("120")
+    assert seconds_for(model, {"prompt": "p"}) is None  # a still is no seconds of video
+
+
+def test_uni_1_counts_its_reference_images_per_mode() -> None:
+    """Luma Uni-1: a row per number of style images (0-9) in each mode."""
+    model, image = "image/luma/uni-1", {"strength": 1, "url": "https://x/a.png"}
+    assert price(model) == cu("23.1")
+    assert price(model, style_images=[image] * 2) == cu("26.6")
+    assert price(model, mode="max", style_images=[image] * 9) == cu("72.7")
+
+
+def test_ideogram_3_prices_a_character_reference_by_its_presence() -> None:
+    """Ideogram 3: 85.9 CU with character reference images, 34.4 CU without (an empty list
+    is none)."""
+    model = "image/ideogram/ideogram-3"
+    assert price(model, character_reference_images=["https://x/a.png"]) == cu("85.9")
+    assert price(model) == price(model, character_reference_images=[]) == cu("34.4")
+
+
+def test_approximate_and_constant_cells_price_as_written() -> None:
+    """``~3`` is 3 CU (Krea's "about"); Imagen 3's one "Model: Standard" row prices every
+    request; SeedEdit has no table, so it needs a manifest price."""
+    assert price("image/bfl/flux-1-dev") == cu("3")
+    assert price("image/google/imagen-3") == cu("22.9")
+    with pytest.raises(PriceUnknown, match="no price table"):
+        price("image/bytedance/seededit", image_url="https://x/a.png")
