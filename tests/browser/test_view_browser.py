@@ -262,3 +262,42 @@ async def test_a_mark_made_while_a_run_writes_the_ledger_is_kept(
         await page.wait_for_function(
             "document.querySelector('#grid .card:first-child')?.dataset.mark === 'reject'"
         )
+
+
+async def test_a_still_is_shown_as_itself_in_the_gallery_and_on_its_page(
+    page: Any, simulator, tmp_path: Path
+) -> None:
+    """A still's card shows the still (not a poster of a clip) and does not play; its page
+    shows it as an image of the simulator's 64 x 36 pixels, served as image/png."""
+    sim = await simulator(time_scale=1000)
+    text = (
+        "batch: s\njobs:\n"
+        "  - {id: frame, model: image/google/nano-banana-pro, prompt: a lighthouse keeper}\n"
+        "  - {id: shot, model: kling/kling-2.5, prompt: the keeper climbs, duration: 5}\n"
+    )
+    outcome = await run_manifest(sim, tmp_path, text)
+    assert outcome.summary.exit_code == 0
+    async with Ledger.open(outcome.ledger_path, readonly=True) as ledger:
+        keys = {row.entry_id: row.key for row in await ledger.jobs(batch="s")}
+    still = f"#grid .card[data-key='{keys['frame']}']"
+    async with view_of(outcome.ledger_path) as base:
+        await page.goto(f"{base}/batches/s")
+        await page.wait_for_function(
+            "[...document.querySelectorAll('#grid .card img')]"
+            ".every(i => i.complete && i.naturalWidth > 0)"
+        )
+        assert await page.eval_on_selector(f"{still} img", "i => i.naturalWidth") == 64
+        await page.screenshot(path="/tmp/view-stills.png", full_page=True)
+        await page.click(f"{still} .frame")
+        assert await page.query_selector(f"{still} video") is None, "a still does not play"
+
+        answer = await page.goto(f"{base}/clips/{keys['frame']}")
+        assert answer is not None
+        assert answer.headers["content-type"] == "image/png"
+        await page.goto(f"{base}/jobs/{keys['frame']}")
+        await page.wait_for_function(
+            "(() => { const i = document.querySelector('article.job .media img');"
+            " return i && i.complete && i.naturalWidth === 64; })()"
+        )
+        assert await page.query_selector("article.job .media video") is None
+        await page.screenshot(path="/tmp/view-still-job.png", full_page=True)
