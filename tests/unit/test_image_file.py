@@ -203,6 +203,8 @@ def test_a_whole_image_is_accepted_as_its_format(tmp_path: Path, key: str) -> No
 )
 def test_what_an_encoder_writes_is_accepted(tmp_path: Path, codec: str, kind: str) -> None:
     """Stills encoded by FFmpeg (libpng-style zlib, libjpeg-style JPEG, libwebp) pass."""
+    if codec not in av.codecs_available:  # the oldest PyAV pyproject allows has no libwebp
+        pytest.skip(f"this PyAV's FFmpeg has no {codec} encoder")
     context = av.CodecContext.create(codec, "w")
     assert isinstance(context, VideoCodecContext)
     context.width, context.height, context.time_base = 96, 64, Fraction(1, 25)
