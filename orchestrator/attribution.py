@@ -8,8 +8,13 @@ window of Krea's clock:
   ``sent`` moved into Krea's clock by the lowest offset the run's acknowledged POSTs allow;
 * **above** (*tight*): before ``answered`` moved by the highest offset. A POST Krea answered (a
   5xx, say) ends there. One that got no answer (a dropped connection, a timeout, a run killed
-  while sending) most likely made its job within the longest answer time seen, its tight
-  bound, but may have made it later, up to when it was given up on plus a grace (*late*).
+  while sending) most likely made its job within the longest answer time seen after its body
+  was *written* to the socket, its tight bound, but may have made it later, up to when it was
+  given up on plus a grace (*late*). The tight bound counts from ``written``, never from
+  ``sent``: ``sent`` is taken before the POST's registration and intent are on disk, so the
+  request may leave long after it, and a bound counted from it can end before the POST's own
+  job, leaving another client's job alone in the tight window (adopted) and ours in the late
+  one (taken for another client's). Without a written time the tight bound is the answer.
 
 :class:`ClockBounds` learns the offset: an acknowledged POST's ``created_at`` lies between its
 send and answer times, so each one bounds ``created_at - scale * local time`` from both sides.
@@ -141,8 +146,12 @@ class ClockBounds:
         answered: float | None,
         no_answer: bool,
         grace_s: float,
+        written: float | None = None,
     ) -> Window:
-        """The window of a POST sent and answered at these local times (see the docstring)."""
+        """The window of a POST sent and answered at these local times (see the docstring).
+
+        ``written``: when its body was handed to the socket (local epoch seconds; None if not
+        known), the start of a no-answer POST's tight bound."""
         if self.low is None or self.high is None:
             return Window(low=floor, tight=None, late=None)
         margin = MARGIN_S + LOCAL_ERROR_S * self.scale
@@ -153,8 +162,9 @@ class ClockBounds:
         if answered is None:
             return Window(low=low, tight=None, late=None)
         end = answered
-        if no_answer and sent is not None:
-            end = min(answered, sent + 2 * self.rtt + LOCAL_ERROR_S)
+        if no_answer and written is not None:
+            start = written if sent is None else max(sent, written)
+            end = min(answered, start + 2 * self.rtt + LOCAL_ERROR_S)
         tight = _at(self.high + self.scale * end + margin)
         if not no_answer:
             return Window(low=low, tight=tight, late=tight)

@@ -122,8 +122,10 @@ class Reconciler:
             if self._theirs(a) and a.sent_at <= listed_at  # later ones made nothing listed
         ]
         pending = [a for a in ours if a.owner not in verdict.matched]
-        foreign = await self.pipe.ledger.foreign_since(since or "")
-        active = any(remote_id in foreign for remote_id in listed)
+        # Another client is active when one of its jobs was recorded in the hour before the
+        # oldest window, not only inside it: its jobs made just before a dead run's window
+        # prove it as well (an unsure POST's lone job may then be its).
+        active = bool(await self.pipe.ledger.foreign_since(since or ""))
         found = attribute([*pending, *others], unclaimed, others_active=active)
         found.matched.update(verdict.matched)
         await self._apply(found, by_key)
@@ -177,7 +179,12 @@ class Reconciler:
             await asyncio.sleep(WIRE_POLL_S)
 
     def _window(
-        self, floor: str | None, sent: float | None, answered: float | None, no_answer: bool
+        self,
+        floor: str | None,
+        sent: float | None,
+        answered: float | None,
+        no_answer: bool,
+        written: float | None = None,
     ) -> Window:
         return self.pipe.clock_bounds.window(
             floor=parse_utc(floor) if floor else None,
@@ -185,6 +192,7 @@ class Reconciler:
             answered=answered,
             no_answer=no_answer,
             grace_s=self.pipe.tuning.reconcile_grace_s,
+            written=written,
         )
 
     def _our_attempt(self, row: JobRecord, snapshot: Snapshot) -> Attempt:
@@ -192,7 +200,7 @@ class Reconciler:
         mine = [a for a in snapshot.attempts if not self._theirs(a) and a.key == row.key]
         if mine:
             a = mine[0]
-            window = self._window(row.floor, a.sent_at, a.answered_at, a.no_answer)
+            window = self._window(row.floor, a.sent_at, a.answered_at, a.no_answer, a.written_at)
             return Attempt(owner=row.key, window=window, ours=True, unsure_sent=a.died)
         sent = _epoch(row.intent_at)
         answered = _epoch(row.answered_at)
@@ -202,8 +210,9 @@ class Reconciler:
     def _their_attempt(self, attempt: RegisteredAttempt) -> Attempt:
         """Another run's open POST, as a possible owner (never matched for us)."""
         window = self._window(
-            attempt.floor, attempt.sent_at, attempt.answered_at, attempt.no_answer
-        )
+            attempt.floor, attempt.sent_at, attempt.answered_at, attempt.no_answer,
+            attempt.written_at,
+        )  # fmt: skip
         return Attempt(owner=f"{attempt.ledger}#{attempt.key}", window=window, ours=False)
 
     async def _listed_since(self, floor: datetime | None) -> tuple[dict[str, Candidate], float]:

@@ -20,7 +20,13 @@ from typing import Any, TypeVar
 
 from orchestrator.errors import LedgerError
 from orchestrator.registry.processes import hold_until
-from orchestrator.registry.store import DOUBT_KEY, HEARTBEAT_S, RegistryFile, Snapshot
+from orchestrator.registry.store import (
+    ATTEMPT_SQL,
+    DOUBT_KEY,
+    HEARTBEAT_S,
+    RegistryFile,
+    Snapshot,
+)
 from orchestrator.registry.turn import PostTurn
 
 T = TypeVar("T")
@@ -77,36 +83,39 @@ class AccountRegistry(PostTurn):
 
     # -- what a submitter writes around each POST -------------------------------------------------
     async def before_post(self, key: str, floor: str | None) -> None:
-        """All the registry needs before a POST leaves: a fresh look at whether another run is
-        alive and the claims of earlier POSTs landed, then the POST registered
-        (``post_started``) if this run is alone; with company it is registered in its turn
-        (see ``turn``). Raises the first failure once all have ended."""
+        """All the registry needs before a POST leaves: the claims of earlier POSTs landed, a
+        fresh look at whether another run is alive and, if this run is alone, the POST
+        registered, in the same transaction as the look; with company it is registered in its
+        turn (see ``turn``). Raises the first failure once all have ended, and then leaves no
+        registration behind."""
         claims = list(self._claims)
         self._claims.clear()
-        done = await asyncio.gather(self.look_around(), *claims, return_exceptions=True)
-        for outcome in done:
-            if isinstance(outcome, BaseException):
-                raise outcome
-        if self.alone:
-            await self.post_started(key, floor)
-        else:
+        look = self._call(self._file.register_if_alone, key, time.time(), floor)
+        done = await asyncio.gather(*claims, look, return_exceptions=True)
+        alone = done[-1]
+        failed = next((outcome for outcome in done if isinstance(outcome, BaseException)), None)
+        if failed is not None:
+            if alone is True:
+                await self.not_created(key)
+            raise failed
+        self.alone = bool(alone)
+        if not self.alone:
             self._deferred[key] = floor
 
     async def post_started(self, key: str, floor: str | None) -> None:
         """Before the POST leaves: other runs now wait for it or count it as an owner."""
-        await self._write(
-            "INSERT OR REPLACE INTO attempts VALUES (?, ?, ?, 'wire', ?, NULL, ?, 1, 0, 0)",
-            (self.ledger, key, self.run_id, time.time(), floor),
-        )
+        await self._write(ATTEMPT_SQL, (self.ledger, key, self.run_id, time.time(), floor))
 
     async def written(self, key: str) -> None:
         """The POST's body reached the socket: if its run dies now, the POST was still sent.
+        The mark is the time (``written_at``), taken after the body was handed over: the
+        start of its tight window when no answer comes (``attribution``).
 
         Not fsynced: a mark lost to a power cut leaves the POST "maybe unsent", the safe side.
         """
         await self._write(
-            "UPDATE attempts SET written = 1 WHERE ledger = ? AND key = ? AND run_id = ?",
-            (self.ledger, key, self.run_id),
+            "UPDATE attempts SET written = ? WHERE ledger = ? AND key = ? AND run_id = ?",
+            (time.time(), self.ledger, key, self.run_id),
             durable=False,
         )
 

@@ -24,6 +24,10 @@ HEARTBEAT_S = 1.0  #: real seconds between a run's heartbeats
 DOUBT_KEY = ""
 #: Registries of accounts no run touched for this long are removed when any registry opens.
 STALE_DAYS = 60
+#: A POST registered on the wire: (ledger, key, run_id, sent_at, floor); not yet written.
+#: ``attempts.written`` is 0 (not written) or when it was (epoch seconds); older versions wrote 1.
+WRITTEN_IS_A_TIME = 1.0
+ATTEMPT_SQL = "INSERT OR REPLACE INTO attempts VALUES (?, ?, ?, 'wire', ?, NULL, ?, 1, 0, 0)"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -60,6 +64,9 @@ class RegisteredAttempt:
     #: its run died while it was on the wire: it may never have left the machine at all
     died: bool
     live: bool  #: its run is alive (a ``wire`` attempt of a live run may still be answered)
+    #: when its body was handed to the socket (local epoch seconds); None: not marked, or
+    #: marked by an older version (``written`` was then 1, not a time)
+    written_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -167,6 +174,22 @@ class RegistryFile:
         """Whether a run of the account other than this one is alive."""
         return any(running for run_id, (running, _) in self.runs().items() if run_id != self.run_id)
 
+    def register_if_alone(self, key: str, sent_at: float, floor: str | None) -> bool:
+        """Look for other live runs and, if there are none, register the POST of ``key``: one
+        transaction (the look and the registration cannot be split by a run starting between
+        them) and one hop to the registry's thread on each POST of a run alone."""
+        assert self._db is not None
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            alone = not self.others_alive()
+            if alone:
+                self._db.execute(ATTEMPT_SQL, (self.ledger, key, self.run_id, sent_at, floor))
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+        return alone
+
     def forget_dead_runs(self) -> None:
         """Dead runs leave the table; their open attempts keep their last heartbeat as answer."""
         statements: list[tuple[str, Iterable[Any]]] = []
@@ -239,10 +262,11 @@ class RegistryFile:
                 no_answer=bool(row[7]),
                 died=bool(row[8]),
                 live=runs.get(row[2], (False, 0.0))[0],
+                written_at=float(row[9]) if row[9] and row[9] > WRITTEN_IS_A_TIME else None,
             )
             for row in self.rows(
-                "SELECT ledger, key, run_id, state, sent_at, answered_at, floor, no_answer, died "
-                "FROM attempts",
+                "SELECT ledger, key, run_id, state, sent_at, answered_at, floor, no_answer, died, "
+                "written FROM attempts",
                 (),
             )
         )

@@ -113,7 +113,7 @@ async def test_a_run_beside_another_client_never_touches_its_jobs(
     simulator: StartSimulator, tmp_path: Path
 ) -> None:
     """One run of 60 while another client makes a job a second, 10 % lost answers, 5 kills:
-    no foreign job cancelled or saved, at most 2 clips billed twice, and the warning shown."""
+    no foreign job cancelled or saved, every clip billed twice reported, the warning shown."""
     sim = await simulator(
         time_scale=2, concurrency=8, backlog=16, seed=8, fault_ambiguous_rate=0.1, duration_s=4,
         foreign_jobs_per_s=1.0,
@@ -130,9 +130,14 @@ async def test_a_run_beside_another_client_never_touches_its_jobs(
     assert "DELETE /jobs/{id}" not in sim.stats()["requests"]
     assert not {r.remote_id for r in rows} & foreign, "a foreign job was taken for an entry"
     assert_files_are_their_entries(work, rows, sim)
-    ours_billed = [j for j in sim.jobs() if j["charged_micro"] and j["job_id"] not in foreign]
+    ours_billed = {j["job_id"] for j in sim.jobs() if j["charged_micro"]} - foreign
     assert len(rows) == 60
-    assert len(ours_billed) - 60 <= 2, f"{len(ours_billed) - 60} clips billed twice"
+    # A clip billed twice is never silent: each extra job is a reported possible duplicate (a
+    # foreign job in a lost POST's window cannot be told from ours; README, "Using the real API").
+    # How many there are is chance: 0-3 in the 60 runs of stop 23's loops, on every version.
+    extra = ours_billed - {r.remote_id for r in rows}
+    assert extra <= {d.remote_id for d in await doubts_of(work)}, "a clip billed twice, unreported"
+    assert len(extra) <= 6, f"{len(extra)} clips billed twice: windows much wider than they were"
     assert "another client is using this API key's account" in printed
     code, out, _ = await work.call("status", "--format", "json")
     assert code == 0

@@ -174,3 +174,44 @@ def test_a_post_that_may_never_have_been_sent_takes_no_job_while_another_client_
     other_run = Attempt("other#k", Window(at(9), at(9.8), at(9.8)), ours=False)
     explained = attribute([unsure, other_run], [job("r1", 10.5), job("theirs", 9.5)])
     assert explained.matched == {"a": job("r1", 10.5)}, "a job another run's POST explains"
+
+
+def test_a_lost_post_that_left_late_keeps_its_own_job_in_its_tight_window() -> None:
+    """Registered at 10.0 (its ``sent``) but written to the socket only at 10.12 (fsyncs and a
+    busy machine in between); its job is made at 10.125 and the dropped connection is seen at
+    10.144. Another client's job at 10.005 must not be taken for it: a tight bound counted
+    from the registration (10.0 + 2 x rtt) would end before the POST's own job, leaving the
+    other client's alone in the tight window (adopted) and ours in the late one (foreign)."""
+    bounds = ClockBounds()
+    base = T0.timestamp()
+    bounds.learn(base, base + 0.017, at(100.01))  # offset 100 (+-0.01), rtt 0.017
+    theirs, ours = job("theirs", 110.005), job("ours", 110.125)
+    for marked in ({}, {"written": base + 10.12}):  # no mark (then: the answer), or its time
+        window = bounds.window(
+            floor=None, sent=base + 10, answered=base + 10.144, no_answer=True, grace_s=5, **marked
+        )
+        assert window.tight is not None
+        assert window.holds(ours.created_at, late=False), "its own job is in its tight window"
+        verdict = attribute([Attempt("a", window)], [theirs, ours])
+        assert verdict.matched == {}, "never adopted: either job may be the other client's"
+        assert verdict.contested == ["a"]
+        assert sorted(c.remote_id for c in verdict.unattributable) == ["ours", "theirs"]
+
+
+def test_a_timed_out_post_is_still_matched_in_its_tight_window() -> None:
+    """The tight bound still counts from the write: a POST written at 10.001 whose answer never
+    came (given up on at 40) owns the job made at 10.01; a job of the grace is another's."""
+    bounds = ClockBounds()
+    base = T0.timestamp()
+    bounds.learn(base, base + 0.017, at(100.01))
+    window = bounds.window(
+        floor=None, sent=base + 10, answered=base + 40, no_answer=True, grace_s=5,
+        written=base + 10.001,
+    )  # fmt: skip
+    assert window.tight == pytest.approx(
+        at(110.01 + 10.001 - 10 + 2 * 0.017 + LOCAL_ERROR_S + MARGIN_S + LOCAL_ERROR_S),
+        abs=timedelta(milliseconds=1),
+    )
+    verdict = attribute([Attempt("a", window)], [job("ours", 110.01), job("theirs", 125)])
+    assert verdict.matched == {"a": job("ours", 110.01)}
+    assert [c.remote_id for c in verdict.foreign] == ["theirs"]
