@@ -14,6 +14,9 @@ moved by hand and the registry's local clock given by the test: no timing is lef
 from __future__ import annotations
 
 import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -29,6 +32,7 @@ from orchestrator.limits import InFlightWindow, Pacer
 from orchestrator.pipeline import Pipeline
 from orchestrator.reconcile import Reconciler
 from orchestrator.registry import AccountRegistry, account
+from orchestrator.simulator import RunningSimulator
 from tests.conftest import StartSimulator
 from tests.integration.pipeline_support import TOKEN
 from tests.integration.test_ledger import spec
@@ -36,6 +40,40 @@ from tests.integration.test_ledger import spec
 S = JobState
 BODY = {"prompt": "another client's clip", "duration": 5}
 RTT_S = 0.02  #: the longest answer time the run has seen
+
+
+@dataclass
+class OneIntent:
+    """A ledger with one job about to be sent, the account's registry and a client on the
+    simulator, and the floor of the job's intent."""
+
+    ledger: Ledger
+    registry: AccountRegistry
+    client: KreaClient
+    key: str
+    floor: str
+
+    def pipeline(self, tmp_path: Path, offset: float) -> Pipeline:
+        """A run's shared state whose clock bounds put Krea's clock ``offset`` after ours."""
+        pipe = Pipeline(ledger=self.ledger, client=self.client, batch="b", out_dir=tmp_path,
+                        clock=Clock(1.0), window=InFlightWindow(1), pacer=Pacer(None),
+                        budget=Budget(), rng=random.Random(1), registry=self.registry)  # fmt: skip
+        pipe.clock_bounds.restore(offset - 0.001, offset + 0.001, RTT_S)
+        return pipe
+
+
+@asynccontextmanager
+async def one_intent(sim: RunningSimulator, tmp_path: Path) -> AsyncIterator[OneIntent]:
+    async with (
+        Ledger.open(tmp_path / "ledger.db") as ledger,
+        AccountRegistry.open(sim.url, TOKEN, tmp_path / "ledger.db") as registry,
+        KreaClient.connect(sim.url, TOKEN) as client,
+    ):
+        await ledger.save_batch(Batch("b", "/b.yaml", "sha", "/out"))
+        one = spec(0)
+        await ledger.sync_plan("b", [one], {})
+        floor = format_utc(datetime.fromtimestamp(sim.now(), UTC))
+        yield OneIntent(ledger, registry, client, one.key, floor)
 
 
 async def test_another_clients_job_made_before_a_late_write_is_never_adopted(
@@ -50,34 +88,29 @@ async def test_another_clients_job_made_before_a_late_write_is_never_adopted(
     monkeypatch.setattr(account, "time", SimpleNamespace(time=lambda: local.now))
     krea_at_t = sim.now() + 1.0  # Krea's clock = local + offset, at time scale 1
     offset = krea_at_t - t
-    async with (
-        Ledger.open(tmp_path / "ledger.db") as ledger,
-        AccountRegistry.open(sim.url, TOKEN, tmp_path / "ledger.db") as registry,
-        KreaClient.connect(sim.url, TOKEN) as client,
-    ):
-        await ledger.save_batch(Batch("b", "/b.yaml", "sha", "/out"))
-        one = spec(0)
-        await ledger.sync_plan("b", [one], {})
-        floor = format_utc(datetime.fromtimestamp(sim.now(), UTC))
-        await ledger.transition(one.key, S.SUBMITTING, expect=S.PENDING, cause="t", floor=floor)
-        await registry.before_post(one.key, floor)  # sent_at = t
+    async with one_intent(sim, tmp_path) as job:
+        ledger, registry, client, key, floor = (
+            job.ledger,
+            job.registry,
+            job.client,
+            job.key,
+            job.floor,
+        )
+        await ledger.transition(key, S.SUBMITTING, expect=S.PENDING, cause="t", floor=floor)
+        await registry.before_post(key, floor)  # sent_at = t
         sim.advance(krea_at_t + 0.01 - sim.now())
         theirs = await client.create_job("kling/kling-2.5", BODY)  # the other client, at t + 0.01
         local.now = t + 0.2
-        await registry.written(one.key)  # the body reaches the socket at t + 0.2
+        await registry.written(key)  # the body reaches the socket at t + 0.2
         sim.advance(0.2)
         ours = await client.create_job("kling/kling-2.5", {"prompt": "p 0"})  # made at t + 0.21
         local.now = t + 0.25
-        await registry.ambiguous(one.key, no_answer=True)  # the connection dropped
+        await registry.ambiguous(key, no_answer=True)  # the connection dropped
         long_ago = format_utc(datetime.now(UTC) - timedelta(minutes=1))  # no grace left to wait
         await ledger.transition(
-            one.key, S.AMBIGUOUS, expect=S.SUBMITTING, cause="t", answered_at=long_ago
+            key, S.AMBIGUOUS, expect=S.SUBMITTING, cause="t", answered_at=long_ago
         )
-        pipe = Pipeline(ledger=ledger, client=client, batch="b", out_dir=tmp_path,
-                        clock=Clock(1.0), window=InFlightWindow(1), pacer=Pacer(None),
-                        budget=Budget(), rng=random.Random(1), registry=registry)  # fmt: skip
-        pipe.clock_bounds.restore(offset - 0.001, offset + 0.001, RTT_S)
-        await Reconciler(pipe).settle()
+        await Reconciler(job.pipeline(tmp_path, offset)).settle()
         (row,) = await ledger.jobs()
         doubts = await ledger.unattributed()
     assert row.remote_id != theirs.job_id, "another client's job was taken for the entry"
@@ -117,35 +150,30 @@ async def test_a_dead_runs_unsent_post_never_takes_a_lone_job_while_another_clie
     t = datetime.now(UTC).timestamp()
     krea_at_t = sim.now() + 2.0
     offset = krea_at_t - t
-    async with (
-        Ledger.open(tmp_path / "ledger.db") as ledger,
-        AccountRegistry.open(sim.url, TOKEN, tmp_path / "ledger.db") as registry,
-        KreaClient.connect(sim.url, TOKEN) as client,
-    ):
-        await ledger.save_batch(Batch("b", "/b.yaml", "sha", "/out"))
-        one = spec(0)
-        await ledger.sync_plan("b", [one], {})
-        floor = format_utc(datetime.fromtimestamp(sim.now(), UTC))
+    async with one_intent(sim, tmp_path) as job:
+        ledger, registry, client, key, floor = (
+            job.ledger,
+            job.registry,
+            job.client,
+            job.key,
+            job.floor,
+        )
         sim.advance(1.0)
         before = await client.create_job("kling/kling-2.5", BODY)  # a second before the window
         await ledger.add_unattributed(
             [Unattributed(before.job_id, "foreign", None, None, 0, before.status,
                           before.created_at)]
         )  # fmt: skip
-        await ledger.transition(one.key, S.SUBMITTING, expect=S.PENDING, cause="t", floor=floor)
+        await ledger.transition(key, S.SUBMITTING, expect=S.PENDING, cause="t", floor=floor)
         # what start-up makes of a killed run's POST: died with it on the wire, never written
-        await registry.adopt({one.key: (t, t + 1.0, floor)})
+        await registry.adopt({key: (t, t + 1.0, floor)})
         sim.advance(1.5)
         lone = await client.create_job("kling/kling-2.5", BODY)  # inside the window, alone
         long_ago = format_utc(datetime.now(UTC) - timedelta(minutes=1))
         await ledger.transition(
-            one.key, S.AMBIGUOUS, expect=S.SUBMITTING, cause="t", answered_at=long_ago
+            key, S.AMBIGUOUS, expect=S.SUBMITTING, cause="t", answered_at=long_ago
         )
-        pipe = Pipeline(ledger=ledger, client=client, batch="b", out_dir=tmp_path,
-                        clock=Clock(1.0), window=InFlightWindow(1), pacer=Pacer(None),
-                        budget=Budget(), rng=random.Random(1), registry=registry)  # fmt: skip
-        pipe.clock_bounds.restore(offset - 0.001, offset + 0.001, RTT_S)
-        await Reconciler(pipe).settle()
+        await Reconciler(job.pipeline(tmp_path, offset)).settle()
         (row,) = await ledger.jobs()
         doubts = {d.remote_id: d.kind for d in await ledger.unattributed()}
     assert row.remote_id != lone.job_id, "a job the run cannot prove its own was adopted"
