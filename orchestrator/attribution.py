@@ -10,11 +10,14 @@ window of Krea's clock:
   5xx, say) ends there. One that got no answer (a dropped connection, a timeout, a run killed
   while sending) most likely made its job within the longest answer time seen after its body
   was *written* to the socket, its tight bound, but may have made it later, up to when it was
-  given up on plus a grace (*late*). The tight bound counts from ``written``, never from
-  ``sent``: ``sent`` is taken before the POST's registration and intent are on disk, so the
-  request may leave long after it, and a bound counted from it can end before the POST's own
-  job, leaving another client's job alone in the tight window (adopted) and ours in the late
-  one (taken for another client's). Without a written time the tight bound is the answer.
+  given up on plus a grace (*late*). The tight bound counts from ``written`` when it is
+  known, not from ``sent``: ``sent`` is taken before the POST's registration and intent are
+  on disk, so the request may leave long after it, and a bound counted from it can end before
+  the POST's own job, leaving another client's job alone in the tight window (adopted) and
+  ours in the late one (taken for another client's). Without a written time (a killed run's
+  mark, lost with it) the bound counts from ``sent``: such a POST is *unsure* anyway, and its
+  lone job is a doubt whenever another client has been seen (``attribute``'s
+  ``others_active``).
 
 :class:`ClockBounds` learns the offset: an acknowledged POST's ``created_at`` lies between its
 send and answer times, so each one bounds ``created_at - scale * local time`` from both sides.
@@ -162,8 +165,8 @@ class ClockBounds:
         if answered is None:
             return Window(low=low, tight=None, late=None)
         end = answered
-        if no_answer and written is not None:
-            start = written if sent is None else max(sent, written)
+        start = sent if written is None else written if sent is None else max(sent, written)
+        if no_answer and start is not None:
             end = min(answered, start + 2 * self.rtt + LOCAL_ERROR_S)
         tight = _at(self.high + self.scale * end + margin)
         if not no_answer:

@@ -181,21 +181,23 @@ def test_a_lost_post_that_left_late_keeps_its_own_job_in_its_tight_window() -> N
     busy machine in between); its job is made at 10.125 and the dropped connection is seen at
     10.144. Another client's job at 10.005 must not be taken for it: a tight bound counted
     from the registration (10.0 + 2 x rtt) would end before the POST's own job, leaving the
-    other client's alone in the tight window (adopted) and ours in the late one (foreign)."""
+    other client's alone in the tight window (adopted) and ours in the late one (foreign).
+    Without a written mark (a killed run's, lost with it) the bound still counts from ``sent``:
+    counting to the answer instead made the other run's jobs doubts in the two-batch test."""
     bounds = ClockBounds()
     base = T0.timestamp()
     bounds.learn(base, base + 0.017, at(100.01))  # offset 100 (+-0.01), rtt 0.017
     theirs, ours = job("theirs", 110.005), job("ours", 110.125)
-    for marked in ({}, {"written": base + 10.12}):  # no mark (then: the answer), or its time
-        window = bounds.window(
-            floor=None, sent=base + 10, answered=base + 10.144, no_answer=True, grace_s=5, **marked
-        )
-        assert window.tight is not None
-        assert window.holds(ours.created_at, late=False), "its own job is in its tight window"
-        verdict = attribute([Attempt("a", window)], [theirs, ours])
-        assert verdict.matched == {}, "never adopted: either job may be the other client's"
-        assert verdict.contested == ["a"]
-        assert sorted(c.remote_id for c in verdict.unattributable) == ["ours", "theirs"]
+    lost = {"floor": None, "sent": base + 10, "answered": base + 10.144, "no_answer": True}
+    window = bounds.window(**lost, grace_s=5, written=base + 10.12)
+    assert window.tight is not None
+    assert window.holds(ours.created_at, late=False), "its own job is in its tight window"
+    verdict = attribute([Attempt("a", window)], [theirs, ours])
+    assert verdict.matched == {}, "never adopted: either job may be the other client's"
+    assert verdict.contested == ["a"]
+    assert sorted(c.remote_id for c in verdict.unattributable) == ["ours", "theirs"]
+    unmarked = bounds.window(**lost, grace_s=5)
+    assert not unmarked.holds(ours.created_at, late=False), "no mark: counted from sent"
 
 
 def test_a_timed_out_post_is_still_matched_in_its_tight_window() -> None:
