@@ -165,7 +165,7 @@ class ClockBounds:
         if answered is None:
             return Window(low=low, tight=None, late=None)
         end = answered
-        start = sent if written is None else written if sent is None else max(sent, written)
+        start = max((t for t in (sent, written) if t is not None), default=None)
         if no_answer and start is not None:
             end = min(answered, start + 2 * self.rtt + LOCAL_ERROR_S)
         tight = _at(self.high + self.scale * end + margin)

@@ -136,11 +136,7 @@ def check_png(handle: BinaryIO, size: int, name: str) -> None:
 def _png_header(handle: BinaryIO, offset: int, size: int, name: str) -> tuple[int, str]:
     if offset >= size:
         raise NotImage(f"{name}: ends at byte {offset} with no IEND chunk (truncated?)")
-    handle.seek(offset)
-    raw = handle.read(8)
-    if len(raw) < 8:
-        raise NotImage(f"{name}: a chunk header at byte {offset} is cut short (truncated?)")
-    length, raw_type = struct.unpack(">I4s", raw)
+    length, raw_type = struct.unpack(">I4s", _chunk_head(handle, offset, name))
     if not raw_type.isalpha():  # bytes.isalpha: ASCII letters only
         raise NotImage(f"{name}: unreadable chunk type {raw_type!r} at byte {offset}")
     kind = raw_type.decode("ascii")
@@ -152,6 +148,15 @@ def _png_header(handle: BinaryIO, offset: int, size: int, name: str) -> tuple[in
             f"end of the {size}-byte file (truncated?)"
         )
     return length, kind
+
+
+def _chunk_head(handle: BinaryIO, offset: int, name: str) -> bytes:
+    """The 8 bytes of a PNG or WebP chunk header (a length and a type, in either order)."""
+    handle.seek(offset)
+    raw = handle.read(8)
+    if len(raw) < 8:
+        raise NotImage(f"{name}: a chunk header at byte {offset} is cut short (truncated?)")
+    return raw
 
 
 def _png_crc(handle: BinaryIO, offset: int, length: int, kind: str, name: str) -> None:
@@ -329,11 +334,7 @@ def check_webp(handle: BinaryIO, size: int, name: str) -> None:
 
 
 def _webp_header(handle: BinaryIO, offset: int, size: int, name: str) -> tuple[str, int]:
-    handle.seek(offset)
-    raw = handle.read(8)
-    if len(raw) < 8:
-        raise NotImage(f"{name}: a chunk header at byte {offset} is cut short (truncated?)")
-    fourcc, length = struct.unpack("<4sI", raw)
+    fourcc, length = struct.unpack("<4sI", _chunk_head(handle, offset, name))
     if not all(32 <= c < 127 for c in fourcc):
         raise NotImage(f"{name}: unreadable chunk type {fourcc!r} at byte {offset}")
     kind = fourcc.decode("ascii")

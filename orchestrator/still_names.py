@@ -9,12 +9,15 @@ can tell a saved still from a moved one (:func:`same_file`) without importing th
 
 from __future__ import annotations
 
-#: The end of a still's planned path, until its format is known.
-IMAGE_SUFFIX = ".{ext}"
-#: What a still's file may end with once verified (``image_file.EXTENSIONS``' values).
-IMAGE_EXTENSIONS = (".png", ".jpg", ".webp")
+from orchestrator.image_file import CONTENT_TYPES, EXTENSIONS
+
+#: The template placeholder a still's extension waits in, and the end of its planned path.
+EXT_PLACEHOLDER = "{ext}"
+IMAGE_SUFFIX = "." + EXT_PLACEHOLDER
+#: What a still's file may end with once verified, one per format ``image_file`` accepts.
+IMAGE_EXTENSIONS = tuple(EXTENSIONS.values())
 #: The Content-Type a verified still is served with, by its file's extension.
-STILL_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".webp": "image/webp"}
+STILL_TYPES = {EXTENSIONS[format_]: CONTENT_TYPES[format_] for format_ in EXTENSIONS}
 
 
 def final_path(planned: str, extension: str) -> str:

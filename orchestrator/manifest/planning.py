@@ -41,6 +41,7 @@ from orchestrator.spec import (
     request_problems,
     without_suggested,
 )
+from orchestrator.still_names import EXT_PLACEHOLDER
 
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 _encode_text = json.encoder.encode_basestring  #: canonical_json's text (ensure_ascii=False)
@@ -255,7 +256,7 @@ class Planner:
         if name == "model":
             return draft.model
         if name == "ext":  # a still's is known once its file is verified (output_paths)
-            return output_paths.Verbatim("{ext}") if is_image_model(draft.model) else "mp4"
+            return output_paths.Verbatim(EXT_PLACEHOLDER) if is_image_model(draft.model) else "mp4"
         if name in request:
             return request[name]
         default = load_spec().endpoints[draft.model].default(name)

@@ -24,9 +24,9 @@ HEARTBEAT_S = 1.0  #: real seconds between a run's heartbeats
 DOUBT_KEY = ""
 #: Registries of accounts no run touched for this long are removed when any registry opens.
 STALE_DAYS = 60
-#: A POST registered on the wire: (ledger, key, run_id, sent_at, floor); not yet written.
 #: ``attempts.written`` is 0 (not written) or when it was (epoch seconds); older versions wrote 1.
 WRITTEN_IS_A_TIME = 1.0
+#: A POST registered on the wire: (ledger, key, run_id, sent_at, floor); not yet written.
 ATTEMPT_SQL = "INSERT OR REPLACE INTO attempts VALUES (?, ?, ?, 'wire', ?, NULL, ?, 1, 0, 0)"
 
 _SCHEMA = """

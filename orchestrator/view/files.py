@@ -56,9 +56,14 @@ async def clip(request: web.Request, ledger: Ledger) -> web.StreamResponse:
     found = await verified_clip(ledger, request.match_info["key"])
     if found is None:
         raise web.HTTPNotFound(text="no verified clip for that job")
-    kind = STILL_TYPES.get(found[1].suffix.casefold(), "video/mp4")
+    return _media(found[1])
+
+
+def _media(path: Path) -> web.FileResponse:
+    """A verified file, as the type its name says (a clip, or a still named by its format)."""
+    kind = STILL_TYPES.get(path.suffix.casefold(), "video/mp4")
     return web.FileResponse(
-        found[1], headers={"Content-Type": kind, "Cache-Control": "private, max-age=60"}
+        path, headers={"Content-Type": kind, "Cache-Control": "private, max-age=60"}
     )
 
 
@@ -66,7 +71,7 @@ async def poster(request: web.Request, ledger: Ledger, make: PosterMaker) -> web
     """``GET /posters/{key}``: the clip's first frame, or the placeholder."""
     found = await verified_clip(ledger, request.match_info["key"])
     if found is not None and found[1].suffix.casefold() in STILL_TYPES:  # a still is its own
-        return await clip(request, ledger)
+        return _media(found[1])
     if found is not None and found[0].sha256:
         record, path = found
         image = await make(path, record.sha256 or "", Path(record.out_dir) / POSTER_DIR)

@@ -16,10 +16,10 @@ from __future__ import annotations
 import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
+from typing import NamedTuple
 
 import pytest
 
@@ -42,8 +42,7 @@ BODY = {"prompt": "another client's clip", "duration": 5}
 RTT_S = 0.02  #: the longest answer time the run has seen
 
 
-@dataclass
-class OneIntent:
+class OneIntent(NamedTuple):
     """A ledger with one job about to be sent, the account's registry and a client on the
     simulator, and the floor of the job's intent."""
 
@@ -53,13 +52,14 @@ class OneIntent:
     key: str
     floor: str
 
-    def pipeline(self, tmp_path: Path, offset: float) -> Pipeline:
-        """A run's shared state whose clock bounds put Krea's clock ``offset`` after ours."""
-        pipe = Pipeline(ledger=self.ledger, client=self.client, batch="b", out_dir=tmp_path,
-                        clock=Clock(1.0), window=InFlightWindow(1), pacer=Pacer(None),
-                        budget=Budget(), rng=random.Random(1), registry=self.registry)  # fmt: skip
-        pipe.clock_bounds.restore(offset - 0.001, offset + 0.001, RTT_S)
-        return pipe
+
+def reconciler(job: OneIntent, tmp_path: Path, offset: float) -> Reconciler:
+    """A run's reconciler whose clock bounds put Krea's clock ``offset`` after ours."""
+    pipe = Pipeline(ledger=job.ledger, client=job.client, batch="b", out_dir=tmp_path,
+                    clock=Clock(1.0), window=InFlightWindow(1), pacer=Pacer(None),
+                    budget=Budget(), rng=random.Random(1), registry=job.registry)  # fmt: skip
+    pipe.clock_bounds.restore(offset - 0.001, offset + 0.001, RTT_S)
+    return Reconciler(pipe)
 
 
 @asynccontextmanager
@@ -89,13 +89,7 @@ async def test_another_clients_job_made_before_a_late_write_is_never_adopted(
     krea_at_t = sim.now() + 1.0  # Krea's clock = local + offset, at time scale 1
     offset = krea_at_t - t
     async with one_intent(sim, tmp_path) as job:
-        ledger, registry, client, key, floor = (
-            job.ledger,
-            job.registry,
-            job.client,
-            job.key,
-            job.floor,
-        )
+        ledger, registry, client, key, floor = job
         await ledger.transition(key, S.SUBMITTING, expect=S.PENDING, cause="t", floor=floor)
         await registry.before_post(key, floor)  # sent_at = t
         sim.advance(krea_at_t + 0.01 - sim.now())
@@ -110,7 +104,7 @@ async def test_another_clients_job_made_before_a_late_write_is_never_adopted(
         await ledger.transition(
             key, S.AMBIGUOUS, expect=S.SUBMITTING, cause="t", answered_at=long_ago
         )
-        await Reconciler(job.pipeline(tmp_path, offset)).settle()
+        await reconciler(job, tmp_path, offset).settle()
         (row,) = await ledger.jobs()
         doubts = await ledger.unattributed()
     assert row.remote_id != theirs.job_id, "another client's job was taken for the entry"
@@ -151,13 +145,7 @@ async def test_a_dead_runs_unsent_post_never_takes_a_lone_job_while_another_clie
     krea_at_t = sim.now() + 2.0
     offset = krea_at_t - t
     async with one_intent(sim, tmp_path) as job:
-        ledger, registry, client, key, floor = (
-            job.ledger,
-            job.registry,
-            job.client,
-            job.key,
-            job.floor,
-        )
+        ledger, registry, client, key, floor = job
         sim.advance(1.0)
         before = await client.create_job("kling/kling-2.5", BODY)  # a second before the window
         await ledger.add_unattributed(
@@ -173,7 +161,7 @@ async def test_a_dead_runs_unsent_post_never_takes_a_lone_job_while_another_clie
         await ledger.transition(
             key, S.AMBIGUOUS, expect=S.SUBMITTING, cause="t", answered_at=long_ago
         )
-        await Reconciler(job.pipeline(tmp_path, offset)).settle()
+        await reconciler(job, tmp_path, offset).settle()
         (row,) = await ledger.jobs()
         doubts = {d.remote_id: d.kind for d in await ledger.unattributed()}
     assert row.remote_id != lone.job_id, "a job the run cannot prove its own was adopted"
