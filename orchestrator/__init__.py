@@ -48,6 +48,7 @@ Modules (a package's line names every module in it)::
       selection     a trial run's jobs (--only, --limit): the rest stay pending
       submitter     pending -> submitting -> submitted, durable on each side of the POST
       uploads       a request's local files, uploaded once each, replaced by their URLs
+      input_urls    a request's {from: ID} markers replaced by result URLs, with fallbacks
       reconcile     POSTs whose answer was lost, settled through GET /jobs before resending
       strangers     other clients' jobs on the account: seen, recorded, never touched
       poller        noticing finished jobs with as few list sweeps as Krea allows
@@ -63,7 +64,7 @@ Modules (a package's line names every module in it)::
                     once), ids (an entry's id checked, or named after its prompt), defaults
                     (defaults_by_model:, null unsets, a default's source in errors), planning
                     (per-job checks, keys), output_paths (safe, unique paths), local_files
-                    (uploads)
+                    (uploads), references ({from: ID}: one job's result as another's input)
     money
       money/        prices (one request), costs (estimates), rows (the ledger rows it reads),
                     accounting (spend by batch, model, state), spend_history (money over
@@ -77,8 +78,9 @@ Modules (a package's line names every module in it)::
                     lost POST provably one run's), processes (liveness, the turn's lock)
       attribution   which job a lost POST made, by windows of Krea's clock (pure)
       ledger/       SQLite, the only SQL: store, commits (group commit), plan_queries,
-                    records, report_queries, review_queries (marks, rerolls), view_queries
-                    (the review page's reads), migrations, lock (one writer)
+                    chain_queries (results taken as inputs: edges, waiting, blocked), records,
+                    report_queries, review_queries (marks, rerolls), view_queries (the review
+                    page's reads), migrations, lock (one writer)
       limits        the request pacer (asyncio-throttle) and the in-flight window
       retry         what a failed request means and how long to wait (pure)
       mp4           is this file a complete MP4: a walk over its top-level boxes
@@ -93,6 +95,7 @@ Modules (a package's line names every module in it)::
     base
       errors        every error, under one root, with the fields a caller acts on
       jobs          the state machine: local states, Krea's statuses, the legal moves
+      chains        a job that takes another's result: the marker its request holds
       clock         the one seam through which time is read
       config        one frozen Settings per command: flag > environment > manifest > default
       spec          Krea's OpenAPI document: endpoints, request schemas, price tables

@@ -16,6 +16,11 @@ Krea's word for the remote job is ``status`` and is mirrored in ``remote_status`
        ├──────────────────────────┘ (reconciled: no job was created)
        └──────────────────────────────────────────┘ (retry: a new attempt)
 
+    waiting ──► pending: a job that takes another job's result (``{from: ID}``) is planned
+    waiting, and the ledger makes it pending in the transaction that gives the last of its
+    inputs a result (completed). It shows as *blocked* (derived, never stored) while one of its
+    inputs failed, was cancelled or rejected; ``retry`` of that input unblocks it.
+
     orphan: a remote job found by reconciliation that no entry can claim (its own row).
 
 Rules the ledger enforces on every write (``ledger.transition`` checks ``TRANSITIONS``):
@@ -42,6 +47,7 @@ from typing import Any
 class JobState(StrEnum):
     """Our state of one job."""
 
+    WAITING = "waiting"  #: planned; takes another job's result (``{from: ...}``), not ready yet
     PENDING = "pending"  #: planned; no POST in flight (never sent, or proven not created)
     SUBMITTING = "submitting"  #: intent committed; the POST may be on the wire
     SUBMITTED = "submitted"  #: Krea gave a job_id; its status is mirrored in remote_status
@@ -73,6 +79,7 @@ S = JobState
 
 #: Every legal move. A self-loop records a change of remote_status without a state change.
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {
+    S.WAITING: frozenset({S.PENDING}),
     S.PENDING: frozenset({S.SUBMITTING, S.REJECTED}),
     S.SUBMITTING: frozenset({S.SUBMITTED, S.PENDING, S.REJECTED, S.AMBIGUOUS}),
     S.AMBIGUOUS: frozenset({S.SUBMITTED, S.PENDING}),
@@ -90,6 +97,10 @@ TRANSITIONS: dict[JobState, frozenset[JobState]] = {
 TERMINAL: frozenset[JobState] = frozenset({S.DONE, S.REJECTED, S.FAILED, S.CANCELLED, S.ORPHAN})
 #: A remote job may exist and is not finished: these count against Krea's concurrency + backlog.
 IN_FLIGHT: frozenset[JobState] = frozenset({S.SUBMITTING, S.SUBMITTED, S.AMBIGUOUS})
+#: States whose result URL is known: a job taking this one's result (``inputs``) may be sent.
+HAS_RESULT: frozenset[JobState] = frozenset({S.COMPLETED, S.DOWNLOADING, S.DONE})
+#: Planned and never sent: a superseded row in one of these states is not history.
+UNSENT: frozenset[JobState] = frozenset({S.WAITING, S.PENDING})
 #: Sent back to pending by --retry-failed / `orchestrator retry`.
 RETRYABLE: frozenset[JobState] = frozenset({S.FAILED, S.CANCELLED})
 #: Local states that still need work from a `run`.
@@ -177,6 +188,10 @@ class JobSpec:
     seq: int  #: position in the expanded manifest; submission order
     line: int | None = None  #: manifest line of the entry, for messages
     files: dict[str, str] = field(default_factory=dict)  #: sha256 -> local path to upload
+    #: Keys of the jobs whose results it takes (``{from: ID}``, see chain_inputs): it is planned
+    #: ``waiting`` and sent once each of them has a result. Its request holds
+    #: ``{"from": "<key>"}`` where each result URL goes.
+    inputs: tuple[str, ...] = ()
 
     @property
     def duration_s(self) -> float | None:

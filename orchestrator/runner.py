@@ -44,7 +44,7 @@ from orchestrator.errors import (
     ConfigError,
     OrchestratorError,
 )
-from orchestrator.jobs import JobState
+from orchestrator.jobs import UNSENT, JobState
 from orchestrator.ledger import Ledger, LedgerLock
 from orchestrator.limits import InFlightWindow, Pacer
 from orchestrator.manifest.manifest import Manifest, ManifestHeader
@@ -225,11 +225,12 @@ async def _run(
 
 
 async def _start_counts(pipe: Pipeline, chosen: frozenset[str] | None) -> dict[JobState, int]:
-    """The batch's jobs by state, for progress: a trial's left-out pending jobs are not counted."""
+    """The batch's jobs by state, for progress: a trial's left-out unsent jobs are not counted."""
     counts = await pipe.ledger.state_counts(pipe.batch, current_only=True)
     if chosen is not None:
         rows = await pipe.ledger.entry_states(pipe.batch)
-        counts[S.PENDING] = sum(key in chosen for key, _, state in rows if state is S.PENDING)
+        for unsent in UNSENT:
+            counts[unsent] = sum(key in chosen for key, _, state in rows if state is unsent)
     return counts
 
 
@@ -317,7 +318,7 @@ async def _summarize(
     not_selected = 0
     if chosen is not None:
         rows = await pipe.ledger.entry_states(pipe.batch)
-        left = [key for key, _, state in rows if key not in chosen and state is S.PENDING]
+        left = [key for key, _, state in rows if key not in chosen and state in UNSENT]
         not_selected = len(left)
     held = pipe.budget.held_back
     stopped = None

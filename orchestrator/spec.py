@@ -19,10 +19,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError
+if TYPE_CHECKING:  # loaded by the first validation: a command that only reads a ledger
+    from jsonschema import Draft202012Validator  # (status, report) never pays for it
+    from jsonschema.exceptions import ValidationError
 
 GENERATE_PREFIX = "/generate/"
 VIDEO_PREFIX = "/generate/video/"
@@ -217,6 +218,8 @@ def _cells(line: str) -> list[str]:
 
 @cache
 def _validator(model: str) -> Draft202012Validator:
+    from jsonschema import Draft202012Validator
+
     endpoint = load_spec().endpoints[model]
     return Draft202012Validator(endpoint.request_schema)
 

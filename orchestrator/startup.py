@@ -101,6 +101,9 @@ async def sync_manifest(
     record = _batch_record(plan.header, settings)
     if await _holds(ledger, plan.header, record):
         await ledger.save_batch(record)  # the budget flag may differ from the last run's
+        # What a sync ends with (a trigger keeps it so as inputs complete): no job left waiting
+        # for results that all exist, even in a ledger edited by other means. One indexed UPDATE.
+        await ledger.promote_ready(plan.header.batch)
         return plan.header
     # No jobs in hand means the plan was found in the ledger, and another run has changed the
     # batch since (before this one took the lock; rare): load and check the manifest anew.
@@ -140,7 +143,8 @@ async def trial_keys(ledger: Ledger, batch: str, settings: Settings) -> frozense
         return None
     rows = await ledger.entry_states(batch)
     chosen = trial.chosen([entry_id for _, entry_id, _ in rows])
-    return frozenset(key for key, entry_id, _ in rows if entry_id in chosen)
+    # A chosen job's inputs are chosen too: without its frame a shot could never be sent.
+    return frozenset(await ledger.with_inputs(k for k, entry_id, _ in rows if entry_id in chosen))
 
 
 async def cancelled_batches(

@@ -27,6 +27,7 @@ from typing import Any
 from orchestrator import errors
 from orchestrator.answers import RemoteJob
 from orchestrator.clock import now_utc, parse_utc
+from orchestrator.input_urls import InputUrls
 from orchestrator.jobs import IN_FLIGHT, JobRecord, JobState
 from orchestrator.pipeline import Pipeline
 from orchestrator.reconcile import Reconciler, start_floor
@@ -71,6 +72,7 @@ class Submitter:
         self._feed = asyncio.Lock()
         self._saving: set[asyncio.Future[None]] = set()  #: job ids queued, not yet committed
         self._warned: set[str] = set()  #: what was already said once (held-back keys, refusals)
+        self.inputs = InputUrls(pipe)
 
     async def run(self) -> None:
         """Return when no pending job can be sent (all sent, held back by the budget, stopped)."""
@@ -184,8 +186,8 @@ class Submitter:
             return _Outcome.HELD, None
         posting = False
         try:
-            try:
-                body = await with_assets(pipe, job.request)
+            try:  # {from: ID} inputs, then local files: URLs, before the intent
+                body = await with_assets(pipe, await self.inputs.resolved(job))
             except errors.OrchestratorError as exc:
                 return await self._asset_failed(job, exc)
             await self.reconciler.gate.wait()
@@ -231,6 +233,7 @@ class Submitter:
             intent_at=now_utc(),
             floor=self.floor,
             attempts=job.attempts + 1,
+            **self.inputs.intent_fields(job),
         )
         if registry is None:
             await intent
@@ -308,7 +311,7 @@ class Submitter:
         if saved.cancelled() or saved.exception() is not None:
             return
         self.pipe.submitted.set()
-        self.pipe.reporter.job_changed(job.entry_id, S.PENDING, S.SUBMITTED)
+        self.pipe.reporter.job_changed(job.entry_id, self.inputs.counted_as(job), S.SUBMITTED)
 
     async def _post_failed(self, job: JobRecord, exc: errors.OrchestratorError) -> _Outcome:
         pipe = self.pipe
@@ -334,12 +337,13 @@ class Submitter:
                 if is_rate_not_capacity(exc)
                 else pipe.window.on_rate_limited
             )()
-        to = S.REJECTED if decision.action is Action.REJECT else S.PENDING
-        cause = {
+        again = decision.action is Action.REJECT and self.inputs.refused(job, exc)
+        to = S.REJECTED if decision.action is Action.REJECT and not again else S.PENDING
+        cause = "an input was refused; sending it another way" if again else {
             Action.REJECT: "rejected by Krea",
             Action.RETRY: "not accepted; will retry",
             Action.STOP: "account stop",
-        }[decision.action]
+        }[decision.action]  # fmt: skip
         await pipe.ledger.transition(
             job.key,
             to,

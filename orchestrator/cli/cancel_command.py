@@ -37,11 +37,11 @@ CANCEL_TRIES = 8
 async def cancel(settings: Settings, batch: str, *, recorded_base: bool = False) -> str:
     """`orchestrator cancel`: DELETE every job of ``batch`` in flight, and record the outcome.
 
-    The batch is marked cancelled first, so the next `run` sends its pending jobs only when asked
-    (``--resume-cancelled``). With ``recorded_base`` (no ``--api-base`` given) the DELETEs go to
-    the API base the batch's last run used. Only jobs with a Krea job id can be cancelled: an
-    ambiguous job's id is unknown until the next `run` reconciles it, so it is skipped and
-    counted, never guessed. Requests are paced and retried as a run's are; an error that
+    The batch is marked cancelled first, so the next `run` sends its pending (and waiting) jobs
+    only when asked (``--resume-cancelled``). With ``recorded_base`` (no ``--api-base`` given)
+    the DELETEs go to the API base the batch's last run used. Only jobs with a Krea job id can
+    be cancelled: an ambiguous job's id is unknown until the next `run` reconciles it, so it is
+    skipped and counted, never guessed. Requests are paced and retried as a run's are; an error that
     retrying cannot pass (a refused key, an outage outlasting ``CANCEL_TRIES``) stops it, raised
     with what was cancelled and what is still in flight.
     """
@@ -58,15 +58,29 @@ async def cancel(settings: Settings, batch: str, *, recorded_base: bool = False)
             rows = await ledger.jobs(batch=batch, states=[S.SUBMITTED])
             unknown = await ledger.jobs(batch=batch, states=[S.SUBMITTING, S.AMBIGUOUS])
             outcomes, stop = await _cancel_all(ledger, settings, rows)
-            pending = (await ledger.state_counts(batch, current_only=True)).get(S.PENDING, 0)
+            unsent = await ledger.state_counts(batch, current_only=True)
+            blocked = len(await ledger.blocked(batch))  # waiting, but not for --resume-cancelled
     finally:
         lock.release()
     text = _cancel_text(outcomes, len(rows), len(unknown))
     if stop is not None:
         stop.args = (f"{stop.message} (API base {settings.api_base}); cancel stopped: {text}",)
         raise stop
-    left = f" to send its {pending} pending jobs" if pending else ""
-    return f"{text}\n{CANCELLED_NOTE.format(batch=batch)}{left}"
+    return f"{text}\n{CANCELLED_NOTE.format(batch=batch)}{_left(unsent, blocked)}"
+
+
+def _left(counts: dict[JobState, int], blocked: int) -> str:
+    """What --resume-cancelled would send (" to send its 3 pending and 2 waiting jobs"), and the
+    waiting jobs it would not: those an input that failed, was cancelled or rejected blocks."""
+    sendable = {S.PENDING: counts.get(S.PENDING, 0), S.WAITING: counts.get(S.WAITING, 0) - blocked}
+    parts = [f"{n} {state}" for state, n in sendable.items() if n > 0]
+    text = f" to send its {' and '.join(parts)} jobs" if parts else ""
+    if blocked:
+        text += (
+            f"\n{blocked} waiting jobs are blocked by an input that failed, was cancelled or "
+            "rejected (see `orchestrator status`)"
+        )
+    return text
 
 
 async def _cancel_all(

@@ -32,6 +32,8 @@ T = TypeVar("T")
 Echo = Callable[..., object]
 #: Columns a table for people may take: it never wraps in a terminal this wide.
 WIDTH = 100
+#: Blocked jobs whose reasons `status` prints per batch; the rest are counted (JSON has all).
+BLOCKED_SHOWN = 5
 
 
 def validate(manifest_path: str) -> str:
@@ -118,14 +120,17 @@ async def check_batch(ledger: Ledger, batch: str | None) -> None:
 
 
 async def status(ledger_path: Path, batch: str | None, fmt: str) -> str:
-    """`orchestrator status`: counts per batch and state, jobs no run claims, oldest in flight.
+    """`orchestrator status`: counts per batch and state, jobs no run claims, oldest in flight,
+    and why each blocked job waits (the first :data:`BLOCKED_SHOWN` of a batch's in the text).
 
     ``--format json`` is a list with one object per batch (README, Commands)::
 
-        [{"batch": "demo", "states": {"done": 9}, "orphans": 0, "possible_duplicates": 1,
-          "foreign": 3, "superseded": 1, "oldest_in_flight": "3m05s", "oldest_in_flight_s": 185.2}]
+        [{"batch": "demo", "states": {"done": 9}, "blocked": [], "orphans": 0,
+          "possible_duplicates": 1, "foreign": 3, "superseded": 1, "oldest_in_flight": "3m05s",
+          "oldest_in_flight_s": 185.2}]
 
-    ``states`` counts the current manifest's jobs; ``superseded``, rows of entries since edited or
+    ``states`` counts the current manifest's jobs; ``blocked``, its waiting jobs that an input
+    stops (``{"id", "reason"}`` each, all of them); ``superseded``, rows of entries since edited or
     removed (cost kept in reports); ``foreign``, other clients' jobs seen by its runs or by none.
     """
     async with read_ledger(ledger_path, batch) as ledger:
@@ -133,7 +138,9 @@ async def status(ledger_path: Path, batch: str | None, fmt: str) -> str:
         data = [await _batch_status(ledger, name) for name in names]
     if fmt == "json":
         return json.dumps(data, indent=2)
-    return _status_table(data) if data else "the ledger has no batches yet"
+    if not data:
+        return "the ledger has no batches yet"
+    return "\n".join([_status_table(data), *_blocked_lines(data)])
 
 
 #: Columns of `status` after the states: (JSON key, header, header when shortened).
@@ -144,10 +151,11 @@ _STATUS_COUNTS = (
     ("superseded", "superseded", "sups"),
     ("oldest_in_flight", "oldest in flight", "oldest"),
 )
-#: State headers when the full names would not fit ``WIDTH``.
+#: State headers when the full names would not fit ``WIDTH`` (and "blocked", shown after them).
 _SHORT_STATES = {
-    "pending": "pend", "submitting": "sbmtg", "submitted": "sbmtd", "completed": "compl",
-    "downloading": "dlng", "rejected": "rej", "cancelled": "canc", "ambiguous": "amb",
+    "waiting": "wait", "blocked": "blkd", "pending": "pend", "submitting": "sbmtg",
+    "submitted": "sbmtd", "completed": "compl", "downloading": "dlng", "rejected": "rej",
+    "cancelled": "canc", "ambiguous": "amb",
 }  # fmt: skip
 
 
@@ -156,6 +164,7 @@ def _status_table(data: Sequence[dict[str, Any]]) -> str:
     count; if that is too wide, only the counts some batch has, then shorter headers, and
     when even those do not fit, one row per batch and count."""
     states = [s.value for s in JobState if any(d["states"].get(s.value) for d in data)]
+    states += ["blocked"] if any(d["blocked"] for d in data) else []  # some of the waiting
     some = [c for c in _STATUS_COUNTS if any(d[c[0]] for d in data)]
     text = ""
     for counts, short in ((_STATUS_COUNTS, False), (some, False), (some, True)):
@@ -176,7 +185,7 @@ def _status_rows(
 ) -> tuple[list[tuple[str, ...]], tuple[str, ...]]:
     """The rows of `status`'s table (no "batch" header), with full or shortened headers."""
     rows = [
-        (clip(d["batch"], 30), *(str(d["states"].get(s, 0)) for s in states),
+        (clip(d["batch"], 30), *(str(_state_cell(d, s)) for s in states),
          *("-" if d[key] is None else str(d[key]) for key, _, _ in counts))
         for d in data
     ]  # fmt: skip
@@ -185,6 +194,30 @@ def _status_rows(
     else:
         header = (*states, *(c[1] for c in counts))
     return rows, header
+
+
+def _state_cell(data: dict[str, Any], state: str) -> int:
+    """A batch's count of jobs in ``state`` (or blocked, which is derived, never stored)."""
+    return len(data["blocked"]) if state == "blocked" else int(data["states"].get(state, 0))
+
+
+def _blocked_lines(data: Sequence[dict[str, Any]]) -> list[str]:
+    """Below the table: why each blocked job waits, :data:`BLOCKED_SHOWN` of a batch at most,
+    then how to unblock them. Each line is one job's (a reason is never cut to fit)."""
+    if not any(d["blocked"] for d in data):
+        return []
+    lines = [""]
+    for d in data:
+        whose = f"[{d['batch']}] " if len(data) > 1 else ""
+        lines += [f"{whose}{b['id']}: blocked: {b['reason']}" for b in d["blocked"][:BLOCKED_SHOWN]]
+        more = len(d["blocked"]) - BLOCKED_SHOWN
+        if more > 0:
+            lines.append(f"{whose}and {more} more blocked (`status --format json` lists each)")
+    lines.append(
+        "`orchestrator retry MANIFEST` sends a failed or cancelled input again, then the jobs "
+        "waiting for it"
+    )
+    return lines
 
 
 def _status_long(rows: Sequence[tuple[str, ...]], header: Sequence[str]) -> list[tuple[str, ...]]:
@@ -200,9 +233,11 @@ async def _batch_status(ledger: Ledger, name: str) -> dict[str, Any]:
     unclaimed = await ledger.unattributed_counts(name)  # nor these: no run claims them
     oldest = await ledger.oldest_in_flight(name)
     seconds = (datetime.now(UTC) - parse_utc(oldest)).total_seconds() if oldest else None
+    blocked = await ledger.blocked(name)
     return {
         "batch": name,
         "states": {s.value: n for s, n in counts.items()},
+        "blocked": [{"id": b.entry_id, "reason": b.reason} for b in blocked],
         "orphans": orphans,
         "possible_duplicates": unclaimed["possible_duplicate"],
         "foreign": unclaimed["foreign"],

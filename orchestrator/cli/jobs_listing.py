@@ -11,7 +11,8 @@ written one object per line, with every field in full::
       "reason": "moderation: The request was flagged by content moderation.", "file": null,
       "remote_id": "...", "remote_status": "failed", "attempts": 1}]
 
-``file`` is the output file of a done job (the batch's output folder joined with its path).
+``file`` is the output file of a done job (the batch's output folder joined with its path);
+a blocked job's ``reason`` says which input stops it (``blocked: input frame failed: ...``).
 """
 
 from __future__ import annotations
@@ -19,13 +20,15 @@ from __future__ import annotations
 import heapq
 import json
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from orchestrator.cli.commands import WIDTH, clip, read_ledger
 from orchestrator.jobs import JobRecord, JobState
 from orchestrator.ledger import Ledger
+
+S = JobState
 
 #: Jobs read per query (of one state): at most this many per state are held at once.
 PAGE = 1_000
@@ -61,8 +64,13 @@ async def _pages(
     for name in names:
         found = await ledger.batch(name)
         out_dir = Path(found.out_dir) if found else Path()
+        wanted = states or LISTED_STATES
+        # A waiting job an input that failed stops says so, as a failed job says why.
+        stuck = {b.key: b.reason for b in await ledger.blocked(name)} if S.WAITING in wanted else {}
         page: list[Row] = []
-        async for job in _in_order(ledger, name, states or LISTED_STATES):
+        async for job in _in_order(ledger, name, wanted):
+            if job.key in stuck:
+                job = replace(job, last_error=f"blocked: {stuck[job.key]}")
             page.append((job, _file(job, out_dir)))
             if len(page) == PAGE:
                 yield page

@@ -4,10 +4,10 @@ All four implement ``pipeline.Reporter``; the pipeline calls them and never wait
 stages' messages are log records, which ``notes`` hands to their ``note`` for the length of a run.
 Progress goes to stderr and the outcome to stdout, so ``run ... > result`` keeps only the outcome.
 
-* :class:`LivePanel` (rich): counts by state, in-flight jobs running vs waiting in Krea's backlog,
-  throughput, spend so far and an ETA, redrawn four times a second by a task on the event loop
-  (never by rich's refresh thread, which would read the tally while the loop changes it); then
-  the summary.
+* :class:`LivePanel` (rich): counts by state (``waiting``: jobs that take another job's result,
+  not sendable yet), in-flight jobs running vs queued at Krea (its backlog), throughput, spend
+  so far and an ETA, redrawn four times a second by a task on the event loop (never by rich's
+  refresh thread, which would read the tally while the loop changes it); then the summary.
 * :class:`LineLog`: one plain line per state change, for pipes and log files; then the summary.
 * :class:`JsonLog`: one JSON object per line on stderr (``{"t", "event", ...}``: ``start``,
   ``job``, ``spend``, ``note``, and last ``end`` with the exit code and the money), for CI and
@@ -48,7 +48,9 @@ LEVELS = {
     "warning": logging.WARNING,
     "error": logging.ERROR,
 }
-WAITING = {"backlogged", "queued", "scheduled"}
+#: Krea's statuses of a job sent but not started: the panel counts them "queued", apart from our
+#: ``waiting`` state (a job not sent yet, until the results it takes exist).
+QUEUED_AT_KREA = frozenset({"backlogged", "queued", "scheduled"})
 REFRESH_S = 0.25  #: the live panel's redraw interval (real seconds)
 
 
@@ -76,10 +78,13 @@ class _Tally:
         self.exposure_micro = 0
         self.done_times: deque[float] = deque(maxlen=200)
         self.total = 0
+        #: Some job takes another's result: the panel shows ``waiting`` (even once it is 0).
+        self.chained = False
 
     def start(self, counts: dict[JobState, int]) -> None:
         self.counts = Counter(counts)
         self.total = sum(counts.values())
+        self.chained = counts.get(S.WAITING, 0) > 0
 
     def change(self, entry_id: str, old: JobState | None, new: JobState, note: str) -> None:
         if old is not None and old is not new:
@@ -278,13 +283,16 @@ class LivePanel(LineLog):
 
 
 def _counts(t: _Tally) -> list[str]:
-    """The counts line's fields, in the README's words."""
+    """The counts line's fields, in the README's words: ``waiting`` is our state (not sent until
+    its inputs have results; shown when the batch has such jobs), ``queued`` Krea's backlog."""
     flying = sum(t.counts[s] for s in IN_FLIGHT)
-    waiting = sum(1 for status in t.remote.values() if status in WAITING)
+    queued = sum(1 for status in t.remote.values() if status in QUEUED_AT_KREA)
+    waiting = [f"waiting {t.counts[S.WAITING]}"] if t.chained else []
     return [
         f"done {t.counts[S.DONE]}",
         f"pending {t.counts[S.PENDING]}",
-        f"in flight {flying} (running {flying - waiting}, waiting {waiting})",
+        *waiting,
+        f"in flight {flying} (running {flying - queued}, queued {queued})",
         f"downloading {t.counts[S.COMPLETED] + t.counts[S.DOWNLOADING]}",
         f"failed {t.counts[S.FAILED] + t.counts[S.CANCELLED]}",
         f"rejected {t.counts[S.REJECTED]}",

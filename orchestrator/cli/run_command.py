@@ -150,11 +150,17 @@ async def _ending(summary: RunSummary, settings: Settings) -> Ending:
     """The summary as lines for people, one line for --quiet, and the ``end`` event's fields."""
     async with Ledger.open(settings.ledger_path, readonly=True) as ledger:
         figures = await reports.figures(ledger, summary.batch)
+        blocked = len(await ledger.blocked(summary.batch))
     done = summary.counts.get(S.DONE, 0)
     counts = sorted(summary.counts.items())
     others = ", ".join(f"{n} {s}" for s, n in counts if s is not S.DONE and n)
     lines = [f"{done} of {summary.planned} jobs have verified files under {summary.out_dir}/"]
     lines += [f"not done: {others}"] if others else []
+    if blocked:
+        lines.append(
+            f"blocked: {blocked} waiting jobs, as an input failed, was cancelled or rejected "
+            "(see `orchestrator status`)"
+        )
     if summary.not_selected and summary.cancelled_at:
         lines.append(
             f"not sent: {summary.not_selected} jobs, as `orchestrator cancel` stopped the batch "
@@ -168,7 +174,7 @@ async def _ending(summary: RunSummary, settings: Settings) -> Ending:
     elif summary.not_selected:
         trial = Selection(settings.only, settings.limit).describe()
         lines.append(
-            f"not selected: {summary.not_selected} jobs left pending by {trial}; "
+            f"not selected: {summary.not_selected} jobs left unsent by {trial}; "
             "run without it to send them"
         )
     if summary.held_back:

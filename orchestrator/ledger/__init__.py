@@ -2,6 +2,7 @@
 
 This package is the only place with SQL: ``store`` (the Ledger), ``commits`` (group commit),
 ``records`` (rows <-> values), ``plan_queries`` (syncing a plan, set-based start-up queries),
+``chain_queries`` (jobs that take others' results: edges, waiting, blocked),
 ``report_queries`` (bulk reads for reports), ``review_queries`` (marks and rerolls),
 ``migrations`` (the schema), ``lock`` (one writer).
 Why it is built this way:
@@ -21,8 +22,9 @@ Why it is built this way:
   but the database inside (P1.3-P1.5): no HTTP can happen inside a transaction.
 """
 
+from orchestrator.ledger.chain_queries import Blocked
 from orchestrator.ledger.lock import LedgerLock
 from orchestrator.ledger.records import Batch, Event, Move, PlanSync, Unattributed
 from orchestrator.ledger.store import Ledger
 
-__all__ = ["Batch", "Event", "Ledger", "LedgerLock", "Move", "PlanSync", "Unattributed"]
+__all__ = ["Batch", "Blocked", "Event", "Ledger", "LedgerLock", "Move", "PlanSync", "Unattributed"]

@@ -273,6 +273,37 @@ CREATE INDEX jobs_billed_order ON jobs ({BILLING_TIME} IS NULL, {BILLING_TIME}, 
 CREATE INDEX events_free ON events (to_state, job_key, at, batch) WHERE {FREE_EVENTS};
 """
 
+#: The states in which a job's result is known (``jobs.HAS_RESULT``) as they were when
+#: migration 11 shipped; its trigger names them literally.
+RESULT_STATES = ("completed", "downloading", "done")
+_RESULT_IN = ", ".join(f"'{state}'" for state in RESULT_STATES)
+
+#: Chained jobs (issue 16): a job that takes other jobs' results waits until they all have one.
+M011_INPUTS = f"""
+-- job_key takes the result of from_key (a job of its batch) as an input ({{from: ID}}). Written
+-- with the job by the sync of its plan; a job with inputs is planned 'waiting'.
+CREATE TABLE inputs (
+    job_key  TEXT NOT NULL,
+    from_key TEXT NOT NULL,
+    PRIMARY KEY (job_key, from_key)
+) WITHOUT ROWID;
+CREATE INDEX inputs_from ON inputs (from_key);
+-- The URL each input went as, by field path (JSON), written with the intent: what export shows.
+ALTER TABLE jobs ADD COLUMN inputs_sent TEXT;
+-- The statement that gives a job its result makes pending every waiting job that takes it and
+-- now has all its inputs' results: no code path can forget it, no crash can come between. The
+-- rev bump has jobs_transitioned write the event (waiting -> pending). Not counted in the
+-- outer statement's changes(), so a transition's compare-and-set check is unchanged.
+CREATE TRIGGER jobs_inputs_ready AFTER UPDATE OF state ON jobs
+WHEN NEW.state IN ({_RESULT_IN}) AND OLD.state NOT IN ({_RESULT_IN}) BEGIN
+    UPDATE jobs SET state = 'pending', cause = 'inputs ready', detail = NULL,
+                    updated_at = NEW.updated_at, rev = rev + 1
+    WHERE state = 'waiting' AND key IN (SELECT job_key FROM inputs WHERE from_key = NEW.key)
+      AND NOT EXISTS (SELECT 1 FROM inputs AS i WHERE i.job_key = jobs.key AND NOT EXISTS (
+          SELECT 1 FROM jobs AS u WHERE u.key = i.from_key AND u.state IN ({_RESULT_IN})));
+END;
+"""
+
 #: (version, name, SQL script). Append only: never edit a migration that has shipped.
 MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "initial schema", M001_INITIAL),
@@ -285,6 +316,7 @@ MIGRATIONS: list[tuple[int, str, str]] = [
     (8, "billing times and report sums without reading every row", M008_REPORT_SUMS),
     (9, "review marks, and the new takes rerolls make", M009_REVIEW),
     (10, "billing times on the jobs, and the report's indexes", M010_REPORT_INDEXES),
+    (11, "the jobs whose results a job takes, and its wait for them", M011_INPUTS),
 ]
 
 Progress = Callable[[int, str], None]

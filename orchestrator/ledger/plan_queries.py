@@ -4,9 +4,10 @@ A mixin of :class:`~orchestrator.ledger.store.Ledger`, kept apart from the per-j
 transitions of a running batch because these statements touch a whole batch at once, and at
 100,000 jobs their shape decides how long a run takes to start (issue 6):
 
-* :meth:`sync_plan` streams the rows in chunks inside one transaction, together with the batch row
-  and the record of the plan it was synced from (``batches.synced_plan``), so a crash mid-sync
-  leaves the previous plan whole and never a batch that claims jobs it does not hold;
+* :meth:`sync_plan` streams the rows in chunks inside one transaction, together with the batch row,
+  the record of the plan it was synced from (``batches.synced_plan``) and the edges of chained
+  jobs (``chain_queries``), so a crash mid-sync leaves the previous plan whole and never a batch
+  that claims jobs it does not hold;
 * crash recovery moves every job of one state with one UPDATE (:meth:`move_all`); the trigger
   still writes one event per job, and the move is checked against ``jobs.TRANSITIONS``;
 * the in-flight window and spend are sums SQLite computes (:meth:`flight_totals`): no start-up
@@ -28,11 +29,13 @@ from orchestrator.errors import IllegalTransition
 from orchestrator.jobs import (
     IN_FLIGHT,
     REMOTE_TERMINAL,
+    UNSENT,
     JobSpec,
     JobState,
     can_transition,
     canonical_json,
 )
+from orchestrator.ledger.chain_queries import INSERT_EDGE, PROMOTE_READY
 from orchestrator.ledger.records import Batch, DoneFile, Move, PlanSync, filters, update_sql
 from orchestrator.still_names import same_file
 
@@ -45,6 +48,9 @@ BATCH_API_VERSION = 7
 
 Seconds = Mapping[str, float | None] | Callable[[JobSpec], float | None]
 
+#: Planned and never sent (``jobs.UNSENT``): a superseded row in one of these is not history.
+_UNSENT_IN = ", ".join(f"'{state.value}'" for state in sorted(UNSENT))
+
 _UPSERT_JOB = (
     "INSERT INTO jobs (key, batch, entry_id, model, request, state, seq, price_micro, "
     "seconds, output_path, cause, created_at, updated_at) "
@@ -52,7 +58,7 @@ _UPSERT_JOB = (
     "planned = 1, seq = excluded.seq, seconds = excluded.seconds, "
     "output_path = CASE WHEN jobs.state = 'done' THEN jobs.output_path "
     "                   ELSE excluded.output_path END, "
-    "price_micro = CASE WHEN jobs.state = 'pending' THEN excluded.price_micro "
+    f"price_micro = CASE WHEN jobs.state IN ({_UNSENT_IN}) THEN excluded.price_micro "
     "                   ELSE jobs.price_micro END"
 )
 _UPSERT_BATCH = (
@@ -75,7 +81,7 @@ _KEEP_REROLLS = (
     "AND reroll_of IS NULL AND output_path IS NOT NULL)"
 )
 _DONE_PATHS = "SELECT key, output_path FROM jobs WHERE batch = ? AND state = 'done'"
-_DROPPED = "SELECT count(*) FROM jobs WHERE batch = ? AND planned = 0 AND state = 'pending'"
+_DROPPED = f"SELECT count(*) FROM jobs WHERE batch = ? AND planned = 0 AND state IN ({_UNSENT_IN})"
 #: A job that may still cost money: in flight, or an orphan Krea has not finished.
 _FLYING = (
     f"(state IN ({', '.join('?' * len(IN_FLIGHT))}) OR (state = 'orphan' AND "
@@ -106,11 +112,14 @@ class PlanQueries:
         record: Batch | None = None,
         synced_plan: str | None = None,
     ) -> PlanSync:
-        """Insert new jobs as pending, keep existing ones, and mark what the manifest dropped.
+        """Insert new jobs as pending (or waiting), keep existing ones, mark what was dropped.
 
-        In the same transaction: done jobs whose output path changed go back to ``completed``
-        (their file must be fetched to the new place) and, with ``record``, the batch row is
-        written with ``synced_plan``, the record that lets an unchanged manifest skip loading.
+        A job that takes other jobs' results (``JobSpec.inputs``) is inserted ``waiting``, with
+        its edges. In the same transaction: done jobs whose output path changed go back to
+        ``completed`` (their file must be fetched to the new place); every waiting job whose
+        inputs all have a result (made by an earlier run) becomes pending; and, with ``record``,
+        the batch row is written with ``synced_plan``, the record that lets an unchanged manifest
+        skip loading.
         """
         seconds_of = seconds if callable(seconds) else _lookup(seconds)
         now = now_utc()
@@ -126,10 +135,13 @@ class PlanQueries:
             for chunk in _chunks(specs, SYNC_CHUNK):
                 rows = [_job_row(batch, spec, seconds_of(spec), now) for spec in chunk]
                 await db.executemany(_UPSERT_JOB, rows)
+                if edges := [(s.key, source) for s in chunk for source in s.inputs]:
+                    await db.executemany(INSERT_EDGE, edges)
                 moves += [_moved(s) for s in chunk if not _in_place(done.get(s.key), s)]
                 planned += len(chunk)
             await db.execute(_KEEP_REROLLS, (batch,))
             await _apply(db, moves, now)
+            await db.execute(PROMOTE_READY, (now, batch))
             after = await _count(db, "SELECT count(*) FROM jobs WHERE batch = ?", (batch,))
             dropped = await _count(db, _DROPPED, (batch,))
         return PlanSync(added=after - before, kept=planned - (after - before), dropped=dropped)
@@ -173,11 +185,12 @@ class PlanQueries:
     async def output_owners(self, batch: str) -> list[tuple[str, str]]:
         """(entry id, output path) of every job of ``batch`` that has written or may write a file.
 
-        Pending jobs their manifest dropped will write nothing and are left out.
+        Unsent (pending or waiting) jobs their manifest dropped will write nothing and are left
+        out.
         """
         rows = await self._fetch(
             "SELECT entry_id, output_path FROM jobs WHERE batch = ? AND output_path IS NOT NULL "
-            "AND (planned = 1 OR state != 'pending')",
+            f"AND (planned = 1 OR state NOT IN ({_UNSENT_IN}))",
             (batch,),
         )
         return [(str(entry_id), str(path)) for entry_id, path in rows]
@@ -254,8 +267,8 @@ def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
 def _job_row(batch: str, spec: JobSpec, seconds: float | None, now: str) -> tuple[Any, ...]:
     return (
         spec.key, batch, spec.entry_id, spec.model, canonical_json(spec.request),
-        JobState.PENDING.value, spec.seq, spec.price_micro, seconds, spec.output_path,
-        "planned", now, now,
+        (JobState.WAITING if spec.inputs else JobState.PENDING).value, spec.seq,
+        spec.price_micro, seconds, spec.output_path, "planned", now, now,
     )  # fmt: skip
 
 

@@ -34,6 +34,7 @@ SETTABLE = frozenset(
         "file_mtime_ns",
         "output_path",
         "price_micro",
+        "inputs_sent",
     }
 )
 JOB_COLUMNS = (
@@ -116,7 +117,7 @@ class PlanSync:
 
     added: int
     kept: int
-    dropped: int  #: pending rows no longer in the manifest (they will not be sent)
+    dropped: int  #: unsent (pending or waiting) rows no longer in the manifest: never sent
 
 
 def update_sql(move: Move, now: str) -> tuple[str, list[Any]]:

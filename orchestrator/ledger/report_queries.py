@@ -26,6 +26,7 @@ from typing import Any
 
 import aiosqlite
 
+from orchestrator.jobs import UNSENT
 from orchestrator.ledger.migrations import (
     BILLED_ROWS,
     BILLED_STATES,
@@ -53,8 +54,8 @@ class ReportQueries:
     EXPORT_JOB_COLUMNS = (
         "key, batch, entry_id, model, state, planned, seq, remote_id, remote_status, "
         "remote_created_at, price_micro, seconds, output_path, bytes, sha256, attempts, "
-        "last_error, request, cause, intent_at, answered_at, completed_at, done_at, "
-        "created_at, updated_at"
+        "last_error, request, inputs_sent, result_url, cause, intent_at, answered_at, "
+        "completed_at, done_at, created_at, updated_at"
     )
     #: Event columns `export --events` writes, in order (every column of the table).
     EXPORT_EVENT_COLUMNS = (
@@ -74,9 +75,10 @@ class ReportQueries:
     async def report_jobs(self, batch: str | None = None) -> list[dict[str, Any]]:
         """What accounting reads of the jobs of ``batch`` (or all), in batch and manifest order.
 
-        Rows that are pending, were never sent and have left the manifest are skipped: they are
-        no part of any spend, past or future. ``planned`` tells accounting whether a pending row
-        will still be sent (it costs money then) or has left the manifest (it never will).
+        Rows that are unsent (pending or waiting), were never sent and have left the manifest are
+        skipped: they are no part of any spend, past or future. ``planned`` tells accounting
+        whether an unsent row will still be sent (it costs money then) or has left the manifest
+        (it never will).
         """
         where, params = self._batch_where(batch, _ever_sent())
         sql = f"SELECT {self._MONEY_JOB_COLUMNS} FROM jobs{where} ORDER BY batch, seq, key"
@@ -357,6 +359,8 @@ class ReportQueries:
         return (f" WHERE {' AND '.join(wanted)}" if wanted else ""), params
 
 
+#: Planned and never sent (``jobs.UNSENT``): such a row the manifest dropped is no spend.
+_UNSENT_IN = ", ".join(f"'{state.value}'" for state in sorted(UNSENT))
 #: What accounting tells jobs apart by (``rows.JobGroup``).
 _GROUPED = "batch, model, state, planned, remote_status, seconds"
 #: The fixed-width UTC form every timestamp the ledger writes has: its first ten characters are
@@ -369,7 +373,7 @@ _FIXED_UTC = (
 def _ever_sent(alias: str = "") -> str:
     """Rows that are part of some spend, past or future (see :meth:`report_jobs`)."""
     a = alias
-    return f"({a}planned = 1 OR {a}state != 'pending' OR {a}attempts > 0)"
+    return f"({a}planned = 1 OR {a}state NOT IN ({_UNSENT_IN}) OR {a}attempts > 0)"
 
 
 def _day(column: str) -> str:

@@ -129,7 +129,7 @@ class ReviewQueries:
         """Keys of the takes rerolls made in ``batch`` that are still to be sent."""
         rows = await self._fetch(
             "SELECT key FROM jobs WHERE batch = ? AND reroll_of IS NOT NULL AND planned = 1 "
-            "AND state = 'pending'",
+            "AND state IN ('pending', 'waiting')",
             (batch,),
         )
         return frozenset(str(key) for (key,) in rows)
@@ -169,6 +169,7 @@ async def _new_take(
     take_key = hashlib.sha256(f"reroll\0{key}\0{n}".encode()).hexdigest()[:32]
     detail = f"takes {entry_id} again"
     await db.execute(_INSERT_TAKE, (take_key, take_id, path, detail, now, now, key))
+    await db.execute(_COPY_INPUTS, (take_key, key))  # a take of a chained clip takes its inputs
     return take_id
 
 
@@ -180,6 +181,12 @@ def _not_a_clip(state: str) -> str:
 
 
 _PATHS = "SELECT output_path FROM jobs WHERE batch = ? AND output_path IS NOT NULL"
+#: The take of a clip made from other jobs' results (its request holds their ``{from:}``
+#: markers) takes the same results; they are there already: the clip was made from them.
+_COPY_INPUTS = (
+    "INSERT OR IGNORE INTO inputs (job_key, from_key) SELECT ?, from_key FROM inputs "
+    "WHERE job_key = ?"
+)
 
 
 def _take_path(first: str | None, n: int) -> str:

@@ -19,6 +19,7 @@ import aiosqlite
 from orchestrator.clock import now_utc
 from orchestrator.errors import LedgerError
 from orchestrator.jobs import JobRecord, JobState
+from orchestrator.ledger.chain_queries import ChainQueries
 from orchestrator.ledger.commits import GroupCommit
 from orchestrator.ledger.migrations import migrate
 from orchestrator.ledger.plan_queries import BATCH_API_VERSION, PlanQueries
@@ -36,7 +37,7 @@ from orchestrator.ledger.review_queries import ReviewQueries
 from orchestrator.ledger.view_queries import ViewQueries
 
 
-class Ledger(PlanQueries, ReportQueries, ReviewQueries, ViewQueries):
+class Ledger(PlanQueries, ChainQueries, ReportQueries, ReviewQueries, ViewQueries):
     """An open ledger file. Use :meth:`open` (async context manager)."""
 
     def __init__(self, db: aiosqlite.Connection, path: Path, readonly: bool) -> None:

@@ -96,9 +96,9 @@ class Draft:
     template_line: int | None
     entry: YamlMap  #: where its fields' lines are looked up
     line: int
-    #: Drafts with the same shape have the same model and request but for the prompt: the
-    #: planner checks and prices a shape once.
+    #: Drafts of one shape have the same model and request but the prompt: checked once.
     shape: object = None
+    inputs: tuple[str, ...] = ()  #: keys of the jobs it takes results from (references.py)
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:

@@ -50,6 +50,17 @@ def local_refs(model: str, request: dict[str, Any]) -> Iterator[tuple[Trail, str
             yield from _walk(request[name], properties.get(name, {}), name, (name,))
 
 
+def is_media_place(model: str, trail: Trail) -> bool:
+    """Whether ``model``'s schema takes a media URL at ``trail`` (where a local path may go)."""
+    if not trail or trail[0] not in _media_capable(model):
+        return False
+    schema, name = _properties(model).get(str(trail[0]), {}), str(trail[0])
+    for part in trail[1:]:
+        schema = _child(schema, part)
+        name = part if isinstance(part, str) else name
+    return name in MEDIA_FIELDS or _is_uri(schema)
+
+
 def where(trail: Trail) -> str:
     """A trail as a field path: ``reference_images[0]``, ``video_reference.url``."""
     text = ""

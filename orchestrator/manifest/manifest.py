@@ -86,6 +86,7 @@ from orchestrator.manifest.entries import (
 )
 from orchestrator.manifest.output_paths import DEFAULT_TEMPLATE
 from orchestrator.manifest.planning import Planner
+from orchestrator.manifest.references import References
 from orchestrator.manifest.yaml_safe import YamlList, YamlMap, line_of, parse_yaml, read_capped
 from orchestrator.money.prices import PriceOverrides, micro_from_usd, parse_override
 from orchestrator.spec import close_match, resolve_model
@@ -100,8 +101,8 @@ PRIORITY_RANGE = (-100, 100)
 PLANNER_FILES = (
     "manifest/manifest.py", "manifest/entries.py", "manifest/ids.py", "manifest/defaults.py",
     "manifest/planning.py", "manifest/yaml_safe.py", "manifest/output_paths.py",
-    "manifest/local_files.py", "money/prices.py", "spec.py", "jobs.py", "data/krea-openapi.json",
-    "data/prices.json",
+    "manifest/local_files.py", "manifest/references.py", "chains.py", "money/prices.py",
+    "spec.py", "jobs.py", "data/krea-openapi.json", "data/prices.json",
 )  # fmt: skip
 LIMITS = ("max_in_flight", "requests_per_second")
 MAX_PROBLEMS = 50
@@ -237,9 +238,18 @@ class _TopLevel:
         raw_defaults = self.doc.get("defaults")
         source = raw_defaults if isinstance(raw_defaults, YamlMap) else None
         planner = Planner(batch, overrides, self.problems, base_dir, source, by_model, keyed=keyed)
-        drafts = expand_entries(self._jobs(), defaults, self.problems)
-        planned = [planner.plan(draft, seq) for seq, draft in enumerate(drafts)]
-        specs = [spec for spec in planned if spec is not None]
+        jobs = self._jobs()
+        references = References(self.problems, _entry_ids(jobs))
+        specs: list[JobSpec] = []
+        seq = 0
+        for draft in expand_entries(jobs, defaults, self.problems):
+            for variant in references.variants(draft):  # one per job it takes a result from
+                spec = planner.plan(variant, seq)
+                references.record(variant, spec)
+                seq += 1
+                if spec is not None:
+                    specs.append(spec)
+        references.finish()
         self.problems.raise_if_any()
         template = defaults.template or DEFAULT_TEMPLATE
         files = planner.hasher.hashed()
@@ -363,6 +373,15 @@ class _TopLevel:
             except ValueError as error:
                 self.problems.add(str(error), line_of(raw, key), field=f"prices.{key}")
         return PriceOverrides(found)
+
+
+def _entry_ids(jobs: YamlList) -> dict[str, int]:
+    """The ``id:`` of each entry that has one, with its line (for references.py)."""
+    found: dict[str, int] = {}
+    for entry in jobs:
+        if isinstance(entry, YamlMap) and isinstance(entry.get("id"), str | int):
+            found.setdefault(str(entry["id"]), entry.line)
+    return found
 
 
 def _is_int(value: Any) -> bool:

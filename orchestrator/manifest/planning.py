@@ -30,6 +30,7 @@ from orchestrator.jobs import JobSpec, canonical_json, job_key
 from orchestrator.manifest import local_files, output_paths
 from orchestrator.manifest.defaults import ByModel, lacking_message, sets_itself
 from orchestrator.manifest.entries import Draft, Problems
+from orchestrator.manifest.references import stand_ins
 from orchestrator.manifest.yaml_safe import YamlMap
 from orchestrator.money.prices import PriceOverrides, price_micro
 from orchestrator.spec import (
@@ -104,6 +105,7 @@ class Planner:
             seq=seq,
             line=draft.line,
             files=files,
+            inputs=draft.inputs,
         )
 
     def _combination(self, draft: Draft) -> _Checked | Literal[False] | None:
@@ -171,7 +173,8 @@ class Planner:
     ) -> tuple[dict[str, Any] | None, dict[str, Any], dict[str, str]]:
         """(request to send, request to validate, files) with local paths replaced by hashes."""
         request: dict[str, Any] = dict(draft.request)
-        checked, files, ok = request, {}, True
+        checked = stand_ins(request) if draft.inputs else request  # {from: ID} as a URL
+        files, ok = {}, True
         for trail, written in local_files.local_refs(draft.model, draft.request):
             try:
                 digest, absolute = self.hasher.digest(written)

@@ -15,10 +15,11 @@ Which bucket a job falls in (:func:`bucket`), from our ``state`` and Krea's ``re
 * **in flight** (exposure): submitting, submitted, ambiguous, and orphans Krea has not finished: a
   remote job may exist and may still be charged. Counted at the estimated price.
 * **not sent**: pending jobs the manifest still has: not sent yet, held back by the budget,
-  refused with 429/402, reconciled as never created, or sent back by a retry. No remote job
-  exists, but the next run sends them: each will cost its estimated price once completed.
-* **free**: failed, cancelled, rejected, orphans Krea failed or cancelled, and pending jobs the
-  manifest no longer has (never created, and no run will send them).
+  refused with 429/402, reconciled as never created, or sent back by a retry; and waiting jobs
+  (they take another job's result, and are sent once it exists). No remote job exists, but a
+  run sends them: each will cost its estimated price once completed.
+* **free**: failed, cancelled, rejected, orphans Krea failed or cancelled, and pending or
+  waiting jobs the manifest no longer has (never created, and no run will send them).
 
 ``state`` is ours (``jobs.JobState``: where the orchestrator is with a job); ``remote_status`` is
 Krea's (``jobs.RemoteStatus``: what Krea last said of the job's latest remote job). ``by_status``
@@ -54,7 +55,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 from typing import Any
 
-from orchestrator.jobs import IN_FLIGHT, REMOTE_TERMINAL, JobState
+from orchestrator.jobs import IN_FLIGHT, REMOTE_TERMINAL, UNSENT, JobState
 from orchestrator.money.prices import usd
 from orchestrator.money.rows import (
     AttemptGroup,
@@ -102,7 +103,7 @@ class Tally:
     billed_micro: int = 0
     in_flight_jobs: int = 0
     in_flight_micro: int = 0
-    not_sent_jobs: int = 0  #: pending: no remote job yet (not sent, or held back by the budget)
+    not_sent_jobs: int = 0  #: pending or waiting: no remote job yet (or held back by the budget)
     not_sent_micro: int = 0  #: their estimated price: what sending them will cost
     free_jobs: int = 0
     free_attempts: int = 0  #: remote jobs Krea failed or cancelled (from the events)
@@ -233,7 +234,7 @@ def bucket(row: JobRow) -> Bucket:
         return Bucket.BILLED
     if row.state is S.ORPHAN or row.state is S.SUBMITTED:
         return Bucket.FREE if row.remote_status in REMOTE_TERMINAL else Bucket.IN_FLIGHT
-    if row.state is S.PENDING:
+    if row.state in UNSENT:
         return Bucket.NOT_SENT if row.planned else Bucket.FREE
     return Bucket.IN_FLIGHT if row.state in IN_FLIGHT else Bucket.FREE
 

@@ -1,10 +1,11 @@
 """`orchestrator export`: every job (or event) row of the ledger, as CSV or a JSON list, streamed.
 
-Columns are ``Ledger.EXPORT_*_COLUMNS``: each request is included (the user's own data), never
-media URLs or anything key-like. The rows are read a page at a time (``Ledger.export_*_pages``)
-and each page is written before the next is read, so a ledger of 100,000 jobs and 700,000
-events takes the memory of one page. The JSON is ``json.dumps(rows, indent=2)``, written a
-page at a time: the same text.
+Columns are ``Ledger.EXPORT_*_COLUMNS``: each request is included (the user's own data) as
+it was sent (a chained job's ``{"from": key}`` inputs as the URLs they went as, also listed
+in ``inputs_sent``), with its result URL; never anything key-like. The rows are read a page
+at a time (``Ledger.export_*_pages``) and each page is written before the next is read, so a
+ledger of 100,000 jobs and 700,000 events takes the memory of one page. The JSON is
+``json.dumps(rows, indent=2)``, written a page at a time: the same text.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from orchestrator.chains import field_path, markers, replaced
 from orchestrator.errors import InputError
+from orchestrator.jobs import canonical_json
 from orchestrator.ledger import Ledger
 
 Write = Callable[[str], object]
@@ -51,7 +54,7 @@ async def export_to(
     opening = "[\n"  # what comes before the next item; "[]" if there is none
     async for page in pages:
         if fmt == "csv":
-            write(_csv([row[name] for name in names] for row in page))
+            write(_csv(_csv_row(row, names) for row in page))
             continue
         write(opening + _ENCODER.encode([_parsed(row) for row in page])[2:-2])  # no [ ]
         opening = ",\n"
@@ -61,7 +64,24 @@ async def export_to(
 
 def _parsed(row: dict[str, Any]) -> dict[str, Any]:
     request = row.get("request")
-    return {**row, "request": json.loads(request)} if isinstance(request, str) else row
+    if not isinstance(request, str):
+        return row  # an event row
+    sent = json.loads(row["inputs_sent"]) if row.get("inputs_sent") else None
+    return {**row, "request": _as_sent(json.loads(request), sent), "inputs_sent": sent}
+
+
+def _as_sent(request: dict[str, Any], sent: dict[str, str] | None) -> dict[str, Any]:
+    """A chained job's request with each ``{"from": key}`` replaced by the URL it went as."""
+    for trail, _ in list(markers(request)) if sent else ():
+        url = sent.get(field_path(trail)) if sent else None
+        request = replaced(request, trail, url) if url else request
+    return request
+
+
+def _csv_row(row: dict[str, Any], names: Sequence[str]) -> list[Any]:
+    if row.get("inputs_sent"):  # the request as sent, as in JSON
+        row = {**row, "request": canonical_json(_parsed(row)["request"])}
+    return [row[name] for name in names]
 
 
 def _csv(rows: Iterable[Sequence[Any]]) -> str:

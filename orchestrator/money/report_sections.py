@@ -45,7 +45,7 @@ def highlights(t: dict[str, Any]) -> list[tuple[str, str]]:
         (
             "not sent",
             f"{dollars(t['not_sent_micro'])} estimated ({plural(t['not_sent_jobs'], 'job')} "
-            "pending or held back by the budget)",
+            "pending, waiting for inputs or held back by the budget)",
         ),
         (
             "free",

@@ -19,7 +19,8 @@ HTTP, no SQL.
         "clips": 2, "billed_seconds": 15.0, # billed jobs other than orphans; their seconds
         "cost_per_clip_micro": 550967, "cost_per_clip_usd": 0.550967,
         "cost_per_second_micro": 73462, "cost_per_second_usd": 0.073462,
-        "not_sent_jobs": 3,                 # pending: not sent yet or held back by the budget
+        "not_sent_jobs": 3,                 # pending or waiting: not sent yet, waiting for
+                                            # inputs or held back by the budget
         "not_sent_micro": 1100100, "not_sent_usd": 1.1001,  # what sending them will cost
         "orphans": 0, "orphan_billed_micro": 0, "orphan_billed_usd": 0.0,
         "possible_duplicates": 1,           # maybe ours, maybe another client's: apart from all
@@ -115,6 +116,7 @@ from orchestrator.money.rows import (
     PossibleDuplicateRow,
 )
 from orchestrator.money.spend_history import CURRENT_REMOTE, FREE_ATTEMPT, Charge, chart_every
+from orchestrator.spec import is_image_model
 
 FORMATS = ("table", "csv", "json", "html")
 __all__ = [
@@ -338,14 +340,15 @@ def summary_text(result: Figures) -> str:
     t = result.totals
     per = f"{dollars(t.cost_per_clip_micro)} a clip, {rate(t.cost_per_second_micro)} a second"
     video = f"{seconds_text(float(t.seconds))} of video"
-    lines = [
-        f"spend: {dollars(t.billed_micro)} billed for {plural(t.clips, 'clip')} ({video}): {per}"
-    ]
+    stills = sum(m.clips for model, m in result.by_model.items() if is_image_model(model))
+    made = plural(t.clips - stills, "clip") + (f" and {plural(stills, 'still')}" if stills else "")
+    lines = [f"spend: {dollars(t.billed_micro)} billed for {made} ({video}): {per}"]
     width = max((len(m) for m in result.by_model), default=0)
     for model, m in result.by_model.items():
         if m.billed_jobs:
+            noun = "still" if is_image_model(model) else "clip"
             lines.append(
-                f"  {model.ljust(width)}  {plural(m.clips, 'clip')}  {dollars(m.billed_micro)}"
+                f"  {model.ljust(width)}  {plural(m.clips, noun)}  {dollars(m.billed_micro)}"
             )
     if t.in_flight_jobs:
         lines.append(
@@ -353,8 +356,8 @@ def summary_text(result: Figures) -> str:
         )
     if t.not_sent_jobs:
         lines.append(
-            f"not sent: {plural(t.not_sent_jobs, 'job')} (pending or held back by the budget), "
-            f"{dollars(t.not_sent_micro)} more once sent"
+            f"not sent: {plural(t.not_sent_jobs, 'job')} (pending, waiting for inputs or held "
+            f"back by the budget), {dollars(t.not_sent_micro)} more once sent"
         )
     if t.free_attempts:
         lines.append(f"free: {t.free_attempts} attempts Krea failed or cancelled (not charged)")

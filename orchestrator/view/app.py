@@ -25,6 +25,7 @@ from aiohttp import web
 from yarl import URL
 
 from orchestrator import errors
+from orchestrator.jobs import JobState
 from orchestrator.ledger import Ledger
 from orchestrator.ledger.view_queries import SORTS
 from orchestrator.money import reports
@@ -186,7 +187,10 @@ async def _job(request: web.Request) -> web.Response:
         if gallery.group_of(str(t["entry_id"])) == group
     ]  # fmt: skip
     events = await ledger.events(key=job["key"])
-    return _html(pages.job_page(job, events, takes, str(ledger.path)))
+    inputs = [i for k in await ledger.inputs_of(job["key"]) if (i := await ledger.view_job(k))]
+    waiting = job["state"] == JobState.WAITING
+    blocked = (await _blocked(ledger, job["batch"])).get(job["key"]) if waiting else None
+    return _html(pages.job_page(job, events, takes, str(ledger.path), inputs, blocked))
 
 
 async def _report(request: web.Request) -> web.Response:
@@ -204,7 +208,15 @@ async def _cards(request: web.Request) -> web.Response:
     await _batch(ledger, name)
     query = gallery.page_query(name, dict(request.query))
     assert query.sort in SORTS
-    return web.json_response(gallery.page(await ledger.view_page(query), query))
+    rows = await ledger.view_page(query)
+    waiting = any(row["state"] == JobState.WAITING for row in rows)
+    blocked = await _blocked(ledger, name) if waiting else {}
+    return web.json_response(gallery.page(rows, query, blocked))
+
+
+async def _blocked(ledger: Ledger, batch: str) -> dict[str, str]:
+    """Why each blocked job of ``batch`` waits, by key (asked only where a waiting job is shown)."""
+    return {b.key: b.reason for b in await ledger.blocked(batch)}
 
 
 async def _clip(request: web.Request) -> web.StreamResponse:

@@ -4,9 +4,9 @@ The gallery asks for :data:`PAGE_SIZE` cards at a time and gets back an opaque `
 (the last card's sort values, base64 JSON) to ask for the following page, so scrolling a
 100,000-job batch reads it one page at a time (``ViewQueries.view_page`` explains the keyset).
 A card carries what a person judges a clip by: id, model, length, price, state, the reason a
-job failed (Krea's words) or, in flight, Krea's status and when it was sent. Takes of one entry
-(``<id>_t<n>``) and the new takes rerolls made (``<id>~r<n>``) share a ``group`` so the page can
-set them side by side.
+job failed (Krea's words) or why a waiting one is blocked (an input failed), or, in flight,
+Krea's status and when it was sent. Takes of one entry (``<id>_t<n>``) and the new takes
+rerolls made (``<id>~r<n>``) share a ``group`` so the page can set them side by side.
 """
 
 from __future__ import annotations
@@ -59,21 +59,27 @@ def page_query(batch: str, params: dict[str, str]) -> PageQuery:
     )
 
 
-def page(rows: list[dict[str, Any]], query: PageQuery) -> dict[str, Any]:
-    """The JSON answer: the cards and the cursor of the next page (null at the end)."""
+def page(
+    rows: list[dict[str, Any]], query: PageQuery, blocked: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """The JSON answer: the cards and the cursor of the next page (null at the end).
+    ``blocked``: why each blocked job waits, by key (``Ledger.blocked``)."""
     more = len(rows) == query.limit
     last = rows[-1] if rows else None
     following = None
     if more and last is not None:
         values = [last[column.split(".")[-1]] for column, _ in SORTS[query.sort]]
         following = base64.urlsafe_b64encode(json.dumps(values).encode()).decode()
-    return {"cards": [card(row) for row in rows], "next": following}
+    return {"cards": [card(row, blocked or {}) for row in rows], "next": following}
 
 
-def card(row: dict[str, Any]) -> dict[str, Any]:
-    """One clip as the gallery shows it (text only: the page sets it with textContent)."""
+def card(row: dict[str, Any], blocked: dict[str, str] | None = None) -> dict[str, Any]:
+    """One clip as the gallery shows it (text only: the page sets it with textContent); a
+    waiting job in ``blocked`` (key -> reason) shows why it will not be sent as things stand."""
     state = str(row["state"])
     reason = (row["last_error"] or row["detail"] or row["cause"]) if state in ENDED else None
+    why = (blocked or {}).get(row["key"]) if state == JobState.WAITING else None
+    reason = f"blocked: {why}" if why else reason
     return {
         "key": row["key"],
         "id": row["entry_id"],

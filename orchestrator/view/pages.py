@@ -9,6 +9,7 @@ script; ``view.js`` adds live numbers, the grid, playback and the review keys.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from html import escape as esc
 from typing import Any
 
@@ -133,16 +134,23 @@ def _review_bar(counts: dict[str, int], reroll: dict[str, Any]) -> str:
 
 
 def job_page(
-    job: dict[str, Any], events: list[Any], takes: list[dict[str, Any]], ledger: str
+    job: dict[str, Any],
+    events: list[Any],
+    takes: list[dict[str, Any]],
+    ledger: str,
+    inputs: Sequence[dict[str, Any]] = (),
+    blocked: str | None = None,
 ) -> str:
-    """``/jobs/{key}``: the clip, its prompt and request, every event, cost, file and sha256."""
+    """``/jobs/{key}``: the clip, its prompt and request, every event, cost, file and sha256;
+    the jobs whose results it takes (``inputs``), and why it is ``blocked`` if it is."""
     key, batch = esc(job["key"]), esc(job["batch"])
     request = json.loads(job["request"] or "{}")
     prompt = request.get("prompt", "") if isinstance(request, dict) else ""
+    shown = f"{job['state']} (blocked)" if blocked else str(job["state"])
     media = (
         f'<video controls preload=metadata src="/clips/{key}" poster="/posters/{key}"></video>'
         if job["state"] == "done"
-        else f'<div class="placeholder s-{esc(job["state"])}">{esc(job["state"])}</div>'
+        else f'<div class="placeholder s-{esc(job["state"])}">{esc(shown)}</div>'
     )
     if job["state"] == "done" and is_image_model(str(job["model"])):
         media = f'<img src="/clips/{key}" alt="{esc(job["entry_id"])}">'  # a still
@@ -152,7 +160,8 @@ def job_page(
         f'<article class=job data-key="{key}" data-mark="{esc(job["mark"] or "")}">'
         f"<div class=media>{media}{_mark_buttons()}</div><div class=facts>"
         f"<h1>{esc(job['entry_id'])}</h1><p class=prompt>{esc(prompt)}</p>"
-        f"<dl class=fields>{_fields(job)}</dl>{_takes(takes, job['key'])}</div></article>"
+        f"<dl class=fields>{_fields(job, blocked)}</dl>{_inputs(inputs)}"
+        f"{_takes(takes, job['key'])}</div></article>"
         f"<h2>Request</h2><pre class=request>{esc(json.dumps(request, indent=2))}</pre>"
         f"<h2>History</h2>{_events(events)}"
     )
@@ -166,7 +175,8 @@ def _mark_buttons() -> str:
     )
 
 
-def _fields(job: dict[str, Any]) -> str:
+def _fields(job: dict[str, Any], blocked: str | None = None) -> str:
+    reason = f"blocked: {blocked}" if blocked else job["last_error"] or job["detail"] or "-"
     rows = [
         ("state", job["state"]),
         ("mark", job["mark"] or "-"),
@@ -176,7 +186,7 @@ def _fields(job: dict[str, Any]) -> str:
         ("attempts", job["attempts"]),
         ("Krea job", job["remote_id"] or "-"),
         ("Krea status", job["remote_status"] or "-"),
-        ("reason", job["last_error"] or job["detail"] or "-"),
+        ("reason", reason),
         ("file", f"{job['out_dir']}/{job['output_path']}" if job["output_path"] else "-"),
         ("bytes", job["bytes"] if job["bytes"] is not None else "-"),
         ("sha256", job["sha256"] or "-"),
@@ -187,6 +197,18 @@ def _fields(job: dict[str, Any]) -> str:
         ("key", job["key"]),
     ]
     return "".join(f"<div><dt>{esc(k)}</dt><dd>{esc(str(v))}</dd></div>" for k, v in rows)
+
+
+def _inputs(inputs: Sequence[dict[str, Any]]) -> str:
+    """Links to the jobs whose results this one takes (``{from: ID}``), each in its state."""
+    if not inputs:
+        return ""
+    links = "".join(
+        f'<a class="take s-{esc(i["state"])}" href="/jobs/{esc(i["key"])}">'
+        f"{esc(i['entry_id'])} · {esc(i['state'])}</a>"
+        for i in inputs
+    )
+    return f"<h2>Inputs</h2><div class=takes>{links}</div>"
 
 
 def _takes(takes: list[dict[str, Any]], key: str) -> str:

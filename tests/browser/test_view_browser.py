@@ -84,23 +84,24 @@ async def view_of(ledger: Path, **options: Any) -> AsyncIterator[str]:
 
 @pytest.fixture
 async def demo(simulator, tmp_path: Path) -> Path:
-    """The demo manifest's 11 clips, run to the end against the simulator: its ledger."""
+    """The demo manifest's 13 jobs (12 clips, a still), run to the end against the simulator."""
     shutil.copytree(DEMO.parent / "data", tmp_path / "data")  # its start frame
     sim = await simulator(time_scale=1000)
-    fast = {"requests_per_second": 100.0, "max_in_flight": 11}  # not the manifest's politeness
+    fast = {"requests_per_second": 100.0, "max_in_flight": 13}  # not the manifest's politeness
     outcome = await run_manifest(sim, tmp_path, DEMO.read_text(), **fast)
     assert outcome.summary.exit_code == 0
     return outcome.ledger_path
 
 
 async def test_gallery_posters_play_and_a_reject_survives_reload(page: Any, demo: Path) -> None:
-    """All 11 clips show a poster; one plays; keys reject and unmark; a reload keeps the mark."""
+    """All 13 cards show a poster (a still is its own); one plays; keys reject and unmark; a
+    reload keeps the mark."""
     async with view_of(demo) as base:
         await page.goto(f"{base}/")
         await page.wait_for_function("document.body.dataset.liveVersion")
         await page.screenshot(path="/tmp/view-batches.png", full_page=True)
         await page.goto(f"{base}/batches/demo")
-        await page.wait_for_function("document.querySelectorAll('#grid .card').length === 11")
+        await page.wait_for_function("document.querySelectorAll('#grid .card').length === 13")
         await page.wait_for_function(
             "[...document.querySelectorAll('#grid .card img')]"
             ".every(i => i.complete && i.naturalWidth > 0)"
@@ -188,7 +189,7 @@ async def test_reroll_from_the_gallery_makes_a_new_take_and_keeps_the_old_file(
     exactly one new job, eagle~r2 appears with its poster, eagle.mp4 is the same file."""
     shutil.copytree(DEMO.parent / "data", tmp_path / "data")
     sim = await simulator(time_scale=1000)
-    fast = {"requests_per_second": 100.0, "max_in_flight": 11}
+    fast = {"requests_per_second": 100.0, "max_in_flight": 13}
     outcome = await run_manifest(sim, tmp_path, DEMO.read_text(), **fast)
     assert outcome.summary.exit_code == 0
     eagle = outcome.out_dir / "demo" / "kling_kling-2.5" / "eagle.mp4"
@@ -201,7 +202,7 @@ async def test_reroll_from_the_gallery_makes_a_new_take_and_keeps_the_old_file(
 
     async with view_of(outcome.ledger_path, reroll_argv=lambda b: [*argv, "--batch", b]) as base:
         await page.goto(f"{base}/batches/demo")
-        await page.wait_for_function("document.querySelectorAll('#grid .card').length === 11")
+        await page.wait_for_function("document.querySelectorAll('#grid .card').length === 13")
         await page.click("#grid .card:first-child button[data-set=reject]")
         await page.wait_for_function(
             "document.querySelector('#grid .card:first-child').dataset.mark === 'reject'"
@@ -212,7 +213,7 @@ async def test_reroll_from_the_gallery_makes_a_new_take_and_keeps_the_old_file(
         )
         status = await page.text_content("#reroll-status")
         assert await page.get_attribute("#reroll-status", "data-exit-code") == "0", status
-        await page.wait_for_function("document.querySelectorAll('#grid .card').length === 12")
+        await page.wait_for_function("document.querySelectorAll('#grid .card').length === 14")
         await page.wait_for_function(
             "[...document.querySelectorAll('#grid .card img')]"
             ".every(i => i.complete && i.naturalWidth > 0)"
@@ -224,7 +225,7 @@ async def test_reroll_from_the_gallery_makes_a_new_take_and_keeps_the_old_file(
         take = {r.entry_id: r for r in await ledger.jobs(batch="demo")}["eagle~r2"]
     assert take.state is JobState.DONE
     assert (outcome.out_dir / (take.output_path or "")).read_bytes() != first
-    assert len(sim.jobs()) == 12
+    assert len(sim.jobs()) == 14
 
 
 async def test_a_mark_made_while_a_run_writes_the_ledger_is_kept(
@@ -301,3 +302,45 @@ async def test_a_still_is_shown_as_itself_in_the_gallery_and_on_its_page(
         )
         assert await page.query_selector("article.job .media video") is None
         await page.screenshot(path="/tmp/view-still-job.png", full_page=True)
+
+
+async def test_a_blocked_shot_says_why_on_its_card_and_its_page(
+    page: Any, simulator, tmp_path: Path
+) -> None:
+    """A storyboard whose keeper still Krea flagged: the shot taking it is waiting, in the
+    waiting colour, and its card and page say it is blocked and why; the page links the still."""
+    sim = await simulator(time_scale=1000)
+    sea = (
+        "batch: s\njobs:\n"
+        "  - {id: sea-frame, model: image/google/nano-banana-pro, prompt: the sea at dawn}\n"
+        "  - {id: sea-shot, model: kling/kling-2.5, prompt: waves roll in, duration: 5,"
+        " start_image: {from: sea-frame}}\n"
+    )
+    assert (await run_manifest(sim, tmp_path, sea)).summary.exit_code == 0
+    sim.configure(moderation_rate=1.0)
+    keeper = (
+        "  - {id: keeper-frame, model: image/google/nano-banana-pro, prompt: a keeper}\n"
+        "  - {id: keeper-shot, model: kling/kling-2.5, prompt: he climbs, duration: 5,"
+        " start_image: {from: keeper-frame}}\n"
+    )
+    outcome = await run_manifest(sim, tmp_path, sea + keeper)
+    assert outcome.summary.exit_code == 1
+    async with Ledger.open(outcome.ledger_path, readonly=True) as ledger:
+        keys = {row.entry_id: row.key for row in await ledger.jobs(batch="s")}
+    shot = f"#grid .card[data-key='{keys['keeper-shot']}']"
+    async with view_of(outcome.ledger_path) as base:
+        await page.goto(f"{base}/batches/s")
+        await page.wait_for_function("document.querySelectorAll('#grid .card').length === 4")
+        reason = await page.text_content(f"{shot} .reason")
+        assert reason is not None
+        assert reason.startswith("blocked: input keeper-frame failed: moderation: ")
+        badge = await page.eval_on_selector(f"{shot} .badge", "b => getComputedStyle(b).color")
+        assert badge == "rgb(138, 147, 201)"  # --waiting, not the default text colour
+        await page.screenshot(path="/tmp/view-blocked.png", full_page=True)
+
+        await page.goto(f"{base}/jobs/{keys['keeper-shot']}")
+        assert await page.text_content("article.job .placeholder") == "waiting (blocked)"
+        await page.click("text=keeper-frame · failed")
+        await page.wait_for_function("document.querySelector('h1').textContent === 'keeper-frame'")
+        await page.go_back()
+        await page.screenshot(path="/tmp/view-blocked-job.png", full_page=True)

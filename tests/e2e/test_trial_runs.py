@@ -85,7 +85,7 @@ async def test_limit_takes_the_first_jobs_in_manifest_order_and_counts_done_ones
 
     assert code == 0, err
     assert [j for j, s in (await _states(work)).items() if s is S.DONE] == ["a", "hero_t1"]
-    assert "not selected: 3 jobs left pending by --limit 2; run without it" in out + err
+    assert "not selected: 3 jobs left unsent by --limit 2; run without it" in out + err
 
     code, _, err = await work.run("--limit", "2")
     assert code == 0, err

@@ -28,7 +28,7 @@ from tests.integration.pipeline_support import (
     manifest_text,
     run_manifest,
 )
-from tests.integration.test_ledger import undo_migrations_6_to_10
+from tests.integration.test_ledger import undo_migrations_6_to_11
 
 ONE_FORM = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 MOMENTS = st.datetimes(
@@ -119,7 +119,7 @@ async def test_older_ledgers_get_their_timestamps_rewritten_in_one_form(tmp_path
             "'2026-02-13T03:20:58.2654+01:00', 'not a date', 'test', 'x', 'x')",
             (JobState.SUBMITTED.value,),
         )
-        undo_migrations_6_to_10(db)
+        undo_migrations_6_to_11(db)
         db.execute("DELETE FROM migrations WHERE version >= 5")
         db.execute("PRAGMA user_version = 4")
     async with Ledger.open(path) as ledger:

@@ -41,13 +41,17 @@ FAULTS = {
 
 
 async def _in_flight(
-    sim: RunningSimulator, tmp_path: Path, count: int, planned: int | None = None
+    sim: RunningSimulator,
+    tmp_path: Path,
+    count: int,
+    planned: int | None = None,
+    text: str | None = None,
 ) -> Settings:
-    """``count`` jobs (of ``planned``, the rest pending) submitted to the frozen simulator and
-    recorded, then the run stopped."""
+    """``count`` jobs (of ``planned``, the rest pending; or of the manifest ``text``) submitted
+    to the frozen simulator and recorded, then the run stopped."""
     settings = settings_for(sim, tmp_path, max_in_flight=count)
     path = tmp_path / "jobs.yaml"
-    path.write_text(manifest_text(planned or count))
+    path.write_text(text or manifest_text(planned or count))
     task = asyncio.create_task(run(load_manifest(path), settings))
     try:
         submitted, seen = 0, 0  # the run writes its ledger before its first request
@@ -128,6 +132,40 @@ async def test_cancel_stops_at_a_refused_key_and_says_what_it_left_in_flight(
     assert sorted(at_krea[r.remote_id or ""] == "cancelled" for r in rows) == sorted(
         r.state is S.CANCELLED for r in rows
     )
+
+
+STORYBOARD = """\
+batch: b
+jobs:
+  - {id: frame, model: image/google/nano-banana-pro, prompt: a lighthouse keeper, takes: 2}
+  - {id: shot, model: kling/kling-2.5, prompt: he climbs, duration: 5, start_image: {from: frame}}
+  - {id: sea, model: image/google/nano-banana-pro, prompt: the sea at dawn}
+  - {id: sea-shot, model: kling/kling-2.5, prompt: waves, duration: 5, start_image: {from: sea}}
+"""
+
+
+async def test_cancel_counts_the_waiting_jobs_a_resume_would_send_and_the_blocked_apart(
+    simulator: StartSimulator, tmp_path: Path
+) -> None:
+    """Two stills in flight are cancelled: their shots are blocked (a resume cannot send them),
+    the third still stays pending and its shot waiting, and cancel's last lines say so."""
+    sim = await simulator(time_scale=0, concurrency=2, backlog=8)
+    settings = await _in_flight(sim, tmp_path, 2, text=STORYBOARD)
+
+    said = await cancel_command.cancel(settings, "b")
+
+    assert said.splitlines() == [
+        "cancelled 2 of 2 jobs in flight",
+        cancel_command.CANCELLED_NOTE.format(batch="b")
+        + " to send its 1 pending and 1 waiting jobs",
+        "2 waiting jobs are blocked by an input that failed, was cancelled or rejected "
+        "(see `orchestrator status`)",
+    ]
+    states = {r.entry_id: r.state for r in await ledger_rows(settings.ledger_path)}
+    assert states == {
+        "frame_t1": S.CANCELLED, "frame_t2": S.CANCELLED, "shot_t1": S.WAITING,
+        "shot_t2": S.WAITING, "sea": S.PENDING, "sea-shot": S.WAITING,
+    }  # fmt: skip
 
 
 async def test_cancel_goes_where_the_run_went_and_the_next_run_asks_before_sending_more(

@@ -33,8 +33,16 @@ def spec(i: int, batch: str = "b", prompt: str = "p") -> JobSpec:
     )
 
 
-def undo_migrations_6_to_10(db: sqlite3.Connection) -> None:
-    """Drop what migrations 6 to 10 made (not their records): a ledger as version 5 left it."""
+def undo_migration_11(db: sqlite3.Connection) -> None:
+    """Drop what migration 11 made (not its record): the chained jobs' edges and trigger."""
+    db.execute("DROP TRIGGER jobs_inputs_ready")
+    db.execute("DROP TABLE inputs")  # and its index
+    db.execute("ALTER TABLE jobs DROP COLUMN inputs_sent")
+
+
+def undo_migrations_6_to_11(db: sqlite3.Connection) -> None:
+    """Drop what migrations 6 to 11 made (not their records): a ledger as version 5 left it."""
+    undo_migration_11(db)
     # migration 10's billing times first: its triggers read billed_first (migration 8)
     for trigger in ("billed_first_job", "jobs_billed_at_inserted", "jobs_billed_at_moved"):
         db.execute(f"DROP TRIGGER {trigger}")
@@ -305,7 +313,7 @@ async def test_migrations_upgrade_an_older_ledger_in_place(tmp_path: Path) -> No
     path = tmp_path / "l.db"
     await planned(path)
     db = sqlite3.connect(path)
-    undo_migrations_6_to_10(db)
+    undo_migrations_6_to_11(db)
     db.execute("DROP INDEX events_batch")  # and 2 to 4
     db.execute("ALTER TABLE batches DROP COLUMN synced_plan")
     db.execute("ALTER TABLE jobs DROP COLUMN file_mtime_ns")

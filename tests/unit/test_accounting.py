@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchestrator.jobs import JobState
+from orchestrator.jobs import UNSENT, JobState
 from orchestrator.money.accounting import Bucket, account, bucket, ratio_micro
 from orchestrator.money.rows import JobRow
 from orchestrator.money.spend_history import (
@@ -82,6 +82,7 @@ def event(
         (S.AMBIGUOUS, "cancelled", Bucket.IN_FLIGHT),
         (S.PENDING, "failed", Bucket.NOT_SENT),  # a retry not sent yet: it will cost then
         (S.PENDING, None, Bucket.NOT_SENT),  # not sent yet, or held back by the budget
+        (S.WAITING, None, Bucket.NOT_SENT),  # sent once its inputs have results: it will cost
         (S.FAILED, "failed", Bucket.FREE),
         (S.CANCELLED, "cancelled", Bucket.FREE),
         (S.REJECTED, None, Bucket.FREE),
@@ -102,6 +103,7 @@ def test_a_pending_job_the_manifest_dropped_is_free_not_unsent() -> None:
     """No run sends a pending job the manifest no longer has: it will never cost anything."""
     assert bucket(job("k", S.PENDING, planned=False)) is Bucket.FREE
     assert bucket(job("k", S.PENDING, remote_status="failed", planned=False)) is Bucket.FREE
+    assert bucket(job("k", S.WAITING, planned=False)) is Bucket.FREE  # nor a waiting one
     assert bucket(job("k", S.FAILED, remote_status="failed", planned=False)) is Bucket.FREE
     assert bucket(job("k", S.DONE, planned=False)) is Bucket.BILLED  # money spent stays spent
     columns = {"key": "k", "batch": "b", "entry_id": "e", "model": "m", "state": "pending"}
@@ -315,7 +317,7 @@ def test_every_job_is_counted_once_and_groups_sum_to_totals(rows: list[tuple]) -
                         (Bucket.IN_FLIGHT, totals.in_flight_micro),
                         (Bucket.NOT_SENT, totals.not_sent_micro)):  # fmt: skip
         assert micro == sum(j.price_micro for j in jobs if bucket(j) is kind)
-    assert totals.not_sent_jobs == sum(j.state is S.PENDING and j.planned for j in jobs)
+    assert totals.not_sent_jobs == sum(j.state in UNSENT and j.planned for j in jobs)
     for groups in (result.by_batch, result.by_model, result.by_status):
         assert sum(t.billed_micro for t in groups.values()) == totals.billed_micro
         assert sum(t.in_flight_micro for t in groups.values()) == totals.in_flight_micro

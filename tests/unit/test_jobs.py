@@ -19,6 +19,7 @@ from orchestrator.jobs import (
 
 S = JobState
 ALLOWED = {
+    (S.WAITING, S.PENDING),
     (S.PENDING, S.SUBMITTING),
     (S.PENDING, S.REJECTED),
     (S.SUBMITTING, S.SUBMITTED),
@@ -44,7 +45,7 @@ ALLOWED = {
 
 @pytest.mark.parametrize(("old", "new"), list(itertools.product(JobState, JobState)))
 def test_transition_table_is_exactly_the_documented_one(old: JobState, new: JobState) -> None:
-    """Each of the 121 (from, to) pairs is allowed iff it is in the documented list."""
+    """Each of the 144 (from, to) pairs is allowed iff it is in the documented list."""
     assert can_transition(old, new) == ((old, new) in ALLOWED)
 
 

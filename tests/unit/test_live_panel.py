@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import re
 import threading
 from types import SimpleNamespace
@@ -123,7 +124,7 @@ SHOWN = (
     "ETA 2m00s",
     "done 4",
     "pending 3",
-    "in flight 2 (running 1, waiting 1)",
+    "in flight 2 (running 1, queued 1)",
     "downloading 1",
     "failed 1",
     "spend $1.23 billed + $0.37 in flight (budget $5.00)",
@@ -195,7 +196,7 @@ def test_on_a_narrow_terminal_lines_break_between_fields_never_inside_one(
     console.print(panel._render())
     lines = _lines(console.export_text(styles=False))
     assert "done 4 · pending 3" in lines
-    assert "in flight 2 (running 1, waiting 1)" in lines
+    assert "in flight 2 (running 1, queued 1)" in lines
     assert "downloading 1 · failed 1 · rejected 0" in lines
 
 
@@ -210,3 +211,70 @@ def test_before_the_run_starts_the_panel_says_so_and_counts_nothing() -> None:
     panel.start("demo", {JobState.PENDING: 3})
     console.print(panel._render())
     assert "batch demo: 0/3 verified files" in console.export_text(styles=False)
+
+
+# Storyboards: jobs that wait for another job's result (state ``waiting``) are counted apart from
+# the jobs queued at Krea, and the two are never called by one word.
+
+
+def _storyboard(panel: LivePanel) -> None:
+    """Four stills (3 done, 1 failed), four shots planned waiting: two sent (one running, one
+    in Krea's backlog), one still waiting for its still, one blocked by the failed still."""
+    panel.start("lighthouse", {S.PENDING: 4, S.WAITING: 4})
+    for i in range(4):
+        panel.job_changed(f"frame{i}", S.PENDING, S.SUBMITTED, "queued")
+    for i in range(3):
+        panel.job_changed(f"frame{i}", S.SUBMITTED, S.COMPLETED, "completed")
+        panel.job_changed(f"frame{i}", S.COMPLETED, S.DONE)
+    panel.job_changed("frame3", S.SUBMITTED, S.FAILED, "moderation")
+    panel.job_changed("shot0", S.WAITING, S.SUBMITTED, "processing")
+    panel.job_changed("shot1", S.WAITING, S.SUBMITTED, "backlogged")
+
+
+def _panel_lines(panel: LivePanel, console: Console) -> list[str]:
+    console.print(panel._render())
+    return _lines(console.export_text(styles=False))
+
+
+def test_jobs_waiting_for_inputs_are_counted_apart_from_jobs_queued_at_krea() -> None:
+    """The chained jobs not sent yet are "waiting 2"; Krea's backlog is "queued 1", inside in
+    flight; the word "waiting" names only the first."""
+    console = Console(width=WIDTH, record=True, file=io.StringIO(), color_system=None)
+    panel = LivePanel(console)
+    _storyboard(panel)
+    lines = _panel_lines(panel, console)
+    counts = next(line for line in lines if line.startswith("done "))
+    assert counts == (
+        "done 3 · pending 0 · waiting 2 · in flight 2 (running 1, queued 1) · downloading 0 · "
+        "failed 1"
+    ), lines
+    assert sum(line.count("waiting") for line in lines) == 1, lines
+    panel.job_changed("shot2", S.WAITING, S.SUBMITTED, "queued")
+    panel.job_changed("shot3", S.WAITING, S.SUBMITTED, "queued")
+    counts = next(line for line in _panel_lines(panel, console) if line.startswith("done "))
+    assert "· waiting 0 · in flight 4 (running 1, queued 3) ·" in counts  # kept, at 0
+
+
+def test_a_batch_without_chained_jobs_shows_no_waiting_count(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Only a batch that has jobs taking others' results shows "waiting"."""
+    console = Console(width=WIDTH, record=True, file=io.StringIO(), color_system=None)
+    panel = LivePanel(console)
+    _feed(panel, monkeypatch)
+    assert not [line for line in _panel_lines(panel, console) if "waiting" in line]
+
+
+def test_plain_and_json_lines_name_the_waiting_state() -> None:
+    """The plain start line and the JSON ``start`` counts have "waiting"; a chained job's
+    sending is its move from waiting to submitted."""
+    plain, machine = io.StringIO(), io.StringIO()
+    for reporter in (progress.LineLog(plain), progress.JsonLog(machine)):
+        reporter.start("lighthouse", {S.PENDING: 4, S.WAITING: 4})
+        reporter.job_changed("shot0", S.WAITING, S.SUBMITTED, "queued")
+    first, second = plain.getvalue().splitlines()
+    assert first.endswith("batch lighthouse: pending 4, waiting 4")
+    assert second.endswith("shot0: waiting -> submitted (queued)")
+    start, job = (json.loads(line) for line in machine.getvalue().splitlines())
+    assert start["counts"] == {"pending": 4, "waiting": 4}
+    assert (job["old"], job["new"]) == ("waiting", "submitted")

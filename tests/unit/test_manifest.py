@@ -670,6 +670,15 @@ def test_the_example_manifest_loads_cleanly_and_is_cheap() -> None:
     assert any(s.files for s in manifest.specs)
     assert any("_t2" in s.entry_id for s in manifest.specs)
     assert any(s.model != manifest.specs[0].model for s in manifest.specs)
+    assert any(s.inputs for s in manifest.specs)  # the demo's two-step chain
+
+
+def test_the_storyboard_example_chains_every_shot_to_its_frame() -> None:
+    """storyboard.yaml.example: 3 frame takes -> 3 shots with matching ids; a 2-input shot."""
+    specs = {s.entry_id: s for s in load_manifest(ROOT / "storyboard.yaml.example").specs}
+    for take in (1, 2, 3):
+        assert specs[f"keeper-shot_t{take}"].inputs == (specs[f"keeper-frame_t{take}"].key,)
+    assert specs["sea-shot"].inputs == (specs["sea-frame"].key, specs["keeper-frame_t1"].key)
 
 
 def test_a_hundred_thousand_jobs_load(tmp_path: Path) -> None:

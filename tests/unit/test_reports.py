@@ -169,7 +169,10 @@ async def test_html_is_self_contained_and_escapes_ledger_strings(ledger_path: Pa
     for external in ("src=", "href=", "<link", "@import", "url("):
         assert external not in page
     assert "$1.84" in page  # both batches: 0.838460 + 1.0
-    assert "not sent<b>$0.37 estimated (1 job pending or held back by the budget)</b>" in page
+    assert (
+        "not sent<b>$0.37 estimated (1 job pending, waiting for inputs or held back by the "
+        "budget)</b>"
+    ) in page
 
 
 async def test_the_table_names_every_section(ledger_path: Path) -> None:
@@ -177,7 +180,9 @@ async def test_the_table_names_every_section(ledger_path: Path) -> None:
     for title in ("By batch", "By model", "By state", "By day (UTC)", "Orphans"):
         assert title in text
     assert "$0.84 (3 jobs)" in text
-    assert "not sent    $0.37 estimated (1 job pending or held back by the budget)" in text
+    assert (
+        "not sent    $0.37 estimated (1 job pending, waiting for inputs or held back by the budget)"
+    ) in text
     assert "free        1 job failed, cancelled or rejected; 2 attempts failed or cancelled" in text
     header = next(line for line in text.splitlines() if line.startswith("batch "))
     assert "not sent" in header
@@ -196,7 +201,10 @@ async def test_the_batch_summary_says_what_the_run_cost(ledger_path: Path) -> No
     assert any(KLING in line and "$0.73" in line for line in lines)  # a clip and the orphan
     assert any(GROK in line and "1 clip " in line and "$0.11" in line for line in lines)
     assert "in flight: 1 job, up to $0.37 more" in lines
-    assert "not sent: 1 job (pending or held back by the budget), $0.37 more once sent" in lines
+    assert (
+        "not sent: 1 job (pending, waiting for inputs or held back by the budget), "
+        "$0.37 more once sent"
+    ) in lines
     assert any(line.startswith("orphans: 1 ") and "$0.37 billed" in line for line in lines)
 
 
@@ -218,8 +226,8 @@ async def test_unknown_batches_and_formats_are_refused(ledger_path: Path) -> Non
             await reports.export(ledger, None, fmt="xml")
 
 
-async def test_exported_jobs_carry_the_request_and_never_a_media_url(ledger_path: Path) -> None:
-    """Every job row with its request; result_url (a signed link) is never exported."""
+async def test_exported_jobs_carry_the_request_and_the_result_url(ledger_path: Path) -> None:
+    """Every job row with its request and result URL (issue 16 asks for it); no key."""
     async with Ledger.open(ledger_path, readonly=True) as ledger:
         as_csv = await reports.export(ledger, "b", fmt="csv")
         as_json = await reports.export(ledger, "b", fmt="json")
@@ -229,8 +237,9 @@ async def test_exported_jobs_carry_the_request_and_never_a_media_url(ledger_path
                    "price_micro", "seconds", "output_path", "bytes", "sha256", "attempts",
                    "last_error", "request", "created_at", "updated_at"):  # fmt: skip
         assert column in rows[0]
-    assert "result_url" not in rows[0]
-    assert "SECRET" not in as_csv + as_json
+    assert SECRET_URL in [o["result_url"] for o in objects]  # the user's own link, only there
+    others = [{k: v for k, v in o.items() if k != "result_url"} for o in objects]
+    assert "SECRET" not in json.dumps(others)
     j0 = next(o for o in objects if o["entry_id"] == "j0")
     assert j0["request"] == {"prompt": "j0, slow dolly", "duration": 5}
     assert json.loads(next(r for r in rows if r["entry_id"] == "j0")["request"]) == j0["request"]

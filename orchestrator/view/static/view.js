@@ -88,7 +88,8 @@ async function refreshCards() {
     if (!response.ok) return;
     for (const c of (await response.json()).cards) {
       const old = moving.find((node) => node.dataset.key === c.key);
-      if (!old || (old.dataset.state === c.state && old.dataset.remote === (c.remote_status || ""))) continue;
+      if (!old || (old.dataset.state === c.state && old.dataset.remote === (c.remote_status || "")
+        && old.dataset.reason === (c.reason || ""))) continue;  // a waiting card may become blocked
       const node = cardNode(c);
       node.dataset.group = old.dataset.group;
       const focused = document.activeElement === old;
@@ -140,6 +141,7 @@ function cardNode(c) {
   card.dataset.key = c.key;
   card.dataset.state = c.state;
   card.dataset.remote = c.remote_status || "";
+  card.dataset.reason = c.reason || "";
   const frame = el("div", "frame");
   const img = el("img");
   img.loading = "lazy";

@@ -1,0 +1,117 @@
+"""A chained job's inputs made URLs just before its POST: the result URL, a fresh one, the file.
+
+A job that takes another job's result holds ``{"from": <key>}`` markers (chains.py). The ledger
+makes it pending only once each of those jobs has a result, so here each marker becomes, in the
+order Krea is most likely to take it:
+
+1. the result URL the ledger recorded for that job (Krea accepts its own result URLs);
+2. if Krea refused the POST with an error naming that field (the URL expired): a fresh URL from
+   ``GET /jobs/{id}``, once (straight to 3 when Krea no longer has that job);
+3. if that is refused too: the job's verified file on disk, uploaded through ``POST /assets``
+   and cached by its sha256 like any local file (uploads.py), so one still feeding ten shots is
+   uploaded once.
+
+A refusal after the last step rejects the job as any 400 does. The step reached is kept per job
+for this run only: a rerun starts again from the recorded URL, which costs at most one refused
+POST (free: a 400 creates no job).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from orchestrator import errors
+from orchestrator.chains import field_path, markers, replaced
+from orchestrator.jobs import JobRecord, JobState, canonical_json
+from orchestrator.pipeline import Pipeline
+from orchestrator.transfer import inside, verified_on_disk
+
+RECORDED, FRESH, UPLOADED = 0, 1, 2
+
+
+class InputUrls:
+    """How each chained job of one run sends its inputs, and the next way after a refusal."""
+
+    def __init__(self, pipe: Pipeline) -> None:
+        self.pipe = pipe
+        self._step: dict[str, int] = {}  #: job key -> the way its inputs go now (0..2)
+        self._sent: dict[str, str] = {}  #: job key -> its inputs as resolved for its POST
+
+    @staticmethod
+    def counted_as(job: JobRecord) -> JobState:
+        """The state a run's progress counted ``job`` in before it was sent: a chained job
+        was planned waiting, and the ledger made it pending without telling the progress."""
+        return JobState.WAITING if next(markers(job.request), None) else JobState.PENDING
+
+    async def resolved(self, job: JobRecord) -> dict[str, Any]:
+        """``job``'s request with each marker replaced by a URL of that input's result."""
+        request, sent = job.request, {}
+        for trail, key in list(markers(job.request)):
+            sent[field_path(trail)] = url = await self._url(job, key)
+            request = replaced(request, trail, url)
+        if sent:
+            self._sent[job.key] = canonical_json(sent)
+        return request
+
+    def intent_fields(self, job: JobRecord) -> dict[str, str]:
+        """What the intent records of ``job``'s inputs: the URL each went as, by field."""
+        sent = self._sent.pop(job.key, None)
+        return {} if sent is None else {"inputs_sent": sent}
+
+    def refused(self, job: JobRecord, exc: errors.OrchestratorError) -> bool:
+        """After Krea refused ``job``'s POST: True when the refusal names a field holding an
+        input and a next way to send the inputs remains (the job is then sent again)."""
+        if not isinstance(exc, errors.Rejected) or isinstance(exc, errors.ModelRetired):
+            return False
+        fields = {field_path(trail[:1]) for trail, _ in markers(job.request)}
+        if not any(name in exc.message for name in fields):
+            return False
+        step = self._step.get(job.key, RECORDED)
+        if step >= UPLOADED:
+            return False
+        self._step[job.key] = step + 1
+        return True
+
+    async def _url(self, job: JobRecord, key: str) -> str:
+        source = await self.pipe.ledger.job(key)
+        if source is None:
+            raise errors.OrchestratorError(f"{job.entry_id}: its input job is not in the ledger")
+        step = self._step.get(job.key, RECORDED)
+        if step == RECORDED and source.result_url:
+            return source.result_url
+        if step <= FRESH:
+            try:
+                remote = await self.pipe.client.get_job(source.remote_id or "")
+            except errors.NotFound:  # Krea no longer has it: its file is the one way left
+                self._step[job.key] = UPLOADED
+            else:
+                if remote.urls:
+                    return remote.urls[0]
+        return await self._uploaded(job, source)
+
+    async def _uploaded(self, job: JobRecord, source: JobRecord) -> str:
+        """The input's verified file, uploaded once (by sha256)."""
+        if not source.sha256 or not source.output_path:
+            message = f"no result URL of {source.entry_id} was taken and its file is not saved"
+            raise errors.OrchestratorError(f"{job.entry_id}: {message}")
+        cached = await self.pipe.ledger.asset_url(source.sha256)
+        if cached is not None:
+            return cached
+        path = inside(self.pipe.out_dir, source.output_path)
+        full = await asyncio.to_thread(
+            verified_on_disk, path, source.bytes, source.sha256, full=True
+        )
+        if not full:
+            message = f"the file of {source.entry_id} ({source.output_path}) changed or is gone"
+            raise errors.OrchestratorError(f"{job.entry_id}: {message}; rerun to fetch it again")
+        asset = await self.pipe.client.upload_asset(Path(path))
+        await self.pipe.ledger.save_asset(
+            source.sha256,
+            asset.url,
+            asset_id=asset.asset_id,
+            size_bytes=asset.size_bytes,
+            mime_type=asset.mime_type,
+        )
+        return asset.url
