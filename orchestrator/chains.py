@@ -6,6 +6,9 @@ holds ``{"from": "<key of the job it comes from>"}`` at that place. The marker i
 request, hence of the job's key: editing the frame gives it a new key, which gives each shot
 made from it a new key too. Just before the POST each marker is replaced by a URL of the
 result (input_urls.py); the ledger keeps the edges (``JobSpec.inputs``).
+
+A place in a request is a *trail* (``("reference_images", 0)``): :func:`field_path` names it
+and :func:`replaced` swaps what is there, for markers and local files (local_files.py) alike.
 """
 
 from __future__ import annotations

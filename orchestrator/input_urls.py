@@ -24,6 +24,7 @@ from typing import Any
 
 from orchestrator import errors
 from orchestrator.chains import field_path, markers, replaced
+from orchestrator.clock import now_utc
 from orchestrator.jobs import JobRecord, JobState, canonical_json
 from orchestrator.pipeline import Pipeline
 from orchestrator.transfer import inside, verified_on_disk
@@ -38,16 +39,22 @@ class InputUrls:
         self.pipe = pipe
         self._step: dict[str, int] = {}  #: job key -> the way its inputs go now (0..2)
         self._sent: dict[str, str] = {}  #: job key -> its inputs as resolved for its POST
+        self._counted: dict[str, JobState] = {}  #: job key -> waiting, see counted_as
+        self.started = now_utc()  #: after the progress counted the jobs by state
 
-    @staticmethod
-    def counted_as(job: JobRecord) -> JobState:
-        """The state a run's progress counted ``job`` in before it was sent: a chained job
-        was planned waiting, and the ledger made it pending without telling the progress."""
-        return JobState.WAITING if next(markers(job.request), None) else JobState.PENDING
+    def counted_as(self, job: JobRecord) -> JobState:
+        """The state this run's progress counted ``job`` in when it began (known once the job
+        was resolved): waiting for a job the ledger made pending since, which the progress
+        was never told of (a trigger did it); pending for any other."""
+        return self._counted.pop(job.key, JobState.PENDING)
 
     async def resolved(self, job: JobRecord) -> dict[str, Any]:
         """``job``'s request with each marker replaced by a URL of that input's result."""
         request, sent = job.request, {}
+        if any(True for _ in markers(job.request)):
+            promoted = await self.pipe.ledger.promoted_at(job.key)
+            if promoted is not None and promoted > self.started:
+                self._counted[job.key] = JobState.WAITING
         for trail, key in list(markers(job.request)):
             sent[field_path(trail)] = url = await self._url(job, key)
             request = replaced(request, trail, url)

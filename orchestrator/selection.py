@@ -1,7 +1,8 @@
 """Which of a batch's jobs a run may send: every one, or a trial's (``--only``, ``--limit``).
 
 A trial run plans the whole manifest into the ledger, so keys, prices and output paths are those
-of the full run, and sends only the chosen jobs; the others stay pending for a later run. The
+of the full run, and sends only the chosen jobs (with the jobs whose results they take:
+``startup.trial_keys``); the others stay unsent for a later run. The
 choice depends on the manifest and the flags alone, never on what earlier runs did: a trial that
 is killed and run again with the same flags sends the same jobs, and ``--limit 10`` after a
 finished ``--limit 10`` sends nothing new (raise the limit to go further).

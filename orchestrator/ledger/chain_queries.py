@@ -126,16 +126,14 @@ class ChainQueries:
             frontier += sorted(new)
         return found
 
-    async def takers_of(self, key: str) -> list[str]:
-        """Keys of the jobs that take job ``key``'s result, in manifest order."""
-        if not await self._chains():
-            return []
+    async def promoted_at(self, key: str) -> str | None:
+        """When job ``key`` last went from waiting to pending (from its events), or None."""
         rows = await self._fetch(
-            "SELECT i.job_key FROM inputs AS i LEFT JOIN jobs AS j ON j.key = i.job_key "
-            "WHERE i.from_key = ? ORDER BY j.seq, i.job_key",
+            "SELECT max(at) FROM events WHERE job_key = ? AND from_state = 'waiting' "
+            "AND to_state = 'pending'",
             (key,),
         )
-        return [str(job_key) for (job_key,) in rows]
+        return None if not rows or rows[0][0] is None else str(rows[0][0])
 
     async def blocked(self, batch: str) -> list[Blocked]:
         """The waiting jobs of ``batch``'s current manifest that cannot be sent as things stand,

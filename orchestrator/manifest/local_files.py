@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from functools import cache
 from typing import Any
 
+from orchestrator.chains import Trail
 from orchestrator.spec import load_spec
 
 MAX_FILE_BYTES = 75_000_000
@@ -38,8 +39,6 @@ REMOTE_PREFIXES = ("http://", "https://", "data:")
 ASSET_PREFIX = "asset:sha256:"
 #: what a local file becomes for schema validation (never sent anywhere)
 VALIDATION_URL = "https://assets.krea.invalid/"
-
-Trail = tuple[str | int, ...]
 
 
 def local_refs(model: str, request: dict[str, Any]) -> Iterator[tuple[Trail, str]]:
@@ -59,26 +58,6 @@ def is_media_place(model: str, trail: Trail) -> bool:
         schema = _child(schema, part)
         name = part if isinstance(part, str) else name
     return name in MEDIA_FIELDS or _is_uri(schema)
-
-
-def where(trail: Trail) -> str:
-    """A trail as a field path: ``reference_images[0]``, ``video_reference.url``."""
-    text = ""
-    for part in trail:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
-    return text
-
-
-def replace(value: Any, trail: Trail, new: str) -> Any:
-    """A copy of ``value`` with the string at ``trail`` replaced (containers on the way copied)."""
-    if not trail:
-        return new
-    head, rest = trail[0], trail[1:]
-    if isinstance(value, dict) and isinstance(head, str):
-        return {**value, head: replace(value[head], rest, new)}
-    if isinstance(value, list) and isinstance(head, int):
-        return [*value[:head], replace(value[head], rest, new), *value[head + 1 :]]
-    return value
 
 
 class FileHasher:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any, Literal
 
+from orchestrator.chains import field_path, replaced
 from orchestrator.errors import PriceUnknown
 from orchestrator.jobs import JobSpec, canonical_json, job_key
 from orchestrator.manifest import local_files, output_paths
@@ -180,10 +181,10 @@ class Planner:
                 digest, absolute = self.hasher.digest(written)
                 files[digest] = absolute
             except ValueError as error:
-                self._report(draft, str(error), local_files.where(trail))
+                self._report(draft, str(error), field_path(trail))
                 digest, ok = "unreadable", False  # validate the rest of the request anyway
-            request = local_files.replace(request, trail, local_files.ASSET_PREFIX + digest)
-            checked = local_files.replace(checked, trail, local_files.VALIDATION_URL + digest)
+            request = replaced(request, trail, local_files.ASSET_PREFIX + digest)
+            checked = replaced(checked, trail, local_files.VALIDATION_URL + digest)
         return (request if ok else None), checked, files
 
     def _valid(

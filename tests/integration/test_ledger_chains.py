@@ -101,7 +101,6 @@ async def test_a_job_with_inputs_is_planned_waiting_with_its_edges(ledger: Ledge
     assert (synced_plan.added, synced_plan.dropped) == (2, 0)
     assert (await state(ledger, frame), await state(ledger, shot)) == (S.PENDING, S.WAITING)
     assert await ledger.inputs_of(shot.key) == [frame.key]
-    assert await ledger.takers_of(frame.key) == [shot.key]
     assert await ledger.inputs_of(frame.key) == []
     assert await history(ledger, shot) == [(None, "waiting", "planned")]
     assert await ledger.blocked("b") == []
@@ -337,7 +336,6 @@ async def test_a_new_take_of_a_chained_clip_takes_the_same_inputs(ledger: Ledger
     (take,) = await ledger.reroll_keys("b")
     assert reroll.take == "shot~r2"
     assert await ledger.inputs_of(take) == [frame.key]
-    assert sorted(await ledger.takers_of(frame.key)) == sorted([shot.key, take])  # one seq
 
 
 # -- the schema -------------------------------------------------------------------------------
@@ -363,7 +361,6 @@ async def test_migration_11_upgrades_a_version_10_ledger(tmp_path: Path) -> None
     async with Ledger.open(path, readonly=True) as reader:
         assert await reader.blocked("b") == []
         assert await reader.inputs_of(frame.key) == []
-        assert await reader.takers_of(frame.key) == []
     async with Ledger.open(path) as ledger:
         assert await ledger.pragma("user_version") == MIGRATIONS[-1][0] == 11
         shot = spec("shot", 1, frame)

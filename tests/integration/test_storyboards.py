@@ -10,16 +10,24 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections import Counter
 from pathlib import Path
 
 from orchestrator.image_file import check_image
 from orchestrator.jobs import JobState
 from orchestrator.ledger import Ledger
+from orchestrator.manifest.manifest import load_manifest
 from orchestrator.money.export import export
 from orchestrator.money.report_sections import dollars
 from orchestrator.money.reports import batch_summary
 from orchestrator.mp4 import check_mp4
-from tests.integration.pipeline_support import assert_exactly_once, ledger_rows, run_manifest
+from orchestrator.runner import run
+from tests.integration.pipeline_support import (
+    assert_exactly_once,
+    ledger_rows,
+    run_manifest,
+    settings_for,
+)
 
 STORYBOARD = """\
 batch: b
@@ -230,3 +238,46 @@ async def test_export_shows_each_request_as_sent_and_each_result_url(
     assert all(row["result_url"] for row in as_json)
     row = next(r for r in as_csv if r["entry_id"] == "keeper-shot_t2")
     assert json.loads(row["request"]) == shot["request"]
+
+
+class Counts:
+    """A reporter that keeps the progress's counts by state, as the panel does, and the
+    lowest each count ever reached."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[JobState] = Counter()
+        self.lowest: Counter[JobState] = Counter()
+
+    def start(self, batch: str, counts: dict[JobState, int]) -> None:
+        self.counts.update(counts)
+
+    def job_changed(
+        self, entry_id: str, old: JobState | None, new: JobState, note: str = ""
+    ) -> None:
+        if old is not None and old is not new:
+            self.counts[old] -= 1
+            self.lowest[old] = min(self.lowest[old], self.counts[old])
+        if old is not new:
+            self.counts[new] += 1
+
+    def spend_changed(self, billed_micro: int, exposure_micro: int) -> None:
+        pass
+
+
+async def test_the_progress_counts_each_waiting_job_once_whenever_it_was_made_pending(
+    simulator, tmp_path: Path
+) -> None:
+    """A shot made pending during the run (by a trigger the progress never hears of) leaves
+    the waiting count as it is sent; one already pending when the run began, the pending
+    count. No count ever goes below zero, and at the end nothing is waiting or pending."""
+    sim = await simulator(time_scale=1000)
+    await run_manifest(sim, tmp_path, FRAME_ONLY)  # keeper-frame made: its shots start pending
+    path = tmp_path / "jobs.yaml"
+    path.write_text(ONE_SHOT + STORYBOARD.split("jobs:\n", 1)[1].replace("keeper", "tower"))
+    reporter = Counts()
+    summary = await run(load_manifest(path), settings_for(sim, tmp_path), reporter)
+    assert summary.exit_code == 0
+    assert summary.counts[JobState.DONE] == 3 + 8
+    assert all(low >= 0 for low in reporter.lowest.values()), reporter.lowest
+    assert reporter.counts[JobState.WAITING] == reporter.counts[JobState.PENDING] == 0
+    assert reporter.counts[JobState.DONE] == 3 + 8
