@@ -16,12 +16,14 @@ transition queued before it is durable too. That is what lets the submitter queu
 without waiting and still have it on disk before its next POST (the next intent is queued after
 it). Each caller's moves are one unit: a compare-and-set that misses undoes its unit only
 (a SAVEPOINT for multi-move units) and fails that caller alone with ``IllegalTransition``.
-Runs of identical statements go to SQLite as one ``executemany``: one thread hop, not one each.
+Runs of identical statements go to SQLite as one ``executemany``, and the whole round is one
+thread hop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -96,62 +98,78 @@ class GroupCommit:
                     _fail(unit.done, IllegalTransition(miss.key, miss.expect.value, miss.to.value))
 
     async def _commit(self, units: list[_Unit]) -> list[Move | None]:
-        """Apply ``units`` in one transaction; per unit, the move whose compare-and-set missed."""
+        """Apply ``units`` in one transaction; per unit, the move whose compare-and-set missed.
+
+        The whole transaction is one call on the connection's thread (aiosqlite's ``_execute``,
+        the hop its own ``execute`` makes): BEGIN, the statements and COMMIT used to be a hop
+        each, and on a busy machine each hop costs a thread switch both ways, on the path of
+        every POST (its intent). One hop also means a cancelled caller can no longer leave a
+        transaction half-way: it runs to its COMMIT or ROLLBACK on the thread.
+        """
         statements = [s for unit in units for s in unit.statements]
         if not statements:
             return [None] * len(units)
         self.rounds += 1
         self.moves += len(statements)
-        if len(statements) == 1:  # autocommit: one statement, one hop, one fsync
-            hit = (await self._db.execute(*statements[0])).rowcount == 1
-            return [None if hit or not unit.statements else unit.moves[0] for unit in units]
-        await self._db.execute("BEGIN IMMEDIATE")
-        try:
-            if await self._apply_runs(statements):
-                missed: list[Move | None] = [None] * len(units)
-            else:  # some compare-and-set missed: start again, unit by unit, to tell whose
-                await self._db.execute("ROLLBACK")
-                await self._db.execute("BEGIN IMMEDIATE")
-                missed = [await self._apply_unit(unit) for unit in units]
-        except BaseException:
-            await self._db.execute("ROLLBACK")
-            raise
-        await self._db.execute("COMMIT")
+        db = self._db
+        missed: list[Move | None] = await db._execute(  # type: ignore[no-untyped-call]
+            lambda: _commit_units(db._conn, units, statements)
+        )
         return missed
 
-    async def _apply_runs(self, statements: list[tuple[str, list[Any]]]) -> bool:
-        """The fast path: each run of identical SQL as one ``executemany`` (one thread hop).
 
-        Runs keep the queue's order, so two moves of one job in one round apply in order.
-        True when every statement changed its one row.
-        """
-        start = 0
-        while start < len(statements):
-            sql = statements[start][0]
-            end = start + 1
-            while end < len(statements) and statements[end][0] == sql:
-                end += 1
-            cursor = await self._db.executemany(sql, [p for _, p in statements[start:end]])
-            if cursor.rowcount != end - start:
-                return False
-            start = end
-        return True
+def _commit_units(
+    conn: sqlite3.Connection, units: list[_Unit], statements: list[tuple[str, list[Any]]]
+) -> list[Move | None]:
+    """:meth:`GroupCommit._commit` on the connection's thread (autocommit connection)."""
+    if len(statements) == 1:  # autocommit: one statement, one fsync
+        hit = conn.execute(*statements[0]).rowcount == 1
+        return [None if hit or not unit.statements else unit.moves[0] for unit in units]
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if _apply_runs(conn, statements):
+            missed: list[Move | None] = [None] * len(units)
+        else:  # some compare-and-set missed: start again, unit by unit, to tell whose
+            conn.execute("ROLLBACK")
+            conn.execute("BEGIN IMMEDIATE")
+            missed = [_apply_unit(conn, unit) for unit in units]
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return missed
 
-    async def _apply_unit(self, unit: _Unit) -> Move | None:
-        """Run one unit inside the round's transaction; undo it alone if a move misses."""
-        several = len(unit.statements) > 1
-        if several:
-            await self._db.execute("SAVEPOINT unit")
-        for move, (sql, params) in zip(unit.moves, unit.statements, strict=True):
-            cursor = await self._db.execute(sql, params)
-            if cursor.rowcount != 1:
-                if several:
-                    await self._db.execute("ROLLBACK TO unit")
-                    await self._db.execute("RELEASE unit")
-                return move
-        if several:
-            await self._db.execute("RELEASE unit")
-        return None
+
+def _apply_runs(conn: sqlite3.Connection, statements: list[tuple[str, list[Any]]]) -> bool:
+    """The fast path: each run of identical SQL as one ``executemany``, in the queue's order
+    (two moves of one job in one round apply in order). True when every statement changed
+    its one row."""
+    start = 0
+    while start < len(statements):
+        sql = statements[start][0]
+        end = start + 1
+        while end < len(statements) and statements[end][0] == sql:
+            end += 1
+        if conn.executemany(sql, [p for _, p in statements[start:end]]).rowcount != end - start:
+            return False
+        start = end
+    return True
+
+
+def _apply_unit(conn: sqlite3.Connection, unit: _Unit) -> Move | None:
+    """Run one unit inside the round's transaction; undo it alone if a move misses."""
+    several = len(unit.statements) > 1
+    if several:
+        conn.execute("SAVEPOINT unit")
+    for move, (sql, params) in zip(unit.moves, unit.statements, strict=True):
+        if conn.execute(sql, params).rowcount != 1:
+            if several:
+                conn.execute("ROLLBACK TO unit")
+                conn.execute("RELEASE unit")
+            return move
+    if several:
+        conn.execute("RELEASE unit")
+    return None
 
 
 def _retrieved(future: asyncio.Future[None]) -> None:

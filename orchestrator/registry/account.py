@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from orchestrator.errors import LedgerError
-from orchestrator.registry.processes import hold_until
 from orchestrator.registry.store import (
     ATTEMPT_SQL,
     DOUBT_KEY,
@@ -80,6 +79,7 @@ class AccountRegistry(PostTurn):
             await asyncio.gather(heartbeat, return_exceptions=True)
             await registry._call(registry._file.close)
             registry._pool.shutdown(wait=False)
+            registry._turn.close()
 
     # -- what a submitter writes around each POST -------------------------------------------------
     async def before_post(self, key: str, floor: str | None) -> None:
@@ -208,7 +208,7 @@ class AccountRegistry(PostTurn):
         )
         # Said in the turn file too, for a run whose last look missed us (see PostTurn._enter).
         closes = answered + (grace_s if no_answer else 0.0) + margin_s
-        hold_until(self.turn_file, closes)
+        self._turn.hold_until(closes)
 
     # -- what start-up and reconciliation read ----------------------------------------------------
     async def left_behind(self) -> dict[str, float | None]:

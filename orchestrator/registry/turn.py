@@ -32,10 +32,10 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from orchestrator.errors import LedgerError
-from orchestrator.registry.processes import enter_turn, hold_until, leave_turn, try_lock
+from orchestrator.registry.processes import TurnFile
 from orchestrator.registry.store import RegistryFile, Snapshot
 
 T = TypeVar("T")
@@ -72,7 +72,8 @@ class PostTurn:
 
     def _start_turns(self) -> None:
         self._own_turns = 0  #: this run's POSTs sharing its hold of the turn while alone
-        self._own_hold: IO[bytes] | None = None
+        self._own_hold = False  #: whether this run holds the turn for them
+        self._turn = TurnFile(self.turn_file)  #: opened once (processes.TurnFile)
         #: POSTs whose registration waits for the turn (key -> floor): see the module docstring
         self._deferred: dict[str, str | None] = {}
 
@@ -89,8 +90,8 @@ class PostTurn:
         claimed. ``margin_s``: what is not known of Krea's clock; ``grace_s``: how long after
         an unanswered POST Krea may still make its job (both real seconds).
         """
-        turn = self.turn_file
-        if self.alone and (self._own_turns or self._take_own_hold(turn)):
+        turn = self._turn
+        if self.alone and (self._own_turns or self._take_own_hold()):
             self._own_turns += 1
             try:
                 if self._own_turns == 1:
@@ -101,13 +102,13 @@ class PostTurn:
                 yield
             finally:
                 self._own_turns -= 1
-                if not self._own_turns and self._own_hold is not None:
-                    leave_turn(turn)
-                    self._own_hold.close()  # closing the file releases the lock
-                    self._own_hold = None
+                if not self._own_turns and self._own_hold:
+                    turn.leave()
+                    turn.unlock()
+                    self._own_hold = False
             return
         # Polled, never a blocking call in a thread: a cancelled wait must not take it later.
-        while (handle := try_lock(turn)) is None:  # noqa: ASYNC110
+        while not turn.try_lock():  # noqa: ASYNC110
             await asyncio.sleep(TURN_POLL_S)
         try:
             await self._enter(turn, grace_s + margin_s)
@@ -118,16 +119,16 @@ class PostTurn:
             try:
                 await self._claims_settled()
             finally:  # even cancelled: a turn never given back would stop every run
-                leave_turn(turn)
-                handle.close()
+                turn.leave()
+                turn.unlock()
 
-    def _take_own_hold(self, turn: Path) -> bool:
-        self._own_hold = try_lock(turn)
-        if self._own_hold is None:
+    def _take_own_hold(self) -> bool:
+        self._own_hold = self._turn.try_lock()
+        if not self._own_hold:
             self.alone = False  # another run holds the turn
-        return self._own_hold is not None
+        return self._own_hold
 
-    async def _enter(self, turn: Path, died_s: float) -> bool:
+    async def _enter(self, turn: TurnFile, died_s: float) -> bool:
         """Note this run in the turn file, end a dead holder's POSTs, and wait out what the
         file says; True if it waited.
 
@@ -138,10 +139,10 @@ class PostTurn:
         it died in its turn: if a POST of it is still open, Krea may make that job for
         ``died_s`` from now, so this POST waits that long too (and notes it for the next).
         """
-        until, previous = enter_turn(turn, self.run_id)
+        until, previous = turn.enter(self.run_id)
         if previous and await self._died_with_posts(previous):
             until = max(until, time.time() + died_s)
-            hold_until(turn, until)
+            turn.hold_until(until)
         waited = False
         while (wait := until - time.time()) > 0:
             await asyncio.sleep(wait)

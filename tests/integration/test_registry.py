@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.registry import HEARTBEAT_S, AccountRegistry, fingerprint, state_dir
-from orchestrator.registry.processes import try_lock
+from orchestrator.registry.processes import TurnFile, try_lock
 
 BASE, KEY = "https://api.krea.ai", "sk-registry-secret-0001"
 
@@ -450,3 +450,32 @@ async def test_a_run_killed_in_its_turn_with_no_post_open_holds_no_one(tmp_path:
         took = time.time()
         async with b.posting("", 0.1, grace):
             assert time.time() - took < grace
+
+
+def test_the_turn_file_is_one_descriptor_whose_lock_and_note_behave_as_files_did(
+    tmp_path: Path,
+) -> None:
+    """TurnFile takes and gives back the lock other descriptors see, and keeps the note
+    ("<until> <holder>") through enter, hold_until and leave; closing it gives the lock back."""
+    path = tmp_path / "account.posting"
+    turn = TurnFile(path)
+    assert turn.try_lock()
+    assert try_lock(path) is None, "another descriptor (another run) finds the turn held"
+    assert turn.enter("run-a") == (0.0, "")
+    turn.hold_until(123.5)
+    turn.hold_until(100.0)  # an earlier time never shortens the wait
+    assert path.read_text() == "123.5 run-a"
+    turn.leave()
+    assert path.read_text() == "123.5"
+    turn.unlock()
+    other = try_lock(path)
+    assert other is not None, "given back: free for another run"
+    other.close()
+    assert turn.try_lock()
+    assert turn.enter("run-b") == (123.5, "")  # the wait stays for the next holder
+    turn.close()
+    free = try_lock(path)
+    assert free is not None, "closed: the kernel gave the lock back"
+    free.close()
+    path.write_text("7.25 run-dead")  # a holder that died in its turn left its mark
+    assert TurnFile(path).enter("run-c") == (7.25, "run-dead")
