@@ -50,16 +50,17 @@ class InputUrls:
 
     async def resolved(self, job: JobRecord) -> dict[str, Any]:
         """``job``'s request with each marker replaced by a URL of that input's result."""
+        found = list(markers(job.request))
+        if not found:
+            return job.request
+        promoted = await self.pipe.ledger.promoted_at(job.key)
+        if promoted is not None and promoted > self.started:
+            self._counted[job.key] = JobState.WAITING
         request, sent = job.request, {}
-        if any(True for _ in markers(job.request)):
-            promoted = await self.pipe.ledger.promoted_at(job.key)
-            if promoted is not None and promoted > self.started:
-                self._counted[job.key] = JobState.WAITING
-        for trail, key in list(markers(job.request)):
+        for trail, key in found:
             sent[field_path(trail)] = url = await self._url(job, key)
             request = replaced(request, trail, url)
-        if sent:
-            self._sent[job.key] = canonical_json(sent)
+        self._sent[job.key] = canonical_json(sent)
         return request
 
     def intent_fields(self, job: JobRecord) -> dict[str, str]:
