@@ -37,7 +37,9 @@ async def summary(ledger: Ledger, batch: dict[str, Any], now: datetime) -> dict[
     since = format_utc(now - timedelta(seconds=RATE_WINDOW_S))
     last, recent = await ledger.view_activity(name, since)
     per_minute = recent * 60 / RATE_WINDOW_S
-    left = sum(n for state, n in counts.items() if JobState(state) in UNFINISHED)
+    # A blocked job is no work left for a run, but for a retry of its input.
+    blocked = len(await ledger.blocked(name)) if counts.get(JobState.WAITING.value) else 0
+    left = sum(n for state, n in counts.items() if JobState(state) in UNFINISHED) - blocked
     return {
         "batch": name,
         "jobs": sum(counts.values()),
@@ -48,6 +50,7 @@ async def summary(ledger: Ledger, batch: dict[str, Any], now: datetime) -> dict[
         "budget_micro": batch["budget_micro"],
         "clips_per_minute": round(per_minute, 2),
         "left": left,
+        "blocked": blocked,
         "eta_s": round(left / per_minute * 60) if left and per_minute else None,
         "last_activity": last,
         "cancelled_at": batch["cancelled_at"],

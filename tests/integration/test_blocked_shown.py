@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,9 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from orchestrator import errors
 from orchestrator.cli import commands, jobs_listing, run_command
+from orchestrator.ledger import Ledger
 from orchestrator.view.app import make_app
+from orchestrator.view.summary import summary
 from tests.e2e.cli_support import orchestrator
 from tests.integration.pipeline_support import Outcome, run_manifest, settings_for
 
@@ -150,3 +153,12 @@ async def test_the_jobs_listing_gives_a_blocked_job_its_reason(failed: Outcome) 
     assert shot["state"] == "waiting"
     assert shot["reason"] == f"blocked: input keeper-frame_t2 failed: {FLAGGED}"
     assert listed["keeper-frame_t2"]["reason"] == FLAGGED
+
+
+async def test_the_batches_page_counts_no_blocked_job_as_work_left(failed: Outcome) -> None:
+    """Three stills failed, six shots blocked: nothing is left for a run to do, so no ETA."""
+    async with Ledger.open(failed.ledger_path, readonly=True) as ledger:
+        (batch,) = await ledger.view_batches()
+        line = await summary(ledger, batch, datetime.now(UTC))
+    assert line["states"] == {"failed": 3, "waiting": 6}
+    assert (line["blocked"], line["left"], line["eta_s"]) == (6, 0, None)
