@@ -19,7 +19,6 @@ POST (free: a 400 creates no job).
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Any
 
 from orchestrator import errors
@@ -28,6 +27,7 @@ from orchestrator.clock import now_utc
 from orchestrator.jobs import JobRecord, JobState, canonical_json
 from orchestrator.pipeline import Pipeline
 from orchestrator.transfer import inside, verified_on_disk
+from orchestrator.uploads import upload
 
 RECORDED, FRESH, UPLOADED = 0, 1, 2
 
@@ -114,12 +114,4 @@ class InputUrls:
         if not full:
             message = f"the file of {source.entry_id} ({source.output_path}) changed or is gone"
             raise errors.OrchestratorError(f"{job.entry_id}: {message}; rerun to fetch it again")
-        asset = await self.pipe.client.upload_asset(Path(path))
-        await self.pipe.ledger.save_asset(
-            source.sha256,
-            asset.url,
-            asset_id=asset.asset_id,
-            size_bytes=asset.size_bytes,
-            mime_type=asset.mime_type,
-        )
-        return asset.url
+        return await upload(self.pipe, source.sha256, path)

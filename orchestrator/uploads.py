@@ -34,7 +34,12 @@ async def _upload(pipe: Pipeline, digest: str) -> str:
         raise errors.ConfigError(
             f"the file with sha256 {digest[:12]}… is no longer in the manifest"
         )
-    asset = await pipe.client.upload_asset(Path(path))
+    return await upload(pipe, digest, Path(path))
+
+
+async def upload(pipe: Pipeline, digest: str, path: Path) -> str:
+    """Upload the file at ``path`` (content sha256 ``digest``) and record its asset URL."""
+    asset = await pipe.client.upload_asset(path)
     await pipe.ledger.save_asset(
         digest,
         asset.url,

@@ -239,7 +239,7 @@ class _TopLevel:
         source = raw_defaults if isinstance(raw_defaults, YamlMap) else None
         planner = Planner(batch, overrides, self.problems, base_dir, source, by_model, keyed=keyed)
         jobs = self._jobs()
-        references = References(self.problems, _entry_ids(jobs))
+        references = References(planner.report, _entry_ids(jobs))
         specs: list[JobSpec] = []
         seq = 0
         for draft in expand_entries(jobs, defaults, self.problems):

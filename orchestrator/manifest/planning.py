@@ -130,7 +130,8 @@ class Planner:
             self.passed[draft.shape] = _Passed(request, price, files, *_json_around_prompt(request))
         return dict(request), price, dict(files), None
 
-    def _report(self, draft: Draft, message: str, field: str | None = None) -> None:
+    def report(self, draft: Draft, message: str, field: str | None = None) -> None:
+        """Record a problem of ``draft`` at the line of ``field``, wherever it was set."""
         line = self._field_line(draft, field)
         self.problems.add(message, line, job=draft.entry_id, field=field)
 
@@ -166,7 +167,7 @@ class Planner:
             )
         else:
             message = f"two expanded values give the same job id {draft.entry_id!r}"
-        self._report(draft, message, "expand" if first == draft.line else None)
+        self.report(draft, message, "expand" if first == draft.line else None)
         return False
 
     def _local_files(
@@ -181,7 +182,7 @@ class Planner:
                 digest, absolute = self.hasher.digest(written)
                 files[digest] = absolute
             except ValueError as error:
-                self._report(draft, str(error), field_path(trail))
+                self.report(draft, str(error), field_path(trail))
                 digest, ok = "unreadable", False  # validate the rest of the request anyway
             request = replaced(request, trail, local_files.ASSET_PREFIX + digest)
             checked = replaced(checked, trail, local_files.VALIDATION_URL + digest)
@@ -202,7 +203,7 @@ class Planner:
             if lacking:  # at the job's line: the defaults' line is right for other jobs
                 self.problems.add(lacking, draft.line, job=draft.entry_id, field=problem.field)
             else:
-                self._report(draft, problem.message, problem.field)
+                self.report(draft, problem.message, problem.field)
         return not problems
 
     def _lacking_default(self, draft: Draft, problem: Problem) -> str | None:
@@ -219,7 +220,7 @@ class Planner:
             return price_micro(draft.model, request, self.overrides)
         except PriceUnknown as error:
             hint = f"add a price for {draft.model} under `prices:` (see README, Costs)"
-            self._report(draft, f"cannot price this job: {error.detail}; {hint}")
+            self.report(draft, f"cannot price this job: {error.detail}; {hint}")
             return None
 
     def _output_path(self, draft: Draft, request: dict[str, Any], seq: int) -> str | None:

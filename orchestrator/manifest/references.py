@@ -28,15 +28,18 @@ The rules, which the README states and tests/unit/test_references.py pins:
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
 from orchestrator.chains import FROM, Trail, field_path, marker, markers, replaced
 from orchestrator.jobs import JobSpec
-from orchestrator.manifest.entries import Draft, Problems, did_you_mean
+from orchestrator.manifest.entries import Draft, did_you_mean
 from orchestrator.manifest.local_files import is_media_place
 from orchestrator.spec import is_image_model
 
+#: Records a problem of a draft, at the line of a field (``planning.Planner.report``).
+Report = Callable[[Draft, str, str | None], None]
 #: What a reference becomes for schema validation and pricing (never sent anywhere).
 STAND_IN_URL = "https://results.krea.invalid/"
 
@@ -52,8 +55,8 @@ class _Site:
 class References:
     """The jobs planned so far, by id and by entry, and the drafts that take their results."""
 
-    def __init__(self, problems: Problems, entry_ids: dict[str, int] | None = None) -> None:
-        self.problems = problems
+    def __init__(self, report: Report, entry_ids: dict[str, int] | None = None) -> None:
+        self.report = report  #: the planner's: a problem at the line its field was set on
         #: The ``id:`` of every entry, with its line: one that made no job has a problem of
         #: its own (reported), and one below is named as such.
         self.entry_ids = entry_ids or {}
@@ -79,7 +82,7 @@ class References:
             else:
                 hint = did_you_mean(name, [*self.by_entry, *self.by_id])
                 message = f"no entry has the id {name!r}{hint}"
-            self._add(draft, message, where)
+            self.report(draft, message, where)
 
     def record(self, draft: Draft, spec: JobSpec | None) -> None:
         """Remember a planned draft (None: it had a problem) for the entries below it."""
@@ -139,11 +142,11 @@ class References:
             where = field_path(trail)
             written = value[FROM]
             if len(value) != 1 or not isinstance(written, str | int) or isinstance(written, bool):
-                self._add(draft, "a reference is `{from: ID}` alone, ID an entry's id", where)
+                self.report(draft, "a reference is `{from: ID}` alone, ID an entry's id", where)
                 ok = False
             elif not is_media_place(draft.model, trail):
                 message = f"`{{from: ...}}` goes only where {draft.model} takes a media URL"
-                self._add(draft, message, where)
+                self.report(draft, message, where)
                 ok = False
             else:
                 sites.append(_Site(trail, str(written)))
@@ -170,7 +173,7 @@ class References:
             place = field_path(site.trail)
             if wanted is None:
                 message = f"{place} takes no still or clip: it cannot take the result of {name!r}"
-                self._add(draft, message, place)
+                self.report(draft, message, place)
                 return None
             for _, spec in found:
                 made = "still" if is_image_model(spec.model) else "clip"
@@ -179,13 +182,9 @@ class References:
                         f"{place} takes a {wanted}, but {spec.entry_id!r} makes a {made} "
                         f"({spec.model})"
                     )
-                    self._add(draft, message, place)
+                    self.report(draft, message, place)
                     return None
         return found
-
-    def _add(self, draft: Draft, message: str, field: str) -> None:
-        line = _line_of_field(draft, field)
-        self.problems.add(message, line, job=draft.entry_id, field=field)
 
 
 def stand_ins(request: dict[str, Any]) -> dict[str, Any]:
@@ -218,12 +217,3 @@ def _mappings_with_from(value: Any, trail: Trail = ()) -> list[tuple[Trail, dict
         for index, item in enumerate(value):
             found += _mappings_with_from(item, (*trail, index))
     return found
-
-
-def _line_of_field(draft: Draft, field: str) -> int:
-    head = field.split(".", 1)[0].split("[", 1)[0]
-    for source in (draft.entry, draft.entry.get("params"), draft.entry.get("expand")):
-        key_lines = getattr(source, "key_lines", None)
-        if key_lines and head in key_lines:
-            return int(key_lines[head])
-    return draft.line
