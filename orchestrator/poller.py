@@ -224,8 +224,8 @@ class Poller:
             return
         self._wake.clear()  # no await since the check: a hint from now on sets it again
         with contextlib.suppress(TimeoutError):
-            timeout = self.pipe.clock.real_seconds(api_seconds)
-            await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+            async with asyncio.timeout(self.pipe.clock.real_seconds(api_seconds)):
+                await self._wake.wait()
 
     async def _sweep(self, tracked: list[JobRecord]) -> int:
         """One sweep: list pages, then stragglers and hints by id, then strangers (see

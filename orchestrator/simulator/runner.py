@@ -137,8 +137,8 @@ async def running_simulator(**options: Any) -> AsyncIterator[RunningSimulator]:
     finally:
         if waker is not None:
             waker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await waker
+            # gather: a cancel of this task while it waits is raised, not taken for the waker's
+            await asyncio.gather(waker, return_exceptions=True)
         await runner.cleanup()
         await service.webhooks.close()
 
@@ -154,8 +154,10 @@ async def _wake_loop(service: Service) -> None:
         if delay is None:
             await wake.wait()
             continue
+        # asyncio.timeout, never wait_for: on 3.11 a cancel that comes with the wake-up is lost
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wake.wait(), max(delay, _MIN_SLEEP_S))
+            async with asyncio.timeout(max(delay, _MIN_SLEEP_S)):
+                await wake.wait()
 
 
 def _url_host(host: str) -> str:

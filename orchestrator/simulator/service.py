@@ -193,7 +193,8 @@ class Service:
         if self._burst_taken >= self.options.ambiguous_burst:
             full.set()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(full.wait(), BURST_WAIT_S)
+            async with asyncio.timeout(BURST_WAIT_S):
+                await full.wait()
         self.faults.count("ambiguous")
         return True
 

@@ -53,8 +53,7 @@ class Live:
             self._changed.notify_all()
         if self._task is not None:
             self._task.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._task
+            await asyncio.gather(self._task, return_exceptions=True)  # a cancel of ours is raised
 
     @asynccontextmanager
     async def subscribed(self) -> AsyncIterator[None]:
@@ -89,10 +88,8 @@ class Live:
         """Wait until the lines are newer than ``version`` (False: timed out or closing)."""
         async with self._changed:
             with suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self._changed.wait_for(lambda: self.version != version or self.closing),
-                    timeout_s,
-                )
+                async with asyncio.timeout(timeout_s):
+                    await self._changed.wait_for(lambda: self.version != version or self.closing)
         return self.version != version and not self.closing
 
     async def _watch(self) -> None:

@@ -84,7 +84,8 @@ class Rerolls:
         run = self._runs.get(batch)
         if run is not None and wait_s > 0:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(run.ended.wait(), wait_s)
+                async with asyncio.timeout(wait_s):
+                    await run.ended.wait()
         base = {"enabled": self.argv is not None, "command": self.command(batch)}
         return base | (run.as_dict() if run else {"running": False, "exit_code": None})
 

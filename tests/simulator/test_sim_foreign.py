@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 from typing import Any
@@ -12,7 +13,7 @@ from click.testing import CliRunner
 from sim_support import OTHER_TOKEN, SPRING, TOKEN, Api
 
 from orchestrator.cli.cli import main
-from orchestrator.simulator import SimulatorOptions
+from orchestrator.simulator import SimulatorOptions, running_simulator
 
 THIRD_TOKEN = "sim-test-token-charlie"
 PRICE_KLING_1 = 110_193  # the foreign client's request: 60.1 CU x 1833.5, rounded half up
@@ -298,3 +299,22 @@ def test_command_line_has_both_flags() -> None:
     bad_groups = runner.invoke(main, ["simulate"], env={"KREA_SIM_SHARED_TOKENS": "a,b;b"})
     assert bad_groups.exit_code == 2
     assert "shared_tokens" in bad_groups.output
+
+
+async def test_the_simulator_stops_when_a_change_wakes_it_as_it_stops(
+    http: aiohttp.ClientSession,
+) -> None:
+    """Stopping ends its waker even when a change wakes the waker in that same instant.
+
+    The waker sleeps until the foreign client's next job; a change (here ``advance``) wakes it
+    with no await before the stop. Python 3.11's ``asyncio.wait_for`` swallows a cancel that
+    comes with its awaitable's result (CPython gh-86296), which left the waker, and so the
+    stop, running for ever: a test's teardown hung until pytest-timeout (CI, stop 24).
+    """
+    async with asyncio.timeout(5) as limit:
+        async with running_simulator(time_scale=1, foreign_jobs_per_s=1.0) as sim:
+            await Api(http, sim.url).list()  # an account: its other client's next job is due
+            assert sim.stats()["foreign_jobs"] == 0  # the waker is asleep until that job
+            sim.advance(0)
+    assert not limit.expired(), "the stop ended only when the test's time limit cancelled it"
+    assert asyncio.all_tasks() == {asyncio.current_task()}, "nothing of it is left running"
