@@ -79,8 +79,9 @@ Modules (a package's line names every module in it)::
       attribution   which job a lost POST made, by windows of Krea's clock (pure)
       ledger/       SQLite, the only SQL: store, commits (group commit), plan_queries,
                     chain_queries (results taken as inputs: edges, waiting, blocked), records,
-                    report_queries, review_queries (marks, rerolls), view_queries (the review
-                    page's reads), migrations, lock (one writer)
+                    report_queries, review_queries (marks, rerolls), takes (what a reroll
+                    takes again, down a chain), view_queries (the review page's reads),
+                    migrations, lock (one writer)
       limits        the request pacer (asyncio-throttle) and the in-flight window
       retry         what a failed request means and how long to wait (pure)
       mp4           is this file a complete MP4: a walk over its top-level boxes

@@ -50,21 +50,27 @@ async def prepare_takes(settings: Settings, batch: str, *, dry_run: bool) -> tup
 
 
 def _describe(batch: str, rerolls: list[Reroll], pending: int, dry_run: bool) -> str:
-    """What reroll did (or would do), one line per rejected clip and a total."""
+    """What reroll did (or would do), one line per job taken again and a total."""
     lines = []
     for reroll in rerolls:
+        name, froms = reroll.rejected, ", ".join(reroll.made_from)
         if reroll.reason:
-            lines.append(f"  {reroll.rejected}: not taken again, {reroll.reason}")
+            lines.append(f"  {name}: not taken again, {reroll.reason}")
         elif dry_run:
-            lines.append(f"  {reroll.rejected}: a new take, about {dollars(reroll.price_micro)}")
+            source = f" from the new take of {froms}" if froms else ""
+            lines.append(f"  {name}: a new take{source}, about {dollars(reroll.price_micro)}")
         else:
-            lines.append(f"  {reroll.rejected}: new take {reroll.take}")
+            lines.append(f"  {name}: new take {reroll.take}" + (f", from {froms}" if froms else ""))
     made = [r for r in rerolls if not r.reason]
+    rejected = sum(1 for r in made if not r.made_from)
+    follows = len(made) - rejected
+    them = "it" if rejected == 1 else "them"
+    what = _clips(rejected) + (f" and {_jobs(follows)} made from {them}" if follows else "")
     cost = dollars(sum(r.price_micro for r in made))
     if dry_run:
-        head = f"reroll {batch}: {_clips(len(made))} would be taken again (about {cost})"
+        head = f"reroll {batch}: {what} would be taken again (about {cost})"
     elif made:
-        head = f"reroll {batch}: a new take of {_clips(len(made))} (about {cost})"
+        head = f"reroll {batch}: a new take of {what} (about {cost})"
     else:
         head = f"reroll {batch}: no rejected clip without a new take (`orchestrator view` marks)"
     earlier = pending - (0 if dry_run else len(made))
@@ -74,6 +80,10 @@ def _describe(batch: str, rerolls: list[Reroll], pending: int, dry_run: bool) ->
 
 def _clips(n: int) -> str:
     return f"{n} rejected clip" + ("" if n == 1 else "s")
+
+
+def _jobs(n: int) -> str:
+    return f"{n} job" + ("" if n == 1 else "s")
 
 
 def reroll_settings(settings: Settings, record: Batch) -> Settings:

@@ -4,7 +4,8 @@ This package is the only place with SQL: ``store`` (the Ledger), ``commits`` (gr
 ``records`` (rows <-> values), ``plan_queries`` (syncing a plan, set-based start-up queries),
 ``chain_queries`` (jobs that take others' results: edges, waiting, blocked),
 ``report_queries`` (bulk reads for reports), ``review_queries`` (marks and rerolls),
-``migrations`` (the schema), ``lock`` (one writer).
+``takes`` (which jobs a reroll takes again, down a chain), ``migrations`` (the schema),
+``lock`` (one writer).
 Why it is built this way:
 
 * **WAL + synchronous=FULL**, set on every connection: a commit survives a crash *and* power loss,

@@ -228,6 +228,61 @@ async def test_reroll_from_the_gallery_makes_a_new_take_and_keeps_the_old_file(
     assert len(sim.jobs()) == 14
 
 
+async def test_reroll_of_a_rejected_frame_makes_its_shot_again_from_the_new_frame(
+    page: Any, simulator: StartSimulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reject the demo's keeper-frame (a still), press "Reroll rejected": the page says the
+    shot made from it is taken again too, and both new takes appear as cards, the new shot
+    made by Krea from the new frame's result."""
+    shutil.copytree(DEMO.parent / "data", tmp_path / "data")
+    sim = await simulator(time_scale=1000)
+    fast = {"requests_per_second": 100.0, "max_in_flight": 13}
+    outcome = await run_manifest(sim, tmp_path, DEMO.read_text(), **fast)
+    assert outcome.summary.exit_code == 0
+    async with Ledger.open(outcome.ledger_path, readonly=True) as ledger:
+        frame = {r.entry_id: r for r in await ledger.jobs(batch="demo")}["keeper-frame"]
+    monkeypatch.setenv("KREA_API_KEY", TOKEN)
+    argv = orchestrator(
+        "reroll", "--ledger", str(outcome.ledger_path), "--api-base", sim.url,
+        "--time-scale", "1000", "--progress", "plain",
+    )  # fmt: skip
+    card = f"#grid .card[data-key='{frame.key}']"
+
+    async with view_of(outcome.ledger_path, reroll_argv=lambda b: [*argv, "--batch", b]) as base:
+        await page.goto(f"{base}/batches/demo")
+        await page.wait_for_function("document.querySelectorAll('#grid .card').length === 13")
+        await page.click(f"{card} button[data-set=reject]")
+        await page.wait_for_function(
+            f"document.querySelector(\"{card}\").dataset.mark === 'reject'"
+        )
+        await page.click("#reroll")
+        await page.wait_for_function(
+            "document.querySelector('#reroll-status').dataset.exitCode", timeout=60_000
+        )
+        status = await page.text_content("#reroll-status") or ""
+        assert await page.get_attribute("#reroll-status", "data-exit-code") == "0", status
+        assert "keeper-shot: new take keeper-shot~r2, from keeper-frame~r2" in status
+        await page.wait_for_function("document.querySelectorAll('#grid .card').length === 15")
+        new_cards = (
+            "[...document.querySelectorAll('#grid .card')]"
+            ".filter(c => c.querySelector('.id').textContent.endsWith('~r2'))"
+        )
+        await page.evaluate(f"{new_cards}.at(-1).scrollIntoView()")  # posters load lazily
+        await page.wait_for_function(
+            f"{new_cards}.length === 2 && {new_cards}.every(c => c.dataset.state === 'done' "
+            "&& c.querySelector('img').complete && c.querySelector('img').naturalWidth > 0)"
+        )
+        await page.screenshot(path="/tmp/view-reroll-chain.png", full_page=True)
+
+    async with Ledger.open(outcome.ledger_path, readonly=True) as ledger:
+        rows = {r.entry_id: r for r in await ledger.jobs(batch="demo")}
+    new_frame, new_shot = rows["keeper-frame~r2"], rows["keeper-shot~r2"]
+    assert (new_frame.state, new_shot.state) == (JobState.DONE, JobState.DONE)
+    made_from = {job["job_id"]: job for job in sim.jobs()}[new_shot.remote_id or ""]["inputs_from"]
+    assert made_from == {"start_image": new_frame.remote_id}
+    assert len(sim.jobs()) == 15
+
+
 async def test_a_mark_made_while_a_run_writes_the_ledger_is_kept(
     page: Any, simulator: StartSimulator, tmp_path: Path
 ) -> None:

@@ -137,6 +137,55 @@ async def test_reroll_dry_run_prices_the_takes_and_changes_nothing(
     assert work.ledger.read_bytes() == ledger_bytes
 
 
+STORYBOARD = """batch: shots
+defaults: {duration: 5}
+jobs:
+  - id: frame
+    model: image/google/nano-banana-pro
+    prompt: an old lighthouse keeper on a spiral staircase
+  - id: shot
+    model: kling/kling-2.5
+    prompt: the keeper climbs slowly
+    start_image: {from: frame}
+"""
+
+
+async def test_reroll_of_a_frame_makes_its_shot_again_from_the_new_frame(
+    simulator: StartSimulator, tmp_path: Path
+) -> None:
+    """A storyboard's frame rejected: the dry run prices the new frame and the shot made from
+    it; the reroll sends both, the new shot made from the new frame's result."""
+    sim = await simulator(time_scale=400)
+    (tmp_path / "jobs.yaml").write_text(STORYBOARD)
+    work = Workdir(tmp_path, sim, 400, progress=("--json",))
+    code, _, err = await work.run()
+    assert code == 0, err
+    await _mark(work, frame="reject")
+    rows = await _rows(work)
+
+    code, _, err = await work.call(*_reroll_args(work, "--dry-run"))
+
+    assert code == 0, err
+    cost = dollars(rows["frame"].price_micro + rows["shot"].price_micro)
+    assert f"1 rejected clip and 1 job made from it would be taken again (about {cost})" in err
+    assert (
+        f"  shot: a new take from the new take of frame, about {dollars(rows['shot'].price_micro)}"
+        in err
+    )
+
+    code, _, err = await work.call(*_reroll_args(work))
+
+    assert code == 0, err
+    assert "  frame: new take frame~r2\n" in err
+    assert "  shot: new take shot~r2, from frame~r2" in err
+    rows = await _rows(work)
+    assert (rows["frame~r2"].state, rows["shot~r2"].state) == (S.DONE, S.DONE)
+    remote = {job["job_id"]: job for job in sim.jobs()}
+    assert len(remote) == 4
+    made_from = remote[rows["shot~r2"].remote_id or ""]["inputs_from"]
+    assert made_from == {"start_image": rows["frame~r2"].remote_id}
+
+
 async def test_unknown_batch_is_one_error_with_a_suggestion(
     simulator: StartSimulator, tmp_path: Path
 ) -> None:

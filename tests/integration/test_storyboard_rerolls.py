@@ -1,0 +1,170 @@
+"""Rerolls down a chain: a new take of a rejected frame brings a new take of each shot made from
+it, made from the new frame (ledger/takes.py).
+
+First on a real ledger walked by hand (what rows and edges a reroll writes, and what it leaves
+alone), then end to end: a storyboard run against the simulator, a frame rejected, the reroll's
+run, and what Krea received for the new shot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from orchestrator.chains import markers
+from orchestrator.image_file import check_image
+from orchestrator.jobs import JobSpec, JobState
+from orchestrator.ledger import Batch, Ledger
+from orchestrator.mp4 import check_mp4
+from tests.integration.pipeline_support import ledger_rows, run_manifest
+from tests.integration.test_ledger_chains import COMPLETED, DOWNLOADED, sent, spec, walk
+from tests.integration.test_storyboards import STORYBOARD
+
+S = JobState
+
+
+@pytest.fixture
+async def ledger(tmp_path: Path) -> AsyncIterator[Ledger]:
+    """A ledger on ``tmp_path`` with batch ``b``."""
+    async with Ledger.open(tmp_path / "l.db") as opened:
+        await opened.save_batch(Batch("b", "/m.yaml", "sha", "/out"))
+        yield opened
+
+
+async def made(ledger: Ledger, *jobs: JobSpec) -> None:
+    """Each job sent, completed and downloaded, in order."""
+    for job in jobs:
+        await walk(ledger, job.key, *sent(job.key), COMPLETED, *DOWNLOADED)
+
+
+async def take_of(ledger: Ledger, entry_id: str) -> tuple[str, JobState, list[str], list[str]]:
+    """A take's key, state, inputs, and the keys its request's markers name."""
+    (row,) = [r for r in await ledger.jobs(batch="b") if r.entry_id == entry_id]
+    named = [key for _, key in markers(row.request)]
+    return row.key, row.state, await ledger.inputs_of(row.key), named
+
+
+async def test_a_new_take_of_a_frame_brings_one_of_each_shot_made_from_it(ledger: Ledger) -> None:
+    """The shot's new take names the frame's new take, in its edge and in its request, waits
+    for it, and is sent once the new frame has a result; the frame's other taker, not yet
+    sent, is left as it is."""
+    frame, other = spec("frame", 0), spec("other", 1)
+    shot, later = spec("shot", 2, frame), spec("later", 3, frame, other)
+    await ledger.sync_plan("b", [frame, other, shot, later], {})
+    await made(ledger, frame, other, shot)  # `later` is still waiting for nothing: pending
+    await ledger.set_mark(frame.key, "reject")
+    due = await ledger.rerolls_due("b")
+    assert [(r.rejected, r.made_from) for r in due] == [("frame", ()), ("shot", ("frame",))]
+    rerolls = await ledger.add_rerolls("b")
+    assert [(r.rejected, r.take, r.made_from) for r in rerolls] == [
+        ("frame", "frame~r2", ()),
+        ("shot", "shot~r2", ("frame~r2",)),
+    ]
+    assert [r.price_micro for r in rerolls] == [r.price_micro for r in due] == [366_700] * 2
+    frame_take, frame_state, _, _ = await take_of(ledger, "frame~r2")
+    shot_take, shot_state, inputs, named = await take_of(ledger, "shot~r2")
+    assert (frame_state, shot_state) == (S.PENDING, S.WAITING)
+    assert inputs == named == [frame_take]
+    assert await ledger.reroll_keys("b") == {frame_take, shot_take}
+    assert await ledger.add_rerolls("b") == [], "asked once: nothing is taken twice"
+    await walk(ledger, frame_take, *sent(frame_take), COMPLETED)
+    assert (await take_of(ledger, "shot~r2"))[1] is S.PENDING, "the new frame's result frees it"
+    assert [r.entry_id for r in await ledger.jobs(batch="b") if "~r" in r.entry_id] == [
+        "frame~r2",
+        "shot~r2",
+    ], "the pending taker got no take"
+
+
+async def test_a_rejected_shot_of_a_rejected_frame_gets_one_take_from_the_new_frame(
+    ledger: Ledger,
+) -> None:
+    frame = spec("frame", 0)
+    shot = spec("shot", 1, frame)
+    await ledger.sync_plan("b", [frame, shot], {})
+    await made(ledger, frame, shot)
+    await ledger.set_mark(shot.key, "reject")
+    await ledger.set_mark(frame.key, "reject")
+    rerolls = await ledger.add_rerolls("b")
+    assert [(r.rejected, r.take, r.made_from) for r in rerolls] == [
+        ("frame", "frame~r2", ()),
+        ("shot", "shot~r2", ("frame~r2",)),
+    ]
+
+
+async def test_a_chain_is_taken_again_to_its_end_and_other_inputs_are_kept(
+    ledger: Ledger,
+) -> None:
+    """frame -> style -> shot: each new take is made from the one before; the shot's input that
+    was not taken again (``sea``) stays the one it was."""
+    frame, sea = spec("frame", 0), spec("sea", 1)
+    style = spec("style", 2, frame)
+    shot = spec("shot", 3, style, sea)
+    await ledger.sync_plan("b", [frame, sea, style, shot], {})
+    await made(ledger, frame, sea, style, shot)
+    await ledger.set_mark(frame.key, "reject")
+    rerolls = await ledger.add_rerolls("b")
+    assert [(r.take, r.made_from) for r in rerolls] == [
+        ("frame~r2", ()),
+        ("style~r2", ("frame~r2",)),
+        ("shot~r2", ("style~r2",)),
+    ]
+    style_take = (await take_of(ledger, "style~r2"))[0]
+    _, state, inputs, named = await take_of(ledger, "shot~r2")
+    assert state is S.WAITING
+    assert inputs == [sea.key, style_take]  # in manifest order
+    assert named == [style_take, sea.key]  # reference_images, as the entry lists them
+
+
+async def test_only_the_newest_take_of_a_shot_is_taken_again(ledger: Ledger) -> None:
+    """The shot was rejected once (shot~r2, from the same frame); the frame rejected now makes
+    one new shot, a take of shot~r2, not one per take."""
+    frame = spec("frame", 0)
+    shot = spec("shot", 1, frame)
+    await ledger.sync_plan("b", [frame, shot], {})
+    await made(ledger, frame, shot)
+    await ledger.set_mark(shot.key, "reject")
+    (first,) = await ledger.add_rerolls("b")
+    second_key = (await take_of(ledger, "shot~r2"))[0]
+    await walk(ledger, second_key, *sent(second_key), COMPLETED, *DOWNLOADED)
+    await ledger.set_mark(frame.key, "reject")
+    rerolls = await ledger.add_rerolls("b")
+    assert [(r.rejected, r.take) for r in rerolls] == [
+        ("frame", "frame~r2"),
+        ("shot~r2", "shot~r3"),
+    ]
+    assert first.take == "shot~r2"
+
+
+async def test_a_reroll_down_a_storyboard_sends_the_new_shot_with_the_new_frames_result(
+    simulator, tmp_path: Path
+) -> None:
+    """Reject one frame of a storyboard, reroll: Krea makes the new frame, then the new shot
+    from that frame's result; every earlier file stays; nothing else is sent."""
+    sim = await simulator(time_scale=1000)
+    first = await run_manifest(sim, tmp_path, STORYBOARD)
+    assert first.summary.exit_code == 0
+    before = {r.entry_id: r for r in await ledger_rows(first.ledger_path)}
+    files = {r.output_path: (first.out_dir / (r.output_path or "")).read_bytes()
+             for r in before.values()}  # fmt: skip
+    async with Ledger.open(first.ledger_path) as ledger:
+        await ledger.set_mark(before["keeper-frame_t2"].key, "reject")
+        rerolls = await ledger.add_rerolls("b")
+    assert [(r.take, r.made_from) for r in rerolls] == [
+        ("keeper-frame_t2~r2", ()),
+        ("keeper-shot_t2~r2", ("keeper-frame_t2~r2",)),
+    ]
+    sent_before = len(sim.jobs())
+    again = await run_manifest(sim, tmp_path, STORYBOARD, rerolls_only=True)
+    assert again.summary.exit_code == 0
+    assert len(sim.jobs()) == sent_before + 2
+    rows = {r.entry_id: r for r in await ledger_rows(first.ledger_path)}
+    frame, shot = rows["keeper-frame_t2~r2"], rows["keeper-shot_t2~r2"]
+    assert (frame.state, shot.state) == (S.DONE, S.DONE)
+    assert check_image(first.out_dir / (frame.output_path or "")) == "png"
+    check_mp4(first.out_dir / (shot.output_path or ""))
+    remote = {job["job_id"]: job for job in sim.jobs()}
+    assert remote[shot.remote_id or ""]["inputs_from"] == {"start_image": frame.remote_id}
+    for path, data in files.items():
+        assert (first.out_dir / (path or "")).read_bytes() == data, f"{path} was kept as it was"
