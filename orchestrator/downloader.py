@@ -21,8 +21,10 @@ import aiohttp
 from orchestrator import errors
 from orchestrator.clock import now_utc
 from orchestrator.jobs import JobRecord, JobState
+from orchestrator.ledger.records import DoneFile
 from orchestrator.pipeline import Pipeline
 from orchestrator.retry import Action, Backoff, classify_read
+from orchestrator.still_names import still_stem
 from orchestrator.transfer import DISK_MARGIN, Fetched, fetch, inside, room_for, verified_on_disk
 
 S = JobState
@@ -39,6 +41,18 @@ def _already_there(target: Path, job: JobRecord) -> Fetched | None:
     if not job.sha256 or not verified_on_disk(target, job.bytes, job.sha256, full=True):
         return None
     return Fetched(job.bytes or 0, job.sha256, target.stat().st_mtime_ns)
+
+
+def _remove_if_ours(out_dir: Path, old: DoneFile) -> bool:
+    """Remove ``old``'s file if it is still the one recorded (read in full: use a thread)."""
+    try:
+        path = inside(out_dir, old.output_path or "")
+    except errors.DownloadError:
+        return False
+    if not verified_on_disk(path, old.bytes, old.sha256, full=True):
+        return False  # changed or gone since: not ours to remove
+    path.unlink(missing_ok=True)
+    return True
 
 
 class Downloader:
@@ -112,9 +126,9 @@ class Downloader:
             try:
                 if url is None:
                     url, refreshes = await self._fresh_url(job), refreshes + 1
-                await self._done(
-                    job, await fetch(self.session, url, target), url, "downloaded and verified"
-                )
+                fetched = await fetch(self.session, url, target)
+                await self._replace_older_stills(job, fetched)
+                await self._done(job, fetched, url, "downloaded and verified")
                 return False
             except errors.UrlExpired as exc:
                 if refreshes >= pipe.tuning.max_url_refreshes:
@@ -132,6 +146,24 @@ class Downloader:
                 await pipe.clock.sleep(backoff.next_delay(exc))
         await self._park(job, url, "download failed after repeated attempts; rerun to try again")
         return False
+
+    async def _replace_older_stills(self, job: JobRecord, fetched: Fetched) -> None:
+        """A still saved in another format than the one a superseded job saved under its name
+        (``x.jpg`` now, ``x.png`` before) replaces that file, as a clip overwrites an old one:
+        only a file still as recorded is removed. Before ``done``: a crash in between leaves
+        the job to download again, and this to run again."""
+        out_dir = self.pipe.out_dir.resolve()
+        saved = fetched.path.relative_to(out_dir).as_posix() if fetched.path else None
+        stem = still_stem(saved) if saved else None
+        if saved is None or stem is None:
+            return
+        for old in await self.pipe.ledger.superseded_stills(self.pipe.batch, stem, saved):
+            if await asyncio.to_thread(_remove_if_ours, out_dir, old):
+                log.info(
+                    f"{job.entry_id}: {saved} replaces {old.output_path}, the still of an "
+                    "earlier version of this entry",
+                    extra={"batch": self.pipe.batch},
+                )
 
     async def _fresh_url(self, job: JobRecord) -> str:
         remote = await self.pipe.client.get_job(job.remote_id or "")

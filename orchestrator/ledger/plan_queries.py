@@ -37,7 +37,7 @@ from orchestrator.jobs import (
 )
 from orchestrator.ledger.chain_queries import INSERT_EDGE, PROMOTE_READY
 from orchestrator.ledger.records import Batch, DoneFile, Move, PlanSync, filters, update_sql
-from orchestrator.still_names import same_file
+from orchestrator.still_names import IMAGE_EXTENSIONS, same_file
 
 #: Rows per executemany of a sync: bounded memory, few thread hops.
 SYNC_CHUNK = 5_000
@@ -226,6 +226,21 @@ class PlanQueries:
             "SELECT key, output_path, bytes, sha256, file_mtime_ns FROM jobs "
             "WHERE batch = ? AND state = 'done' AND planned = 1 ORDER BY seq",
             (batch,),
+        )
+        return [DoneFile(*row) for row in rows]
+
+    async def superseded_stills(self, batch: str, stem: str, saved: str) -> list[DoneFile]:
+        """The files superseded jobs of ``batch`` saved as still ``stem`` in another format than
+        ``saved`` (``x.png`` beside a new ``x.jpg``), at a path no current job has: the files a
+        new still of that name replaces, as a new clip overwrites an old one."""
+        paths = [stem + extension for extension in IMAGE_EXTENSIONS if stem + extension != saved]
+        rows = await self._fetch(
+            "SELECT key, output_path, bytes, sha256, file_mtime_ns FROM jobs AS j "
+            "WHERE batch = ? AND state = 'done' AND planned = 0 "
+            f"AND output_path IN ({', '.join('?' * len(paths))}) AND NOT EXISTS (SELECT 1 "
+            "FROM jobs AS p WHERE p.batch = j.batch AND p.planned = 1 "
+            "AND p.output_path = j.output_path)",
+            (batch, *paths),
         )
         return [DoneFile(*row) for row in rows]
 

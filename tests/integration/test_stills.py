@@ -102,3 +102,37 @@ async def test_a_cut_still_download_is_fetched_again_whole(simulator, tmp_path: 
     for row in await ledger_rows(outcome.ledger_path):
         path = outcome.out_dir / (row.output_path or "")
         assert path.read_bytes() == image_bytes_for(row.remote_id or "", path.suffix[1:])
+
+
+async def test_an_edited_still_in_another_format_replaces_the_old_file(
+    simulator, tmp_path: Path
+) -> None:
+    """The poster's entry edited from JPEG to PNG: a new job, saved as poster.png, and the old
+    poster.jpg is gone, as an edited clip's file is overwritten; the other files stay."""
+    sim = await simulator(time_scale=1000)
+    first = await run_manifest(sim, tmp_path, STILLS)
+    frame = (first.out_dir / "b" / "frame.png").read_bytes()
+    edited = await run_manifest(sim, tmp_path, STILLS.replace("output_format: jpeg", ""))
+    assert edited.summary.exit_code == 0
+    rows = {r.entry_id: r for r in await ledger_rows(edited.ledger_path)}
+    assert rows["poster"].output_path == "b/poster.png"
+    assert check_image(edited.out_dir / "b" / "poster.png") == "png"
+    assert sorted(p.name for p in (edited.out_dir / "b").iterdir()) == [
+        "frame.png",
+        "poster.png",
+        "shot.mp4",
+    ]
+    assert (edited.out_dir / "b" / "frame.png").read_bytes() == frame
+    assert sim.stats()["jobs_created"] == 4
+
+
+async def test_an_old_still_changed_by_hand_is_left_alone(simulator, tmp_path: Path) -> None:
+    """Only a file still as the ledger recorded it is removed: one the user changed is theirs."""
+    sim = await simulator(time_scale=1000)
+    first = await run_manifest(sim, tmp_path, STILLS)
+    old = first.out_dir / "b" / "poster.jpg"
+    old.write_bytes(b"retouched by hand")
+    edited = await run_manifest(sim, tmp_path, STILLS.replace("output_format: jpeg", ""))
+    assert edited.summary.exit_code == 0
+    assert old.read_bytes() == b"retouched by hand"
+    assert check_image(edited.out_dir / "b" / "poster.png") == "png"
