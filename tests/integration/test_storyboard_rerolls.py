@@ -168,3 +168,37 @@ async def test_a_reroll_down_a_storyboard_sends_the_new_shot_with_the_new_frames
     assert remote[shot.remote_id or ""]["inputs_from"] == {"start_image": frame.remote_id}
     for path, data in files.items():
         assert (first.out_dir / (path or "")).read_bytes() == data, f"{path} was kept as it was"
+
+
+async def test_a_failed_new_frame_blocks_the_new_shot_until_a_retry_sends_both(
+    simulator, tmp_path: Path
+) -> None:
+    """The reroll's new frame fails: its new shot waits, blocked with the reason, and is not
+    sent; `retry` sends the new frame again, then the new shot from its result."""
+    sim = await simulator(time_scale=1000)
+    first = await run_manifest(sim, tmp_path, STORYBOARD)
+    rows = {r.entry_id: r for r in await ledger_rows(first.ledger_path)}
+    async with Ledger.open(first.ledger_path) as ledger:
+        await ledger.set_mark(rows["sea-frame"].key, "reject")
+        assert [r.take for r in await ledger.add_rerolls("b")] == ["sea-frame~r2", "sea-shot~r2"]
+    sim.configure(moderation_rate=1.0)
+    failed = await run_manifest(sim, tmp_path, STORYBOARD, rerolls_only=True)
+    assert failed.summary.exit_code == 1
+    async with Ledger.open(first.ledger_path, readonly=True) as ledger:
+        (blocked,) = await ledger.blocked("b")
+    assert blocked.entry_id == "sea-shot~r2"
+    assert blocked.reason.startswith("input sea-frame~r2 failed: ")
+    sent_before = len(sim.jobs())
+
+    sim.configure(moderation_rate=0.0)
+    again = await run_manifest(sim, tmp_path, STORYBOARD, retry_failed=1)
+    assert again.summary.exit_code == 0
+    rows = {r.entry_id: r for r in await ledger_rows(first.ledger_path)}
+    frame, shot = rows["sea-frame~r2"], rows["sea-shot~r2"]
+    assert (frame.state, shot.state) == (S.DONE, S.DONE)
+    assert len(sim.jobs()) == sent_before + 2
+    made_from = {job["job_id"]: job for job in sim.jobs()}[shot.remote_id or ""]["inputs_from"]
+    assert made_from == {
+        "start_image": frame.remote_id,
+        "end_image": rows["keeper-frame_t1"].remote_id,  # the input not taken again
+    }
