@@ -83,7 +83,8 @@ class InputUrls:
         return True
 
     async def _url(self, job: JobRecord, key: str) -> str:
-        source = await self.pipe.ledger.job(key)
+        # the input's newest take with a result: a reroll made the frame again (ledger/takes.py)
+        source = await self.pipe.ledger.job(await self.pipe.ledger.newest_result(key))
         if source is None:
             raise errors.OrchestratorError(f"{job.entry_id}: its input job is not in the ledger")
         step = self._step.get(job.key, RECORDED)

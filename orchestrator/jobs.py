@@ -80,7 +80,7 @@ S = JobState
 #: Every legal move. A self-loop records a change of remote_status without a state change.
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     S.WAITING: frozenset({S.PENDING}),
-    S.PENDING: frozenset({S.SUBMITTING, S.REJECTED}),
+    S.PENDING: frozenset({S.SUBMITTING, S.REJECTED, S.WAITING}),
     S.SUBMITTING: frozenset({S.SUBMITTED, S.PENDING, S.REJECTED, S.AMBIGUOUS}),
     S.AMBIGUOUS: frozenset({S.SUBMITTED, S.PENDING}),
     S.SUBMITTED: frozenset({S.SUBMITTED, S.COMPLETED, S.FAILED, S.CANCELLED}),

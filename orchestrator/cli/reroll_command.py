@@ -56,12 +56,15 @@ def _describe(batch: str, rerolls: list[Reroll], pending: int, dry_run: bool) ->
         name, froms = reroll.rejected, ", ".join(reroll.made_from)
         if reroll.reason:
             lines.append(f"  {name}: not taken again, {reroll.reason}")
+        elif reroll.waits:
+            source = f"the new take of {froms}" if dry_run else froms
+            lines.append(f"  {name}: not sent yet, `run` makes it from {source}")
         elif dry_run:
             source = f" from the new take of {froms}" if froms else ""
             lines.append(f"  {name}: a new take{source}, about {dollars(reroll.price_micro)}")
         else:
             lines.append(f"  {name}: new take {reroll.take}" + (f", from {froms}" if froms else ""))
-    made = [r for r in rerolls if not r.reason]
+    made = [r for r in rerolls if not r.reason and not r.waits]
     rejected = sum(1 for r in made if not r.made_from)
     follows = len(made) - rejected
     them = "it" if rejected == 1 else "them"

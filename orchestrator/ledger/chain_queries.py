@@ -47,6 +47,13 @@ PROMOTE_READY = (
     "AS i WHERE i.job_key = jobs.key AND NOT EXISTS (SELECT 1 FROM jobs AS u "
     f"WHERE u.key = i.from_key AND u.state IN ({_HAS_RESULT})))"
 )
+#: The newest take of job ``?`` (or itself) with a result: the end of its reroll chain first.
+_NEWEST_RESULT = (
+    "WITH RECURSIVE chain(key, depth) AS (SELECT ?, 0 UNION ALL SELECT j.key, c.depth + 1 "
+    "FROM jobs AS j JOIN chain AS c ON j.reroll_of = c.key WHERE c.depth < 1000) "
+    "SELECT c.key FROM chain AS c JOIN jobs AS u ON u.key = c.key "
+    f"WHERE u.state IN ({_HAS_RESULT}) ORDER BY c.depth DESC LIMIT 1"
+)
 #: Per blocked job of batch ``?1``: its key and id, the input that blocks it (``root``: its
 #: key, id, state, whether planned, error) and the input of its own through which (``via``).
 #: Direct causes come first; a cycle (no plan has one) ends, since UNION drops repeated rows.
@@ -125,6 +132,12 @@ class ChainQueries:
             found |= new
             frontier += sorted(new)
         return found
+
+    async def newest_result(self, key: str) -> str:
+        """The key of the newest take of job ``key`` (``jobs.reroll_of``, followed to its end)
+        that has a result, or ``key``: what a job sent now takes as that input (``takes``)."""
+        rows = await self._fetch(_NEWEST_RESULT, (key,))
+        return str(rows[0][0]) if rows else key
 
     async def promoted_at(self, key: str) -> str | None:
         """When job ``key`` last went from waiting to pending (from its events), or None."""

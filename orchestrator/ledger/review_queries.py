@@ -26,7 +26,7 @@ import aiosqlite
 
 from orchestrator.clock import now_utc
 from orchestrator.errors import ConfigError
-from orchestrator.ledger.takes import add_take, fetcher, plan_takes
+from orchestrator.ledger.takes import add_take, fetcher, plan_takes, wait_for_takes
 
 Mark = Literal["pick", "reject"]
 MARKS: tuple[Mark, ...] = ("pick", "reject")
@@ -45,6 +45,7 @@ class Reroll:
     price_micro: int = 0  #: what the new take is estimated to cost
     #: for a job made from jobs taken again: their ids (their takes' once made)
     made_from: tuple[str, ...] = ()
+    waits: bool = False  #: not sent yet: no take; it will be made from ``made_from``
 
 
 class ReviewQueries:
@@ -95,12 +96,16 @@ class ReviewQueries:
             if any(not planned.reason for planned in plan):
                 paths = {str(p).casefold() for (p,) in await db.execute_fetchall(_PATHS, (batch,))}
             new: dict[str, tuple[str, str]] = {}  # key taken again -> its take's key and id
-            for job, reason, made_from in plan:
+            for job, reason, made_from, waits in plan:
                 if reason:
                     done.append(Reroll(job.entry_id, None, reason, job.price_micro))
                     continue
-                take = await add_take(db, batch, job, paths, new)
                 froms = tuple(new[key][1] for key in made_from)
+                if waits:
+                    await wait_for_takes(db, job, made_from, new)
+                    done.append(Reroll(job.entry_id, None, "", 0, froms, waits=True))
+                    continue
+                take = await add_take(db, batch, job, paths, new)
                 done.append(Reroll(job.entry_id, take, "", job.price_micro, froms))
         return done
 
@@ -109,9 +114,10 @@ class ReviewQueries:
         plan = await plan_takes(self._fetch, batch, chains=await self._chains())
         ids = {planned.job.key: planned.job.entry_id for planned in plan}
         return [
-            Reroll(job.entry_id, None, reason, job.price_micro, tuple(ids[k] for k in made_from))
-            for job, reason, made_from in plan
-        ]
+            Reroll(job.entry_id, None, reason, 0 if waits else job.price_micro,
+                   tuple(ids[k] for k in made_from), waits)
+            for job, reason, made_from, waits in plan
+        ]  # fmt: skip
 
     async def reroll_keys(self, batch: str) -> frozenset[str]:
         """Keys of the takes rerolls made in ``batch`` that are still to be sent."""

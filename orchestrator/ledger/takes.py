@@ -12,6 +12,10 @@ Why it is built this way:
   job made from it (the newest take of each, the one with no take of its own), and of each job
   made from those, in manifest order: its marker and its edge name the new frame, it waits for
   it, and it costs what the shot did. A shot that is rejected too gets that one take, no other.
+* **Not sent yet: made from the new take.** A job that takes the frame and was not sent yet
+  (frames first, reviewed, then the shots) gets no take: it gains an edge to the new frame and
+  waits for it, and is then sent with the newest take of its input that has a result
+  (``ChainQueries.newest_result``); its request and key stay the manifest's.
 * **One plan for both.** ``reroll --dry-run`` lists what :func:`plan_takes` finds, and the
   reroll makes exactly that list, in one transaction.
 """
@@ -52,6 +56,17 @@ _MADE_FROM = (
     "JOIN jobs AS j ON j.key = i.job_key WHERE i.from_key = ? AND j.planned = 1 "
     f"AND j.state NOT IN ('pending', 'waiting') AND {_UNTAKEN}"
 )
+#: The jobs that take job ``?``'s result and were not sent yet, planned.
+_UNSENT_TAKERS = (
+    "SELECT j.key, j.entry_id, j.state, j.price_micro, j.seq FROM inputs AS i "
+    "JOIN jobs AS j ON j.key = i.job_key WHERE i.from_key = ? AND j.planned = 1 "
+    "AND j.state IN ('pending', 'waiting')"
+)
+#: An unsent taker of an input taken again waits for the new take (the rev bump: its event).
+_WAIT_AGAIN = (
+    "UPDATE jobs SET state = 'waiting', cause = ?, detail = ?, updated_at = ?, rev = rev + 1 "
+    "WHERE key = ? AND state = 'pending'"
+)
 _INSERT_TAKE = (
     "INSERT INTO jobs (key, batch, entry_id, model, request, state, seq, price_micro, seconds, "
     "output_path, cause, detail, reroll_of, created_at, updated_at) "
@@ -60,6 +75,7 @@ _INSERT_TAKE = (
 )
 _REJECTED_CAUSE = "reroll: a new take of a rejected clip"
 _FOLLOW_CAUSE = "reroll: a new take of what it was made from"
+_WAIT_CAUSE = "reroll: waits for the new take of an input"
 
 
 class Candidate(NamedTuple):
@@ -78,6 +94,7 @@ class Planned(NamedTuple):
     job: Candidate
     reason: str  #: why it gets no take; "" when it does
     made_from: tuple[str, ...]  #: keys of its inputs taken again by the same reroll
+    waits: bool = False  #: not sent yet: no take, it waits for the new takes of its inputs
 
 
 #: ``fetch(sql, params)``: rows, read on the connection that will write (or the reader's).
@@ -99,12 +116,14 @@ def _candidate(row: sqlite3.Row) -> Candidate:
 
 async def plan_takes(fetch: Fetch, batch: str, *, chains: bool) -> list[Planned]:
     """Which jobs of ``batch`` get a new take, in manifest order (a frame before the shots made
-    from it): each rejected job with no take yet (or why not: only a clip on disk is), and
-    each job made from one that gets a take (``chains``: the ledger has the edges)."""
+    from it): each rejected job with no take yet (or why not: only a clip on disk is), each
+    job made from one that gets a take, and (``waits``) each taker of one not sent yet.
+    ``chains``: the ledger has the edges."""
     jobs = {job.key: job for job in map(_candidate, await fetch(REJECTED_UNTAKEN, (batch,)))}
     queue = [(job.seq, job.entry_id, job.key) for job in jobs.values()]
     heapq.heapify(queue)
-    sources: dict[str, list[str]] = {}  # a job made from jobs taken again -> their keys
+    sources: dict[str, list[str]] = {}  # a taker of jobs taken again -> their keys
+    unsent: set[str] = set()
     seen: set[str] = set()
     plan: list[Planned] = []
     while queue:
@@ -113,14 +132,20 @@ async def plan_takes(fetch: Fetch, batch: str, *, chains: bool) -> list[Planned]
             continue
         seen.add(key)
         job, made_from = jobs[key], tuple(sources.get(key, ()))
+        if key in unsent:
+            plan.append(Planned(job, "", made_from, waits=True))
+            continue
         if not made_from and job.state != "done":
             plan.append(Planned(job, not_a_clip(job.state), ()))
             continue
         plan.append(Planned(job, "", made_from))
-        for row in await fetch(_MADE_FROM, (key,)) if chains else ():
-            taker = jobs.setdefault(str(row[0]), _candidate(row))
-            sources.setdefault(taker.key, []).append(key)
-            heapq.heappush(queue, (taker.seq, taker.entry_id, taker.key))
+        for sql, is_sent in ((_MADE_FROM, True), (_UNSENT_TAKERS, False)) if chains else ():
+            for row in await fetch(sql, (key,)):
+                taker = jobs.setdefault(str(row[0]), _candidate(row))
+                sources.setdefault(taker.key, []).append(key)
+                if not is_sent:
+                    unsent.add(taker.key)
+                heapq.heappush(queue, (taker.seq, taker.entry_id, taker.key))
     return plan
 
 
@@ -178,6 +203,20 @@ async def add_take(
     await db.executemany(INSERT_EDGE, edges)
     new[job.key] = (take_key, take_id)
     return take_id
+
+
+async def wait_for_takes(
+    db: aiosqlite.Connection,
+    job: Candidate,
+    made_from: Sequence[str],
+    new: dict[str, tuple[str, str]],
+) -> None:
+    """``job``, not sent yet, takes the new takes of ``made_from`` (keys in ``new``): an edge to
+    each, and it waits for them (it is sent with the newest result of each input)."""
+    takes = [new[key] for key in made_from]
+    await db.executemany(INSERT_EDGE, [(job.key, take_key) for take_key, _ in takes])
+    detail = "to be made from " + ", ".join(take_id for _, take_id in takes)
+    await db.execute(_WAIT_AGAIN, (_WAIT_CAUSE, detail, now_utc(), job.key))
 
 
 _REQUEST = "SELECT request FROM jobs WHERE key = ?"

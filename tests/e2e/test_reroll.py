@@ -186,6 +186,31 @@ async def test_reroll_of_a_frame_makes_its_shot_again_from_the_new_frame(
     assert made_from == {"start_image": rows["frame~r2"].remote_id}
 
 
+async def test_reroll_of_a_frame_whose_shot_is_not_sent_yet_says_run_makes_it_from_the_new_one(
+    simulator: StartSimulator, tmp_path: Path
+) -> None:
+    """Frames first (`--only frame`), the frame rejected: reroll makes the new frame only and
+    says the shot, not sent yet, will be made from it; `run` then does so."""
+    sim = await simulator(time_scale=400)
+    (tmp_path / "jobs.yaml").write_text(STORYBOARD)
+    work = Workdir(tmp_path, sim, 400, progress=("--json",))
+    code, _, err = await work.run("--only", "frame")
+    assert code == 0, err
+    await _mark(work, frame="reject")
+
+    code, _, err = await work.call(*_reroll_args(work))
+
+    assert code == 0, err
+    assert "a new take of 1 rejected clip (about" in err
+    assert "  shot: not sent yet, `run` makes it from frame~r2" in err
+    assert len(sim.jobs()) == 2
+    code, _, err = await work.run()
+    assert code == 0, err
+    rows = await _rows(work)
+    made_from = {job["job_id"]: job for job in sim.jobs()}[rows["shot"].remote_id or ""]
+    assert made_from["inputs_from"] == {"start_image": rows["frame~r2"].remote_id}
+
+
 async def test_unknown_batch_is_one_error_with_a_suggestion(
     simulator: StartSimulator, tmp_path: Path
 ) -> None:

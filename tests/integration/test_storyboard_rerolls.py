@@ -48,33 +48,46 @@ async def take_of(ledger: Ledger, entry_id: str) -> tuple[str, JobState, list[st
 
 async def test_a_new_take_of_a_frame_brings_one_of_each_shot_made_from_it(ledger: Ledger) -> None:
     """The shot's new take names the frame's new take, in its edge and in its request, waits
-    for it, and is sent once the new frame has a result; the frame's other taker, not yet
-    sent, is left as it is."""
+    for it, and is sent once the new frame has a result. The frame's other taker, not sent yet,
+    gets no take: it waits for the new frame too, its request as the manifest made it."""
     frame, other = spec("frame", 0), spec("other", 1)
     shot, later = spec("shot", 2, frame), spec("later", 3, frame, other)
     await ledger.sync_plan("b", [frame, other, shot, later], {})
-    await made(ledger, frame, other, shot)  # `later` is still waiting for nothing: pending
+    await made(ledger, frame, other, shot)  # `later` is pending: not sent yet
     await ledger.set_mark(frame.key, "reject")
     due = await ledger.rerolls_due("b")
-    assert [(r.rejected, r.made_from) for r in due] == [("frame", ()), ("shot", ("frame",))]
-    rerolls = await ledger.add_rerolls("b")
-    assert [(r.rejected, r.take, r.made_from) for r in rerolls] == [
-        ("frame", "frame~r2", ()),
-        ("shot", "shot~r2", ("frame~r2",)),
+    assert [(r.rejected, r.made_from, r.waits) for r in due] == [
+        ("frame", (), False),
+        ("shot", ("frame",), False),
+        ("later", ("frame",), True),
     ]
-    assert [r.price_micro for r in rerolls] == [r.price_micro for r in due] == [366_700] * 2
+    rerolls = await ledger.add_rerolls("b")
+    assert [(r.rejected, r.take, r.made_from, r.waits) for r in rerolls] == [
+        ("frame", "frame~r2", (), False),
+        ("shot", "shot~r2", ("frame~r2",), False),
+        ("later", None, ("frame~r2",), True),
+    ]
+    assert [r.price_micro for r in rerolls] == [r.price_micro for r in due]
+    assert [r.price_micro for r in rerolls] == [366_700, 366_700, 0]  # `later` was paid for
     frame_take, frame_state, _, _ = await take_of(ledger, "frame~r2")
     shot_take, shot_state, inputs, named = await take_of(ledger, "shot~r2")
     assert (frame_state, shot_state) == (S.PENDING, S.WAITING)
     assert inputs == named == [frame_take]
+    _, later_state, later_inputs, later_named = await take_of(ledger, "later")
+    assert later_state is S.WAITING
+    assert set(later_inputs) == {frame.key, other.key, frame_take}
+    assert later_named == [frame.key, other.key], "its request is the manifest's"
+    assert await ledger.newest_result(frame.key) == frame.key, "the new frame has no result yet"
     assert await ledger.reroll_keys("b") == {frame_take, shot_take}
     assert await ledger.add_rerolls("b") == [], "asked once: nothing is taken twice"
     await walk(ledger, frame_take, *sent(frame_take), COMPLETED)
     assert (await take_of(ledger, "shot~r2"))[1] is S.PENDING, "the new frame's result frees it"
+    assert (await take_of(ledger, "later"))[1] is S.PENDING
+    assert await ledger.newest_result(frame.key) == frame_take
     assert [r.entry_id for r in await ledger.jobs(batch="b") if "~r" in r.entry_id] == [
         "frame~r2",
         "shot~r2",
-    ], "the pending taker got no take"
+    ], "the unsent taker got no take"
 
 
 async def test_a_rejected_shot_of_a_rejected_frame_gets_one_take_from_the_new_frame(
@@ -202,3 +215,47 @@ async def test_a_failed_new_frame_blocks_the_new_shot_until_a_retry_sends_both(
         "start_image": frame.remote_id,
         "end_image": rows["keeper-frame_t1"].remote_id,  # the input not taken again
     }
+
+
+async def test_frames_first_then_shots_a_shot_not_sent_yet_is_made_from_the_new_frame(
+    simulator, tmp_path: Path
+) -> None:
+    """The frames-first workflow: a trial makes only the frames, one is rejected and made
+    again, then `run` makes the shots: that frame's shot from the new frame's result, the
+    others from their own frames; no shot is made twice."""
+    sim = await simulator(time_scale=1000)
+    frames = ("keeper-frame", "sea-frame")
+    first = await run_manifest(sim, tmp_path, STORYBOARD, only=frames)
+    assert sim.stats()["jobs_created"] == 4  # three keeper frames, one sea frame
+    rows = {r.entry_id: r for r in await ledger_rows(first.ledger_path)}
+    async with Ledger.open(first.ledger_path) as ledger:
+        await ledger.set_mark(rows["keeper-frame_t2"].key, "reject")
+        rerolls = await ledger.add_rerolls("b")
+    assert [(r.rejected, r.take, r.waits) for r in rerolls] == [
+        ("keeper-frame_t2", "keeper-frame_t2~r2", False),
+        ("keeper-shot_t2", None, True),
+    ]
+    again = await run_manifest(sim, tmp_path, STORYBOARD, rerolls_only=True)
+    assert again.summary.exit_code == 0
+    assert sim.stats()["jobs_created"] == 5  # the new frame alone
+
+    shots = await run_manifest(sim, tmp_path, STORYBOARD)
+    assert shots.summary.exit_code == 0
+    assert sim.stats()["jobs_created"] == 5 + 4  # each shot once
+    rows = {r.entry_id: r for r in await ledger_rows(first.ledger_path)}
+    remote = {job["job_id"]: job for job in sim.jobs()}
+
+    def made_from(shot: str) -> dict[str, str]:
+        return dict(remote[rows[shot].remote_id or ""]["inputs_from"])
+
+    assert made_from("keeper-shot_t2") == {"start_image": rows["keeper-frame_t2~r2"].remote_id}
+    for n in (1, 3):
+        assert made_from(f"keeper-shot_t{n}") == {
+            "start_image": rows[f"keeper-frame_t{n}"].remote_id
+        }
+    assert made_from("sea-shot")["start_image"] == rows["sea-frame"].remote_id
+    assert {r.state for r in rows.values()} == {S.DONE}
+    async with Ledger.open(first.ledger_path, readonly=True) as ledger:
+        (event,) = [e for e in await ledger.events(key=rows["keeper-shot_t2"].key)
+                       if e.to_state == "waiting" and e.from_state == "pending"]  # fmt: skip
+    assert event.cause == "reroll: waits for the new take of an input"

@@ -22,6 +22,7 @@ ALLOWED = {
     (S.WAITING, S.PENDING),
     (S.PENDING, S.SUBMITTING),
     (S.PENDING, S.REJECTED),
+    (S.PENDING, S.WAITING),  # reroll made a new take of one of its inputs
     (S.SUBMITTING, S.SUBMITTED),
     (S.SUBMITTING, S.PENDING),
     (S.SUBMITTING, S.REJECTED),
