@@ -45,7 +45,7 @@ FIRST_REROLL = 2
 
 _UNTAKEN = "NOT EXISTS (SELECT 1 FROM jobs AS t WHERE t.reroll_of = j.key)"
 #: Every rejected job of batch ``?`` the manifest still plans that has no take yet.
-REJECTED_UNTAKEN = (
+_REJECTED_UNTAKEN = (
     "SELECT j.key, j.entry_id, j.state, j.price_micro, j.seq "
     "FROM jobs AS j JOIN marks AS m ON m.job_key = j.key "
     f"WHERE m.batch = ? AND m.mark = 'reject' AND j.planned = 1 AND {_UNTAKEN} ORDER BY j.seq"
@@ -119,7 +119,7 @@ async def plan_takes(fetch: Fetch, batch: str, *, chains: bool) -> list[Planned]
     from it): each rejected job with no take yet (or why not: only a clip on disk is), each
     job made from one that gets a take, and (``waits``) each taker of one not sent yet.
     ``chains``: the ledger has the edges."""
-    jobs = {job.key: job for job in map(_candidate, await fetch(REJECTED_UNTAKEN, (batch,)))}
+    jobs = {job.key: job for job in map(_candidate, await fetch(_REJECTED_UNTAKEN, (batch,)))}
     queue = [(job.seq, job.entry_id, job.key) for job in jobs.values()]
     heapq.heapify(queue)
     sources: dict[str, list[str]] = {}  # a taker of jobs taken again -> their keys
@@ -136,7 +136,7 @@ async def plan_takes(fetch: Fetch, batch: str, *, chains: bool) -> list[Planned]
             plan.append(Planned(job, "", made_from, waits=True))
             continue
         if not made_from and job.state != "done":
-            plan.append(Planned(job, not_a_clip(job.state), ()))
+            plan.append(Planned(job, _not_a_clip(job.state), ()))
             continue
         plan.append(Planned(job, "", made_from))
         for sql, is_sent in ((_MADE_FROM, True), (_UNSENT_TAKERS, False)) if chains else ():
@@ -149,7 +149,7 @@ async def plan_takes(fetch: Fetch, batch: str, *, chains: bool) -> list[Planned]
     return plan
 
 
-def not_a_clip(state: str) -> str:
+def _not_a_clip(state: str) -> str:
     """Why a rejected job in ``state`` is not taken again."""
     why = f"it is {state}, not a clip on disk"
     return why + (
