@@ -47,12 +47,14 @@ PROMOTE_READY = (
     "AS i WHERE i.job_key = jobs.key AND NOT EXISTS (SELECT 1 FROM jobs AS u "
     f"WHERE u.key = i.from_key AND u.state IN ({_HAS_RESULT})))"
 )
-#: The newest take of job ``?`` (or itself) with a result: the end of its reroll chain first.
+#: The newest take of job ``?`` (or itself) with a result: the end of its reroll chain first;
+#: a take the plan no longer keeps is none.
 _NEWEST_RESULT = (
     "WITH RECURSIVE chain(key, depth) AS (SELECT ?, 0 UNION ALL SELECT j.key, c.depth + 1 "
     "FROM jobs AS j JOIN chain AS c ON j.reroll_of = c.key WHERE c.depth < 1000) "
     "SELECT c.key FROM chain AS c JOIN jobs AS u ON u.key = c.key "
-    f"WHERE u.state IN ({_HAS_RESULT}) ORDER BY c.depth DESC LIMIT 1"
+    f"WHERE u.state IN ({_HAS_RESULT}) AND (c.depth = 0 OR u.planned = 1) "
+    "ORDER BY c.depth DESC LIMIT 1"
 )
 #: Per blocked job of batch ``?1``: its key and id, the input that blocks it (``root``: its
 #: key, id, state, whether planned, error) and the input of its own through which (``via``).
