@@ -268,7 +268,7 @@ class Submitter:
                 raise
             learnt = pipe.clock_bounds.state()
             clock = None if learnt is None else (pipe.clock_bounds.scale, *learnt)
-            registry.claim_soon(job.key, remote.job_id, remote.created_at, clock)
+            await registry.answered(job.key, remote.job_id, remote.created_at, clock)
             return remote
 
     async def _timed(

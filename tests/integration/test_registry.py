@@ -96,6 +96,51 @@ async def test_a_killed_runs_post_blocks_no_one_and_stays_a_possible_owner(tmp_p
         assert before <= left.sent_at <= left.answered_at <= time.time() + HEARTBEAT_S
 
 
+CHILD_ANSWERED = """
+import asyncio, sys, time
+from pathlib import Path
+from orchestrator.registry import AccountRegistry
+
+class KilledBeforeItsClaim(AccountRegistry):
+    def claim_soon(self, *args, **kwargs):
+        pass  # the run is killed before its claim lands
+
+async def main():
+    opened = KilledBeforeItsClaim.open(sys.argv[1], sys.argv[2], Path(sys.argv[3]))
+    async with opened as registry:
+        await registry.before_post("k1", None)  # alone: registered beside its intent
+        async with registry.posting("k1"):
+            await registry.answered("k1", "job-1", "2026-01-01T00:00:01.000Z")
+            answered = time.time()
+        print(f"answered {answered!r}", flush=True)
+        await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+async def test_a_run_killed_after_its_answer_leaves_a_post_that_ended_there(
+    tmp_path: Path,
+) -> None:
+    """Alone, a run gives the turn back before its claim lands; killed then, its POST ended at
+    its answer (noted in the turn), not at its last heartbeat: another run's lost POST made
+    just after cannot be taken for it (the two-runs-start-together case)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", CHILD_ANSWERED, BASE, KEY, str(tmp_path / "a.db"),
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    word, at = (await proc.stdout.readline()).decode().split()
+    proc.send_signal(signal.SIGKILL)
+    await proc.wait()
+    assert word == "answered"
+    async with AccountRegistry.open(BASE, KEY, tmp_path / "b.db") as b:
+        (left,) = (await b.snapshot(None)).attempts
+    assert (left.key, left.live, left.no_answer) == ("k1", False, False)
+    assert left.answered_at is not None
+    assert left.sent_at <= left.answered_at <= float(at), "not its last heartbeat plus a beat"
+
+
 async def test_the_next_run_on_the_ledger_takes_over_what_the_dead_one_left(tmp_path: Path) -> None:
     ledger = tmp_path / "a.db"
     await killed_while_posting(ledger)
