@@ -20,9 +20,10 @@ holders write in it and in the registry makes each window a proof rather than a 
 A run alone shares one hold among its own overlapping POSTs (they never need telling apart from
 another run's), so it never waits for itself; a run starting meanwhile waits for the hold to end.
 Alone, it gives the hold back without waiting for its claims, which would delay each POST's
-ledger write: a run killed in that instant leaves a POST bounded by its last heartbeat, which
-only a run started in that same instant, whose own answer is lost within a second, can meet (a
-possible duplicate at worst, never a wrong file).
+ledger write; it notes each answer first (``AccountRegistry.answered``, not fsynced), so a run
+killed before its claim lands leaves a POST that ended at its answer. Without the note its
+window reached to its last heartbeat, over the job of a lost POST of a run started in that
+instant: a clip billed twice, about once in a dozen two-run kill loops (found in stop 25).
 """
 
 from __future__ import annotations
