@@ -202,4 +202,8 @@ async def test_cancel_goes_where_the_run_went_and_the_next_run_asks_before_sendi
         with contextlib.suppress(asyncio.CancelledError):
             await resumed
     rows = await ledger_rows(settings.ledger_path)
-    assert _states(rows) == sorted([S.CANCELLED] * 4 + [S.SUBMITTED] * (JOBS - 4))
+    # Stopped once Krea has every POST: the last job's id may not be written yet (its intent
+    # stays, for the next run to reconcile), but no job is pending any more.
+    sent = [S.SUBMITTED if r.state is S.SUBMITTING else r.state for r in rows]
+    assert sorted(sent) == sorted([S.CANCELLED] * 4 + [S.SUBMITTED] * (JOBS - 4))
+    assert sum(r.state is S.SUBMITTING for r in rows) <= 1, "only a POST ended as it stopped"
