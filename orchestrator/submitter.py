@@ -137,11 +137,9 @@ class Submitter:
             return job
 
     async def _new_pass(self) -> bool:
-        """At the end of a pass: start another while a pending job may still be sent.
-
-        Jobs in flight can still change that (a failure frees budget, a retry makes a job pending
-        again), so while any is in flight this waits for one to leave before deciding.
-        """
+        """At the end of a pass: start another while a pending job may still be sent. Jobs in
+        flight can still change that (a failure frees budget, a retry makes a job pending
+        again), so while any is in flight this waits for one to leave before deciding."""
         budget = self.pipe.budget
         while not self.pipe.flags.stop_submitting:
             seen = budget.version  # before the checks: a change during them is not missed
@@ -266,9 +264,10 @@ class Submitter:
                 else:
                     await registry.not_created(job.key)
                 raise
+            await registry.answered(job.key)  # before the turn is given back (registry.turn)
             learnt = pipe.clock_bounds.state()
             clock = None if learnt is None else (pipe.clock_bounds.scale, *learnt)
-            await registry.answered(job.key, remote.job_id, remote.created_at, clock)
+            registry.claim_soon(job.key, remote.job_id, remote.created_at, clock)
             return remote
 
     async def _timed(

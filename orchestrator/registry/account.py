@@ -192,15 +192,9 @@ class AccountRegistry(PostTurn):
         ]
         await self._call(self._file.transaction, statements)
 
-    async def answered(
-        self,
-        key: str,
-        remote_id: str,
-        created_at: str,
-        clock: tuple[float, float, float, float] | None = None,
-    ) -> None:
-        """The POST got its job: the answer is noted at once, in the turn, and the claim is on
-        its way (:meth:`claim_soon`). A run killed before the claim lands then leaves a POST
+    async def answered(self, key: str) -> None:
+        """The POST got its job: the answer is noted at once, in the turn, before the claim
+        (:meth:`claim_soon`, which lands later). A run killed in between leaves a POST
         whose window ends at its answer, not at its last heartbeat, where another run's lost
         POST may have made its job (a possible duplicate). Killed before the note, the run still
         holds the turn and the next holder finds it dead (``turn``). Not fsynced: a process's
@@ -211,7 +205,6 @@ class AccountRegistry(PostTurn):
             (time.time(), self.ledger, key, self.run_id),
             durable=False,
         )
-        self.claim_soon(key, remote_id, created_at, clock)
 
     async def ambiguous(
         self, key: str, *, no_answer: bool, margin_s: float = 0.0, grace_s: float = 0.0

@@ -110,7 +110,8 @@ async def main():
     async with opened as registry:
         await registry.before_post("k1", None)  # alone: registered beside its intent
         async with registry.posting("k1"):
-            await registry.answered("k1", "job-1", "2026-01-01T00:00:01.000Z")
+            await registry.answered("k1")
+            registry.claim_soon("k1", "job-1", "2026-01-01T00:00:01.000Z")
             answered = time.time()
         print(f"answered {answered!r}", flush=True)
         await asyncio.Event().wait()
