@@ -18,12 +18,12 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestServer
 
-from orchestrator.jobs import JobState
+from orchestrator.jobs import JobRecord, JobState
 from orchestrator.ledger import Ledger
 from orchestrator.view.app import make_app
 from tests.conftest import StartSimulator
 from tests.e2e.cli_support import Workdir, orchestrator, write_manifest
-from tests.integration.pipeline_support import TOKEN, run_manifest
+from tests.integration.pipeline_support import TOKEN, ledger_rows, run_manifest
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
@@ -69,6 +69,11 @@ async def page() -> AsyncIterator[Any]:
             yield tab
         finally:
             await browser.close()
+
+
+async def rows_by_id(ledger: Path, batch: str) -> dict[str, JobRecord]:
+    """The batch's rows by job id, read as the page reads them (read-only)."""
+    return {row.entry_id: row for row in await ledger_rows(ledger, batch)}
 
 
 @asynccontextmanager
@@ -221,8 +226,7 @@ async def test_reroll_from_the_gallery_makes_a_new_take_and_keeps_the_old_file(
         await page.screenshot(path="/tmp/view-reroll.png", full_page=True)
 
     assert eagle.read_bytes() == first
-    async with Ledger.open(outcome.ledger_path, readonly=True) as ledger:
-        take = {r.entry_id: r for r in await ledger.jobs(batch="demo")}["eagle~r2"]
+    take = (await rows_by_id(outcome.ledger_path, "demo"))["eagle~r2"]
     assert take.state is JobState.DONE
     assert (outcome.out_dir / (take.output_path or "")).read_bytes() != first
     assert len(sim.jobs()) == 14
@@ -239,8 +243,7 @@ async def test_reroll_of_a_rejected_frame_makes_its_shot_again_from_the_new_fram
     fast = {"requests_per_second": 100.0, "max_in_flight": 13}
     outcome = await run_manifest(sim, tmp_path, DEMO.read_text(), **fast)
     assert outcome.summary.exit_code == 0
-    async with Ledger.open(outcome.ledger_path, readonly=True) as ledger:
-        frame = {r.entry_id: r for r in await ledger.jobs(batch="demo")}["keeper-frame"]
+    frame = (await rows_by_id(outcome.ledger_path, "demo"))["keeper-frame"]
     monkeypatch.setenv("KREA_API_KEY", TOKEN)
     argv = orchestrator(
         "reroll", "--ledger", str(outcome.ledger_path), "--api-base", sim.url,
@@ -274,8 +277,7 @@ async def test_reroll_of_a_rejected_frame_makes_its_shot_again_from_the_new_fram
         )
         await page.screenshot(path="/tmp/view-reroll-chain.png", full_page=True)
 
-    async with Ledger.open(outcome.ledger_path, readonly=True) as ledger:
-        rows = {r.entry_id: r for r in await ledger.jobs(batch="demo")}
+    rows = await rows_by_id(outcome.ledger_path, "demo")
     new_frame, new_shot = rows["keeper-frame~r2"], rows["keeper-shot~r2"]
     assert (new_frame.state, new_shot.state) == (JobState.DONE, JobState.DONE)
     made_from = {job["job_id"]: job for job in sim.jobs()}[new_shot.remote_id or ""]["inputs_from"]
@@ -333,8 +335,7 @@ async def test_a_still_is_shown_as_itself_in_the_gallery_and_on_its_page(
     )
     outcome = await run_manifest(sim, tmp_path, text)
     assert outcome.summary.exit_code == 0
-    async with Ledger.open(outcome.ledger_path, readonly=True) as ledger:
-        keys = {row.entry_id: row.key for row in await ledger.jobs(batch="s")}
+    keys = {entry: row.key for entry, row in (await rows_by_id(outcome.ledger_path, "s")).items()}
     still = f"#grid .card[data-key='{keys['frame']}']"
     async with view_of(outcome.ledger_path) as base:
         await page.goto(f"{base}/batches/s")
@@ -380,8 +381,7 @@ async def test_a_blocked_shot_says_why_on_its_card_and_its_page(
     )
     outcome = await run_manifest(sim, tmp_path, sea + keeper)
     assert outcome.summary.exit_code == 1
-    async with Ledger.open(outcome.ledger_path, readonly=True) as ledger:
-        keys = {row.entry_id: row.key for row in await ledger.jobs(batch="s")}
+    keys = {entry: row.key for entry, row in (await rows_by_id(outcome.ledger_path, "s")).items()}
     shot = f"#grid .card[data-key='{keys['keeper-shot']}']"
     async with view_of(outcome.ledger_path) as base:
         await page.goto(f"{base}/batches/s")
