@@ -95,6 +95,10 @@ class Tuning:
     disk_retry_s: float = 30.0
 
 
+#: How far a local time may be off in Krea's clock before any POST has taught it (real s).
+UNKNOWN_CLOCK_S = 0.25
+
+
 @dataclass
 class Pipeline:
     """Everything one `run` shares; built by ``runner``."""
@@ -128,3 +132,12 @@ class Pipeline:
     def __post_init__(self) -> None:
         self.clock_bounds = ClockBounds(self.clock.scale)
         self.strangers = Strangers(self.ledger, self.registry, self.batch)
+
+    def turn_margins(self) -> tuple[float, float]:
+        """The account's POST turn's margins (``registry.posting``, real seconds): what is not
+        known of Krea's clock, and how long after a POST that got no answer Krea may make its
+        job."""
+        return (
+            self.clock_bounds.local_margin(UNKNOWN_CLOCK_S),
+            self.tuning.reconcile_grace_s / self.clock.scale,
+        )

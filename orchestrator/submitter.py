@@ -36,8 +36,6 @@ from orchestrator.uploads import with_assets
 
 S = JobState
 PAGE = 200
-#: How far a local time may be off in Krea's clock before any POST has taught it (real s).
-UNKNOWN_CLOCK_S = 0.25
 log = logging.getLogger(__name__)
 
 
@@ -236,9 +234,9 @@ class Submitter:
         if registry is None:
             await intent
             return
-        done = await asyncio.gather(
-            intent, registry.before_post(job.key, self.floor), return_exceptions=True
-        )
+        margin, grace = pipe.turn_margins()
+        before = registry.before_post(job.key, self.floor, margin + grace)
+        done = await asyncio.gather(intent, before, return_exceptions=True)
         failed = [outcome for outcome in done if isinstance(outcome, BaseException)]
         if failed:
             if not isinstance(done[1], BaseException):
@@ -250,8 +248,7 @@ class Submitter:
         pipe, registry = self.pipe, self.pipe.registry
         if registry is None:
             return await self._timed(job, body)
-        margin = pipe.clock_bounds.local_margin(UNKNOWN_CLOCK_S)
-        grace = pipe.tuning.reconcile_grace_s / pipe.clock.scale
+        margin, grace = pipe.turn_margins()
         async with registry.posting(job.key, margin, grace):
             try:
                 remote = await self._timed(job, body, lambda: registry.mark_written(job.key))

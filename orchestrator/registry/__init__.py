@@ -21,9 +21,9 @@ account writes here, before the remote call it describes:
 * ``clock``: what the runs learnt of Krea's clock, so a restarted run's windows are narrow.
 
 One POST of the account's runs is on the wire at a time on the machine (an ``flock``, the
-*POST turn*, ``turn``): two runs' windows then never overlap in time. With company a POST is
-registered only in its turn and the turn is given back only once its job is claimed, so a run
-killed while waiting sent nothing, and one killed with a POST on the wire died in its turn,
+*POST turn*, ``turn``): two runs' windows then never overlap in time. A POST is registered only
+in its turn and, with company, the turn is given back only once its job is claimed, so a run
+killed while waiting sent nothing, and one killed with a POST registered died in its turn,
 where the next holder closes that POST's window. A run alone shares one hold of the turn among
 its own overlapping POSTs.
 

@@ -82,24 +82,35 @@ class AccountRegistry(PostTurn):
             registry._turn.close()
 
     # -- what a submitter writes around each POST -------------------------------------------------
-    async def before_post(self, key: str, floor: str | None) -> None:
+    async def before_post(self, key: str, floor: str | None, died_s: float = 0.0) -> None:
         """All the registry needs before a POST leaves: the claims of earlier POSTs landed, a
-        fresh look at whether another run is alive and, if this run is alone, the POST
-        registered, in the same transaction as the look; with company it is registered in its
-        turn (see ``turn``). Raises the first failure once all have ended, and then leaves no
-        registration behind."""
+        fresh look at whether another run is alive and, if this run is alone, the POST in its
+        hold of the turn and registered, in the same transaction as the look (``turn``: a run
+        killed before its POST then dies in its turn). With company, or a hold that must wait
+        first, it is registered once it may leave (:meth:`posting`). ``died_s``: as
+        :meth:`posting`'s ``grace_s + margin_s``. Raises the first failure once all have ended,
+        and then leaves no registration behind."""
         claims = list(self._claims)
         self._claims.clear()
-        look = self._call(self._file.register_if_alone, key, time.time(), floor)
+        if self.alone and self._join(died_s):
+            self._joined.add(key)
+        registers = key in self._joined and self._may_register()
+        if registers:
+            look = self._call(self._file.register_if_alone, key, time.time(), floor)
+        else:  # never registered outside a turn, nor before its wait
+            look = self._call(self._file.nobody_else)
         done = await asyncio.gather(*claims, look, return_exceptions=True)
         alone = done[-1]
         failed = next((outcome for outcome in done if isinstance(outcome, BaseException)), None)
         if failed is not None:
-            if alone is True:
+            if registers and alone is True:
                 await self.not_created(key)
+            self._unjoin(key)
             raise failed
         self.alone = bool(alone)
         if not self.alone:
+            self._unjoin(key)  # it waits for the turn like any (``posting``)
+        if not (registers and self.alone):
             self._deferred[key] = floor
 
     async def post_started(self, key: str, floor: str | None) -> None:
@@ -170,6 +181,7 @@ class AccountRegistry(PostTurn):
     async def not_created(self, key: str) -> None:
         """The POST created nothing (refused, or reconciliation found no job): forget it."""
         self._deferred.pop(key, None)
+        self._unjoin(key)
         await self._write("DELETE FROM attempts WHERE ledger = ? AND key = ?", (self.ledger, key))
 
     async def doubted(self, keys: Iterable[str], jobs: Iterable[tuple[str, str]]) -> None:

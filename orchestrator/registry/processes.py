@@ -41,8 +41,10 @@ class TurnFile:
     millisecond, which showed as a slower ramp and a lower utilisation (bench figure 1). The
     kernel still gives the lock back when the run dies, however it dies.
 
-    The note is ``"<until> <holder>"``: ``until``, the local time (epoch s) before which the
-    turn's next holder must not POST; ``holder``, who holds it now (none when free).
+    The note is ``"<until> <holder> <dead> ..."``: ``until``, the local time (epoch s) before
+    which the turn's next holder must not POST; ``holder``, who holds it now (``-`` when free);
+    then the holders found dead in the turn whose POSTs no holder has ended yet
+    (``turn.PostTurn._entered_after``): a holder killed before it ended them passes them on.
     """
 
     def __init__(self, path: Path) -> None:
@@ -62,25 +64,33 @@ class TurnFile:
         if self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
 
-    def enter(self, holder: str) -> tuple[float, str]:
+    def enter(self, holder: str) -> tuple[float, tuple[str, ...]]:
         """Note ``holder`` in the turn just taken; returns the time before which it must not
-        POST, and whose mark was still there ("" if none): that run died holding the turn (see
-        ``turn.PostTurn._enter``)."""
-        until, previous = self._note()
-        self._write(f"{until!r} {holder}")
-        return until, previous
+        POST, and the holders it found dead in the turn: the mark still there (that run died
+        holding it) and those a holder before it did not get to end (see ``turn``)."""
+        until, previous, dead = self._note()
+        dead = tuple(dict.fromkeys((*dead, *((previous,) if previous else ()))))
+        self._write(until, holder, dead)
+        return until, dead
+
+    def settled(self, dead: tuple[str, ...], until: float) -> None:
+        """``dead``'s POSTs are ended, and no POST may leave before ``until`` (call it holding
+        the turn): one write, so a holder killed now passes on the one or the other."""
+        before, holder, left = self._note()
+        self._write(max(before, until), holder, tuple(d for d in left if d not in dead))
 
     def leave(self) -> None:
-        """Clear the holder's mark as the turn is given back (the time to wait stays)."""
-        until, _ = self._note()
-        self._write(repr(until))
+        """Clear the holder's mark as the turn is given back (the time to wait, and the dead
+        not yet ended, stay)."""
+        until, _, dead = self._note()
+        self._write(until, "", dead)
 
     def hold_until(self, until: float) -> None:
         """Keep the turn's next holders from POSTing before ``until`` (call it holding the
         turn)."""
-        before, holder = self._note()
+        before, holder, dead = self._note()
         if until > before:
-            self._write(f"{until!r} {holder}")
+            self._write(until, holder, dead)
 
     def close(self) -> None:
         """Close the file (which gives the turn back if it was held)."""
@@ -94,17 +104,19 @@ class TurnFile:
             self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
         return self._fd
 
-    def _note(self) -> tuple[float, str]:
+    def _note(self) -> tuple[float, str, tuple[str, ...]]:
+        """(until, holder or "", dead holders not yet ended); an unreadable note is empty."""
         try:
-            until, _, holder = os.pread(self._handle(), 4096, 0).decode().partition(" ")
-            return float(until or 0.0), holder.strip()
+            until, *rest = os.pread(self._handle(), 4096, 0).decode().split() or ["0"]
+            holder = rest[0] if rest and rest[0] != "-" else ""
+            return float(until), holder, tuple(rest[1:])
         except (OSError, ValueError):
-            return 0.0, ""
+            return 0.0, "", ()
 
-    def _write(self, text: str) -> None:
+    def _write(self, until: float, holder: str, dead: tuple[str, ...]) -> None:
         """The note's new text. A note that cannot be written (a full disk) only loses a wait
         that keeps two POSTs' windows apart: never a reason to stop a POST or a run."""
-        data = text.encode()
+        data = " ".join((repr(until), holder or "-", *dead)).encode()
         with contextlib.suppress(OSError):
             os.pwrite(self._handle(), data, 0)
             os.ftruncate(self._handle(), len(data))
@@ -112,15 +124,22 @@ class TurnFile:
 
 def process_started(pid: int) -> str | None:
     """The process's start time in clock ticks since boot (Linux), to tell a reused pid apart."""
+    fields = _stat(pid)
+    return fields[19] if fields else None
+
+
+def _stat(pid: int) -> list[str] | None:
+    """``/proc/<pid>/stat`` after the command name (state first), or None if unreadable."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return stat.rsplit(")", 1)[1].split()[19]
+    return stat.rsplit(")", 1)[1].split()
 
 
 def alive(host: str, pid: int, pid_started: str | None, alive_at: float) -> bool:
-    """Whether the run that registered these is still running."""
+    """Whether the run that registered these is still running. A process killed but not yet
+    reaped by its parent (a zombie) is not: it sends nothing more, and its locks are free."""
     if host != socket.gethostname():
         return time.time() - alive_at < REMOTE_ALIVE_S
     try:
@@ -129,4 +148,9 @@ def alive(host: str, pid: int, pid_started: str | None, alive_at: float) -> bool
         return False
     except PermissionError:
         pass  # someone else's process with that pid: ours may still be it
-    return pid_started is None or process_started(pid) in (None, pid_started)
+    fields = _stat(pid)
+    if fields is None:
+        return True  # no /proc to tell: it may still be ours
+    if fields[0] in ("Z", "X"):
+        return False
+    return pid_started is None or fields[19] == pid_started

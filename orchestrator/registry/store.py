@@ -170,6 +170,10 @@ class RegistryFile:
             for row in self.rows("SELECT run_id, host, pid, pid_started, alive_at FROM runs", ())
         }
 
+    def nobody_else(self) -> bool:
+        """Whether this run is the account's only live one."""
+        return not self.others_alive()
+
     def others_alive(self) -> bool:
         """Whether a run of the account other than this one is alive."""
         return any(running for run_id, (running, _) in self.runs().items() if run_id != self.run_id)
@@ -209,14 +213,14 @@ class RegistryFile:
         if statements:
             self.transaction(statements)
 
-    def ended_by(self, run_id: str, at: float) -> bool:
-        """``run_id`` died holding the POST turn (the next holder found its mark at ``at``):
-        each of its POSTs had ended by then. Kept only if tighter than what is known, and only
-        if that run is truly gone (a mark a full disk kept from being cleared proves nothing).
-        Not fsynced: lost, the window closes at the run's last heartbeat, the safe side.
-        Returns whether a POST of that dead run is still open."""
-        if self.runs().get(run_id, (False, 0.0))[0]:
-            return False
+    def ended_by(self, run_id: str, at: float) -> None:
+        """``run_id``'s mark was still in the POST turn when the next holder took it at ``at``:
+        it held the turn no more, so each of its POSTs had ended by then (a POST is registered
+        and sent only in its run's turn). So whether that run died there, still looks alive
+        (killed, not yet reaped by its parent: its lock is given back before its pid goes), or
+        lives on (a mark a full disk kept from being cleared). Kept only if tighter than what
+        is known. Not fsynced: lost, the window closes at the run's last heartbeat, the safe
+        side."""
         self.transaction(
             [
                 (
@@ -227,7 +231,6 @@ class RegistryFile:
             ],
             durable=False,
         )
-        return bool(self.rows("SELECT 1 FROM attempts WHERE run_id = ? LIMIT 1", (run_id,)))
 
     def unsent(self, intents: dict[str, float]) -> set[str]:
         rows = self.rows("SELECT since FROM ledgers WHERE ledger = ?", (self.ledger,))

@@ -5,17 +5,27 @@ Krea's clock, and two runs' windows must not overlap. The turn is an ``flock`` h
 is on the wire (the kernel gives it back when its holder dies, however it dies), and what its
 holders write in it and in the registry makes each window a proof rather than a guess:
 
-* **Registered in the turn.** With company, a POST is registered in the registry only once it
-  holds the turn and has waited out the others' lost POSTs, just before it leaves. A run killed
-  while it waited has no attempt there: its intent was never sent, and no run counts it as the
-  possible owner of a job. (Alone, a run registers beside its intent, which costs no time.)
+* **Registered in the turn.** A POST is registered in the registry only once its run holds
+  the turn and has waited out what it must (below). With company that is just before it
+  leaves: a run killed while it waited has no attempt there, its intent was never sent, and no
+  run counts it as the possible owner of a job. Alone, a run takes its hold of the turn (a lock
+  and a mark, no wait), then registers the POST beside its intent, which costs no time; if the
+  hold must wait first, the POST is registered after the wait, as with company.
 * **Claimed in the turn.** With company, the turn is given back only once its POST's job is
   claimed (or its loss noted): a POST of such a run found dead on the wire died in its turn.
 * **Ended by the next holder.** The next run to take the turn finds the dead holder's mark in
   the turn file, so every POST of that run had ended by then: their windows close there
   instead of at the dead run's last heartbeat (up to seconds later, over other runs' POSTs).
+  A holder killed before it ended them passes them on in the note, and a run killed but not
+  yet reaped (it still has a pid) is dead all the same.
 * **Waited out.** A POST leaves only after the windows of lost POSTs (and of a holder that died
   in its turn) have closed, plus what is not known of Krea's clock.
+
+Each of these closes a way two windows overlapped in two-run kill loops (``kill -9`` at random
+points, 10 % of answers lost), where a lost answer's job then fitted another run's POST too and
+was sent again, billed twice: a POST registered before its run held the turn, or before its
+hold's wait, left by a run killed there; a holder killed before it ended a dead holder's POSTs;
+a killed holder taken for alive while unreaped (stop 26: about 1 loop in 20 on two busy cores).
 
 A run alone shares one hold among its own overlapping POSTs (they never need telling apart from
 another run's), so it never waits for itself; a run starting meanwhile waits for the hold to end.
@@ -37,7 +47,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from orchestrator.errors import LedgerError
 from orchestrator.registry.processes import TurnFile
-from orchestrator.registry.store import RegistryFile, Snapshot
+from orchestrator.registry.store import HEARTBEAT_S, RegistryFile, Snapshot
 
 T = TypeVar("T")
 
@@ -73,10 +83,13 @@ class PostTurn:
 
     def _start_turns(self) -> None:
         self._own_turns = 0  #: this run's POSTs sharing its hold of the turn while alone
-        self._own_hold = False  #: whether this run holds the turn for them
         self._turn = TurnFile(self.turn_file)  #: opened once (processes.TurnFile)
         #: POSTs whose registration waits for the turn (key -> floor): see the module docstring
         self._deferred: dict[str, str | None] = {}
+        #: POSTs registered in this run's hold that have not reached :meth:`posting` yet
+        self._joined: set[str] = set()
+        self._entered: asyncio.Future[bool] | None = None  #: the hold's entry (:meth:`_enter`)
+        self._clear = False  #: the hold's entry waits for nothing (:meth:`_may_register`)
 
     @asynccontextmanager
     async def posting(
@@ -84,29 +97,24 @@ class PostTurn:
     ) -> AsyncIterator[None]:
         """Hold the account's POST turn while ``key``'s POST is on the wire (module docstring).
 
-        Alone, a POST joins this run's hold of the turn, or takes it if free; finding it held
-        by another process tells the run it has company after all (a run started since its
-        last look), and it waits like any. With company, a POST waits for the turn, then for
-        the others' lost POSTs, is registered, leaves, and gives the turn back once its job is
-        claimed. ``margin_s``: what is not known of Krea's clock; ``grace_s``: how long after
-        an unanswered POST Krea may still make its job (both real seconds).
+        Alone, a POST is in this run's hold already (it joined it to be registered: ``_join``),
+        or joins it now; finding the turn held by another process tells the run it has company
+        after all (a run started since its last look), and it waits like any. With company, a
+        POST waits for the turn, then for the others' lost POSTs, is registered, leaves, and
+        gives the turn back once its job is claimed. ``margin_s``: what is not known of Krea's
+        clock; ``grace_s``: how long after an unanswered POST Krea may still make its job (both
+        real seconds).
         """
         turn = self._turn
-        if self.alone and (self._own_turns or self._take_own_hold()):
-            self._own_turns += 1
+        if key in self._joined or (self.alone and self._join(grace_s + margin_s)):
+            self._joined.discard(key)  # from here on, this block gives its share back
             try:
-                if self._own_turns == 1:
-                    waited = await self._enter(turn, grace_s + margin_s)
-                else:
-                    waited = False
+                assert self._entered is not None
+                waited = await asyncio.shield(self._entered)
                 await self._register_or_leave(key, moved=waited)
                 yield
             finally:
-                self._own_turns -= 1
-                if not self._own_turns and self._own_hold:
-                    turn.leave()
-                    turn.unlock()
-                    self._own_hold = False
+                self._leave_hold()
             return
         # Polled, never a blocking call in a thread: a cancelled wait must not take it later.
         while not turn.try_lock():  # noqa: ASYNC110
@@ -123,44 +131,90 @@ class PostTurn:
                 turn.leave()
                 turn.unlock()
 
-    def _take_own_hold(self) -> bool:
-        self._own_hold = self._turn.try_lock()
-        if not self._own_hold:
-            self.alone = False  # another run holds the turn
-        return self._own_hold
+    def _join(self, died_s: float) -> bool:
+        """A POST of a run alone shares its hold of the turn, taken now if free (the holder's
+        mark noted at once; what it must wait for is :attr:`_entered`). False, and the run
+        knows it has company, if another process holds the turn."""
+        if not self._own_turns:
+            if not self._turn.try_lock():
+                self.alone = False  # another run holds the turn
+                return False
+            # The mark first, before any registration: a run killed from here on died in its
+            # turn, and the next holder ends its POSTs (the rest may wait: a task).
+            until, dead = self._turn.enter(self.run_id)
+            self._clear = not dead and until <= time.time()
+            self._entered = asyncio.ensure_future(self._entered_after(until, dead, died_s))
+        self._own_turns += 1
+        return True
+
+    def _may_register(self) -> bool:
+        """Whether a POST in this run's hold may be registered now: the hold waits for nothing
+        (any more). Else it is registered once the wait is over, as with company: registered
+        before, a run killed while it waited leaves a POST whose window starts inside the one
+        it waited for (a dead holder's, whose job may come late), and both fit the one job."""
+        return self._clear or (self._entered is not None and self._entered.done())
+
+    def _leave_hold(self) -> None:
+        """A POST's share of the hold ends; the last gives the turn back."""
+        self._own_turns -= 1
+        if self._own_turns:
+            return
+        if self._entered is not None:
+            self._entered.cancel()  # nobody waits for it any more
+            self._entered = None
+        self._turn.leave()
+        self._turn.unlock()
+
+    def _unjoin(self, key: str) -> None:
+        """``key``'s POST will not reach :meth:`posting` from its hold (not sent, or sent with
+        company): its share ends."""
+        if key in self._joined:
+            self._joined.discard(key)
+            self._leave_hold()
 
     async def _enter(self, turn: TurnFile, died_s: float) -> bool:
-        """Note this run in the turn file, end a dead holder's POSTs, and wait out what the
-        file says; True if it waited.
+        """Note this run in the turn just taken, then :meth:`_entered_after` it."""
+        return await self._entered_after(*turn.enter(self.run_id), died_s)
+
+    async def _entered_after(self, until: float, dead: tuple[str, ...], died_s: float) -> bool:
+        """End the POSTs of the holders that died in the turn (``dead``: ``TurnFile.enter``),
+        and wait out what the file said (``until``) and what they leave open; True if it
+        waited.
 
         The file says when a lost POST's window closes (written in its turn by its run). The
         registry says it too (:meth:`_others_settled`), but a run that believes it is alone
         (its last look came before another run started) does not read it: the turn file, which
-        the POST holds anyway, costs a small read and write. A holder's mark still there means
-        it died in its turn: if a POST of it is still open, Krea may make that job for
-        ``died_s`` from now, so this POST waits that long too (and notes it for the next).
+        the POST holds anyway, costs a small read and write. A dead holder's POST may make its
+        job a while after it ended (:meth:`_dead_settled`), so this POST waits that long, and
+        notes it for the next holders in the one write that takes the dead off the note: a
+        holder killed before it passes the dead on, and a holder killed after, the wait.
         """
-        until, previous = turn.enter(self.run_id)
-        if previous and await self._died_with_posts(previous):
-            until = max(until, time.time() + died_s)
-            turn.hold_until(until)
+        if dead:
+            until = max(until, await self._dead_settled(dead, died_s))
+            self._turn.settled(dead, until)
         waited = False
         while (wait := until - time.time()) > 0:
             await asyncio.sleep(wait)
             waited = True
         return waited
 
-    async def _died_with_posts(self, holder: str) -> bool:
-        """``holder`` left its mark in the turn: its POSTs ended by now (``store.ended_by``);
-        True if one of them is still open under its name. A run restarted on its ledger has
-        taken them over, and settles them before it POSTs. A registry that cannot be read
-        answers True: waiting is the safe side."""
-        if holder == self.run_id:
-            return False
+    async def _dead_settled(self, dead: tuple[str, ...], died_s: float) -> float:
+        """End the POSTs of the holders found dead in the turn (``store.ended_by``: each had
+        ended by now); the time before which no POST may leave: until no other run's open POST
+        can still make a job (``died_s`` after its end). That covers a dead holder's POSTs,
+        and those a restarted run took over from it (they are no longer under its name). A
+        registry that cannot be read answers the longest any can take: waiting is the safe
+        side."""
+        now = time.time()
         try:
-            return await self._call(self._file.ended_by, holder, time.time())
+            for holder in dead:
+                if holder != self.run_id:
+                    await self._call(self._file.ended_by, holder, now)
+            attempts = (await self.snapshot(None, claims=False)).attempts
         except LedgerError:
-            return True
+            return now + HEARTBEAT_S + died_s
+        ends = [a.answered_at for a in attempts if a.ledger != self.ledger and a.answered_at]
+        return max(ends, default=0.0) + died_s
 
     async def _register_or_leave(self, key: str, *, moved: bool) -> None:
         """``key``'s POST leaves now: registered here if its registration waited for the turn,

@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import sqlite3
+import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -19,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.registry import HEARTBEAT_S, AccountRegistry, fingerprint, state_dir
-from orchestrator.registry.processes import TurnFile, try_lock
+from orchestrator.registry.processes import TurnFile, alive, process_started, try_lock
 
 BASE, KEY = "https://api.krea.ai", "sk-registry-secret-0001"
 
@@ -484,6 +486,162 @@ async def test_a_run_alone_keeps_the_turn_until_its_last_overlapping_post_ends(
         free.close()
 
 
+REGISTERED_ALONE = """
+import asyncio, sys
+from pathlib import Path
+from orchestrator.registry import AccountRegistry
+
+async def main():
+    async with AccountRegistry.open(sys.argv[1], sys.argv[2], Path(sys.argv[3])) as registry:
+        await registry.before_post("k1", None, 0.4)  # alone: registered beside its intent
+        print("registered", flush=True)
+        await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+async def test_a_run_alone_killed_between_registering_and_sending_dies_in_its_turn(
+    tmp_path: Path,
+) -> None:
+    """Alone, a POST is registered in the run's hold of the turn, so a run killed before the
+    POST left (the registration and the intent are written side by side) leaves its mark: the
+    next run, alone too, ends that POST as it takes the turn and waits the grace. Registered
+    outside the turn, the POST's window reached to the dead run's last heartbeat plus a beat,
+    over the next run's first POSTs: a lost answer among them was a possible duplicate, sent
+    again and billed twice (found in stop 26, about once in thirty two-run kill loops)."""
+    grace, margin = 0.3, 0.1
+    await killed_after(REGISTERED_ALONE, tmp_path / "dead.db", b"registered")
+    async with AccountRegistry.open(BASE, KEY, tmp_path / "b.db") as b:
+        assert b.alone
+        await b.before_post("k2", None, grace + margin)
+        async with b.posting("k2", margin, grace):
+            pass
+        attempts = {a.key: a for a in (await b.snapshot(None)).attempts}
+    dead, sent = attempts["k1"], attempts["k2"]
+    assert dead.answered_at is not None
+    assert sent.sent_at >= dead.answered_at + grace + margin, (
+        "b's POST left once the dead run's could make no more jobs: no job fits both windows"
+    )
+
+
+async def test_a_post_whose_hold_must_wait_is_registered_once_it_may_leave(
+    tmp_path: Path,
+) -> None:
+    """Alone, a run that takes the turn from a holder killed with a POST on the wire waits
+    until that POST can make no more jobs, and registers its own POST only then: registered
+    as it joined, a run killed while it waited left a POST whose window began inside the dead
+    one's, and the dead one's late job fit both (found in stop 26)."""
+    grace, margin = 0.3, 0.1
+    await killed_after(HOLDER, tmp_path / "dead.db", b"posting")
+    async with AccountRegistry.open(BASE, KEY, tmp_path / "b.db") as b:
+        took = time.time()
+        await b.before_post("k2", None, grace + margin)
+        assert [a.key for a in (await b.snapshot(None)).attempts] == ["k1"], "k2 not yet"
+        async with b.posting("k2", margin, grace):
+            pass
+        attempts = {a.key: a for a in (await b.snapshot(None)).attempts}
+    assert attempts["k2"].sent_at >= took + grace + margin
+    dead = attempts["k1"].answered_at
+    assert dead is not None
+    assert attempts["k2"].sent_at >= dead + grace + margin
+
+
+BEFORE_ITS_WAIT = """
+import sys, time
+from orchestrator.registry import fingerprint, state_dir
+from orchestrator.registry.processes import TurnFile
+
+turn = TurnFile(state_dir() / "accounts" / f"{fingerprint(sys.argv[1], sys.argv[2])}.posting")
+assert turn.try_lock()
+turn.enter("run-killed-as-it-entered")
+print("entered", flush=True)
+time.sleep(3600)
+"""
+
+
+async def test_a_holder_killed_before_it_ended_a_dead_holders_posts_passes_them_on(
+    tmp_path: Path,
+) -> None:
+    """A run takes the turn from a holder that died with a POST on the wire and is killed
+    itself before it ended that POST: the next holder ends it and waits the grace all the
+    same, as the note passed the first dead holder on."""
+    grace, margin = 0.3, 0.1
+    await killed_after(HOLDER, tmp_path / "dead.db", b"posting")
+    await killed_after(BEFORE_ITS_WAIT, tmp_path / "second.db", b"entered")
+    async with AccountRegistry.open(BASE, KEY, tmp_path / "b.db") as b:
+        _, holder, *dead = b.turn_file.read_text().split()
+        assert holder == "run-killed-as-it-entered"
+        assert len(dead) == 1, "the first dead holder, not yet ended"
+        took = time.time()
+        async with b.posting("", margin, grace):
+            entered = time.time()
+        (first,) = (await b.snapshot(None)).attempts
+        assert b.turn_file.read_text().split()[1:] == ["-"], "both ended, none passed on"
+    assert entered >= took + grace + margin
+    assert first.answered_at is not None
+    assert first.answered_at <= entered
+
+
+async def test_a_post_that_is_not_sent_gives_the_hold_back(tmp_path: Path) -> None:
+    """Alone, a POST takes the turn before it is registered; one that is not sent after all
+    (its intent could not be written) gives it back, as does a POST that finds company."""
+    async with AccountRegistry.open(BASE, KEY, tmp_path / "a.db") as a:
+        await a.before_post("k1", None)
+        assert try_lock(a.turn_file) is None, "held from the registration on"
+        await a.not_created("k1")
+        free = try_lock(a.turn_file)
+        assert free is not None, "given back: nothing will be sent"
+        free.close()
+        async with AccountRegistry.open(BASE, KEY, tmp_path / "b.db"):
+            await a.before_post("k2", None)
+            assert not a.alone
+            free = try_lock(a.turn_file)
+            assert free is not None, "with company, the POST waits for the turn in posting"
+            free.close()
+            assert (await a.snapshot(None)).attempts == (), "registered only in its turn"
+
+
+def killed_unreaped(script: str, ledger: Path, said: bytes) -> subprocess.Popen[bytes]:
+    """:func:`killed_after`, but left a zombie: dead, not yet reaped by its parent (call
+    ``wait()`` on it to reap it)."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", script, BASE, KEY, str(ledger)], stdout=subprocess.PIPE
+    )
+    assert child.stdout is not None
+    with child.stdout:
+        assert child.stdout.readline().strip() == said
+    child.send_signal(signal.SIGKILL)
+    os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)  # it has exited; still unreaped
+    state = Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    assert state == "Z"
+    return child
+
+
+async def test_a_holder_killed_but_not_yet_reaped_holds_the_next_post_for_the_grace(
+    tmp_path: Path,
+) -> None:
+    """A killed run gives its lock back before its parent reaps it: for that while it still
+    has a pid and its start time (a zombie). Taken for alive, its mark was ignored and the next
+    POST left at once, while the dead POST's window ran on to its last heartbeat plus a beat
+    (found in stop 26, in two-run kill loops). It is dead, and its POSTs ended at the mark."""
+    grace, margin = 0.3, 0.1
+    child = killed_unreaped(HOLDER, tmp_path / "dead.db", b"posting")
+    try:
+        pid = child.pid
+        assert not alive(socket.gethostname(), pid, process_started(pid), time.time())
+        async with AccountRegistry.open(BASE, KEY, tmp_path / "b.db") as b:
+            took = time.time()
+            async with b.posting("", margin, grace):
+                entered = time.time()
+            (dead,) = (await b.snapshot(None)).attempts
+    finally:
+        await asyncio.to_thread(child.wait)
+    assert entered >= took + grace + margin
+    assert dead.answered_at is not None
+    assert dead.answered_at <= entered, "ended at its mark, not at its last heartbeat"
+
+
 async def test_a_run_killed_in_its_turn_with_no_post_open_holds_no_one(tmp_path: Path) -> None:
     """Its mark is there, but every POST of it is settled: nothing of it can still make a job,
     so the next POST does not wait the grace (a run restarted after a kill would otherwise
@@ -502,26 +660,37 @@ def test_the_turn_file_is_one_descriptor_whose_lock_and_note_behave_as_files_did
     tmp_path: Path,
 ) -> None:
     """TurnFile takes and gives back the lock other descriptors see, and keeps the note
-    ("<until> <holder>") through enter, hold_until and leave; closing it gives the lock back."""
+    ("<until> <holder> <dead> ...") through enter, hold_until, settled and leave; closing it
+    gives the lock back."""
     path = tmp_path / "account.posting"
     turn = TurnFile(path)
     assert turn.try_lock()
     assert try_lock(path) is None, "another descriptor (another run) finds the turn held"
-    assert turn.enter("run-a") == (0.0, "")
+    assert turn.enter("run-a") == (0.0, ())
     turn.hold_until(123.5)
     turn.hold_until(100.0)  # an earlier time never shortens the wait
     assert path.read_text() == "123.5 run-a"
     turn.leave()
-    assert path.read_text() == "123.5"
+    assert path.read_text() == "123.5 -"
     turn.unlock()
     other = try_lock(path)
     assert other is not None, "given back: free for another run"
     other.close()
     assert turn.try_lock()
-    assert turn.enter("run-b") == (123.5, "")  # the wait stays for the next holder
+    assert turn.enter("run-b") == (123.5, ())  # the wait stays for the next holder
     turn.close()
     free = try_lock(path)
     assert free is not None, "closed: the kernel gave the lock back"
     free.close()
     path.write_text("7.25 run-dead")  # a holder that died in its turn left its mark
-    assert TurnFile(path).enter("run-c") == (7.25, "run-dead")
+    c = TurnFile(path)
+    assert c.enter("run-c") == (7.25, ("run-dead",))
+    assert path.read_text() == "7.25 run-c run-dead", "passed on until run-c ends its POSTs"
+    c.close()  # run-c is killed before it did
+    d = TurnFile(path)
+    assert d.enter("run-d") == (7.25, ("run-dead", "run-c")), "both dead, neither ended"
+    d.settled(("run-dead", "run-c"), 9.5)
+    assert path.read_text() == "9.5 run-d", "ended, and the wait they leave, in one write"
+    d.close()
+    path.write_text("7.25")  # an older version's note, given back
+    assert TurnFile(path).enter("run-e") == (7.25, ())
