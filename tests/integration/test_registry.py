@@ -486,19 +486,18 @@ async def test_a_run_alone_keeps_the_turn_until_its_last_overlapping_post_ends(
         free.close()
 
 
-REGISTERED_ALONE = """
-import asyncio, sys
-from pathlib import Path
-from orchestrator.registry import AccountRegistry
-
-async def main():
-    async with AccountRegistry.open(sys.argv[1], sys.argv[2], Path(sys.argv[3])) as registry:
-        await registry.before_post("k1", None, 0.4)  # alone: registered beside its intent
+#: A run alone killed once its POST is registered (beside its intent), before it is sent.
+REGISTERED_ALONE = HOLDER.replace(
+    """        await registry.post_started("k1", None)
+        async with registry.posting("k1"):
+            print("posting", flush=True)
+            await asyncio.Event().wait()
+""",
+    """        await registry.before_post("k1", None, 0.4)
         print("registered", flush=True)
         await asyncio.Event().wait()
-
-asyncio.run(main())
-"""
+""",
+)
 
 
 async def test_a_run_alone_killed_between_registering_and_sending_dies_in_its_turn(
@@ -510,6 +509,7 @@ async def test_a_run_alone_killed_between_registering_and_sending_dies_in_its_tu
     outside the turn, the POST's window reached to the dead run's last heartbeat plus a beat,
     over the next run's first POSTs: a lost answer among them was a possible duplicate, sent
     again and billed twice (found in stop 26, about once in thirty two-run kill loops)."""
+    assert REGISTERED_ALONE != HOLDER
     grace, margin = 0.3, 0.1
     await killed_after(REGISTERED_ALONE, tmp_path / "dead.db", b"registered")
     async with AccountRegistry.open(BASE, KEY, tmp_path / "b.db") as b:
