@@ -120,10 +120,12 @@ class ReviewQueries:
         ]  # fmt: skip
 
     async def reroll_keys(self, batch: str) -> frozenset[str]:
-        """Keys of the takes rerolls made in ``batch`` that are still to be sent."""
+        """Keys of the takes rerolls made in ``batch`` that are still to be sent, or may be: a
+        take a killed run left ``submitting`` or ``ambiguous`` goes back to ``pending`` when
+        reconciliation finds its POST made nothing, and this run must then send it."""
         rows = await self._fetch(
             "SELECT key FROM jobs WHERE batch = ? AND reroll_of IS NOT NULL AND planned = 1 "
-            "AND state IN ('pending', 'waiting')",
+            "AND state IN ('pending', 'waiting', 'submitting', 'ambiguous')",
             (batch,),
         )
         return frozenset(str(key) for (key,) in rows)

@@ -247,6 +247,30 @@ async def test_a_killed_reroll_is_resumed_by_the_next_and_each_take_is_billed_on
     assert len(billed) == 5, json.dumps(billed, indent=1)
 
 
+async def test_a_killed_reroll_whose_post_made_nothing_is_sent_by_the_next(
+    simulator: StartSimulator, tmp_path: Path
+) -> None:
+    """kill -9 once the new take's POST got no answer and made no job: the take is left
+    ambiguous, and the next `reroll` finds out it was never made and sends it (the takes it
+    sends were once chosen before that was known, and it ended with exit 0, the take unsent)."""
+    work = await _ran(simulator, tmp_path, scale=20)
+    await _mark(work, hero_t1="reject")
+    work.sim.configure(fault_reset_rate=1.0)  # every request dropped unanswered, nothing made
+    argv = orchestrator(*_reroll_args(work), "--ledger", str(work.ledger))
+    proc = await asyncio.create_subprocess_exec(*argv, env=work.env(), stderr=DEVNULL)
+    await work.sim.wait_until(lambda stats: stats["faults"].get("reset", 0) >= 2)
+    proc.send_signal(signal.SIGKILL)
+    await proc.wait()
+    assert (await _rows(work))["hero_t1~r2"].state in (S.SUBMITTING, S.AMBIGUOUS)
+    work.sim.configure(fault_reset_rate=0.0)
+
+    code, _, err = await work.call(*_reroll_args(work))
+
+    assert code == 0, err
+    assert (await _rows(work))["hero_t1~r2"].state is S.DONE
+    assert len([job for job in work.sim.jobs() if job["charged_micro"]]) == 5
+
+
 async def test_a_manifest_edit_drops_the_takes_of_the_entry_it_changed(
     simulator: StartSimulator, tmp_path: Path
 ) -> None:
