@@ -86,7 +86,8 @@ class PostTurn:
         self._turn = TurnFile(self.turn_file)  #: opened once (processes.TurnFile)
         #: POSTs whose registration waits for the turn (key -> floor): see the module docstring
         self._deferred: dict[str, str | None] = {}
-        #: POSTs registered in this run's hold that have not reached :meth:`posting` yet
+        #: POSTs in this run's hold (registered in it, or to be once its wait is over) that
+        #: have not reached :meth:`posting` yet
         self._joined: set[str] = set()
         self._entered: asyncio.Future[bool] | None = None  #: the hold's entry (:meth:`_enter`)
         self._clear = False  #: the hold's entry waits for nothing (:meth:`_may_register`)

@@ -548,7 +548,7 @@ async def test_a_post_whose_hold_must_wait_is_registered_once_it_may_leave(
 
 
 BEFORE_ITS_WAIT = """
-import sys, time
+import signal, sys
 from orchestrator.registry import fingerprint, state_dir
 from orchestrator.registry.processes import TurnFile
 
@@ -556,7 +556,7 @@ turn = TurnFile(state_dir() / "accounts" / f"{fingerprint(sys.argv[1], sys.argv[
 assert turn.try_lock()
 turn.enter("run-killed-as-it-entered")
 print("entered", flush=True)
-time.sleep(3600)
+signal.pause()  # until it is killed
 """
 
 
